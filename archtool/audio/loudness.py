@@ -95,6 +95,38 @@ class LoudnessMeter:
         cum_hi = np.array([np.interp(hi, bounds, sums[:, c]) for c in range(self.channels)])
         return (cum_hi - cum_lo) / (BLOCK_S * self.sample_rate)
 
+    def _short_term(self) -> np.ndarray:
+        """Short-term (3 s) K-weighted power every 100 ms, weighted over channels."""
+        sums = np.array(self._sums + [self._sums[-1] + self._acc])
+        g = _channel_weights(self.channels)
+        span = 30  # sub-blocks of 100 ms
+        if sums.shape[0] - 1 < span:
+            return np.zeros(0)
+        diff = sums[span:] - sums[:-span]
+        return (diff * g[None]).sum(axis=1) / (3.0 * self.sample_rate)
+
+    def stats(self) -> dict[str, float]:
+        """Integrated loudness, loudness range (EBU Tech 3342), max momentary and short-term."""
+        z = self.block_energies()
+        g = _channel_weights(self.channels)[:, None]
+        with np.errstate(divide="ignore"):
+            momentary = -0.691 + 10 * np.log10((g * z).sum(axis=0)) if z.shape[1] else np.zeros(0)
+            short = -0.691 + 10 * np.log10(self._short_term())
+        lra = math.nan
+        st = short[short >= ABSOLUTE_GATE_LUFS]
+        if st.size:
+            rel = -0.691 + 10 * np.log10(np.mean(10 ** ((st + 0.691) / 10))) - 20.0
+            st = st[st >= rel]
+            if st.size:
+                lo, hi = np.percentile(st, [10, 95])
+                lra = float(hi - lo)
+        return {
+            "integrated_lufs": self.integrated(),
+            "loudness_range_lu": lra,
+            "max_momentary_lufs": float(momentary.max()) if momentary.size else -math.inf,
+            "max_short_term_lufs": float(short.max()) if short.size else -math.inf,
+        }
+
     def integrated(self) -> float:
         """Gated integrated loudness in LUFS; ``-inf`` if silent or shorter than 400 ms."""
         z = self.block_energies()
