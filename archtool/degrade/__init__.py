@@ -1,0 +1,34 @@
+"""Seeded simulation of archival defects with ground-truth labels (``archtool degrade``).
+
+Public API::
+
+    from archtool.degrade import Degrader, load_recipe, apply_unit, list_units, list_recipes
+    deg = Degrader("mixed-archive", noise_dir=None, rir_dir=None, background_dir=None)
+    degraded, labels = deg(clean, sample_rate, np.random.default_rng(0))
+    y, label = apply_unit("hum", clean, 16000, {"freq_hz": 60, "snr_db": 20}, rng)
+
+Units live one per module in :mod:`archtool.degrade.units`; recipes are TOML files
+(:mod:`archtool.degrade.recipe`), the built-in ones in ``archtool/recipes/degrade``.
+"""
+from __future__ import annotations
+
+from archtool.degrade.base import Param, Unit, all_units, get_unit
+from archtool.degrade.degrader import Degrader, apply_unit, true_snr_db
+from archtool.degrade.recipe import Recipe, builtin_recipes, load_recipe, parse_recipe
+from archtool.degrade.sources import Sources
+
+
+def list_units() -> dict[str, dict]:
+    """Every unit: ``{name: {"kind", "summary", "params": {param: "range (default): meaning"}}}``."""
+    return {name: {"kind": u.kind, "summary": u.summary,
+                   "params": {k: p.describe() for k, p in u.params.items()}}
+            for name, u in sorted(all_units().items())}
+
+
+def list_recipes() -> list[str]:
+    """Names of the built-in recipes."""
+    return builtin_recipes()
+
+
+__all__ = ["Degrader", "apply_unit", "list_units", "list_recipes", "load_recipe", "parse_recipe", "Recipe",
+           "Sources", "Param", "Unit", "get_unit", "true_snr_db"]

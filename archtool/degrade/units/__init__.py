@@ -1,0 +1,20 @@
+"""Importing this package registers every degradation unit (one module per unit)."""
+from archtool.degrade.units import (  # noqa: F401
+    background,
+    bandlimit,
+    clicks,
+    clipping,
+    codec,
+    crackle,
+    dc_offset,
+    fragment,
+    gaps,
+    hiss,
+    hum,
+    noise,
+    phone,
+    reverb,
+    rumble,
+    surface_noise,
+    wow,
+)
