@@ -38,6 +38,14 @@ def list_restorers(pattern: str = "*") -> list[str]:
     return sorted(n for n in _RESTORERS if fnmatch.fnmatch(n, pattern))
 
 
+def restorer_class(name: str) -> Any:
+    """The registered class (factory) for ``name``, without instantiating it."""
+    _load_all()
+    if name not in _RESTORERS:
+        raise UnknownNameError("restorer", name, list(_RESTORERS))
+    return _RESTORERS[name]
+
+
 def get_restorer(name: str, **config: Any) -> Any:
     """An instance of restorer ``name``; cached per worker process so models load once."""
     _load_all()

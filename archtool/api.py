@@ -1,0 +1,59 @@
+"""The library facade: everything the CLI does, callable from Python.
+
+    from archtool.api import restore_batch, restore_file, restore_audio
+    batch = restore_batch("transfers", "restored")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from archtool.engine.atomic import write_text_atomic
+from archtool.engine.batch import BatchResult, run_batch
+from archtool.engine.devices import resolve_devices
+from archtool.engine.settings import RestoreSettings
+from archtool.report.writers import report_csv, report_json
+
+
+def restore_batch(input_path: str | Path, out_dir: str | Path, settings: RestoreSettings | None = None, *,
+                  jobs: int | None = None, resume: bool = True, dry_run: bool = False, devices: str = "auto",
+                  on_start: Callable | None = None, on_result: Callable | None = None) -> BatchResult:
+    """Restore a folder (or one file) into ``out_dir`` and write report.json / report.csv there.
+
+    Returns the per-file results; never raises for a bad file (see ``result["status"]``).
+    Raises UsageError for unusable paths (e.g. ``out_dir`` equal to the input folder).
+    """
+    settings = settings or RestoreSettings()
+    device = resolve_devices(devices)[0]
+    batch = run_batch(input_path, out_dir, settings, jobs=jobs, resume=resume, dry_run=dry_run,
+                      device=device, on_start=on_start, on_result=on_result)
+    out_dir = Path(out_dir)
+    if not dry_run:
+        write_text_atomic(out_dir / "report.json", report_json(batch.results, batch.skipped, settings.to_dict()), out_dir)
+        write_text_atomic(out_dir / "report.csv", report_csv(batch.results), out_dir)
+    return batch
+
+
+def restore_file(path: str | Path, out_dir: str | Path, settings: RestoreSettings | None = None) -> dict[str, Any]:
+    """Restore one file into ``out_dir``; returns its result dict (``status``, ``output``, loudness...)."""
+    batch = restore_batch(path, out_dir, settings, jobs=1)
+    return batch.results[0]
+
+
+def restore_audio(audio: np.ndarray, sample_rate: int, steps: list | None = None, *,
+                  normalize: bool = True, target_lufs: float = -23.0, true_peak_dbtp: float = -1.0,
+                  device: str = "cpu", seed: int = 0) -> np.ndarray:
+    """Restore in memory: apply ``steps`` (a list of Step) then loudness normalisation.
+
+    ``audio`` is float32 ``(channels, samples)``; returns the same shape.
+    """
+    from archtool.audio.loudness import normalize_loudness
+    from archtool.restore.chain import run_steps
+
+    x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    y = run_steps(x, sample_rate, steps or [], device, seed)
+    if normalize:
+        y, _, _ = normalize_loudness(y, sample_rate, target_lufs, true_peak_dbtp)
+    return y

@@ -1,0 +1,26 @@
+"""Resolve ``--devices auto|cpu|cuda:0,cuda:1`` to a list of torch device names."""
+from __future__ import annotations
+
+from archtool.errors import UsageError
+
+
+def resolve_devices(spec: str = "auto") -> list[str]:
+    """``auto``: every visible GPU, else ``["cpu"]``. Unknown or unavailable devices -> UsageError."""
+    import torch
+
+    spec = (spec or "auto").strip().lower()
+    n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if spec == "auto":
+        return [f"cuda:{i}" for i in range(n_gpu)] or ["cpu"]
+    devices = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        if part == "cpu":
+            devices.append("cpu")
+        elif part.startswith("cuda"):
+            idx = int(part.split(":", 1)[1]) if ":" in part else 0
+            if idx >= n_gpu:
+                raise UsageError(f"--devices {spec}: {part} is not available ({n_gpu} GPU(s) visible)")
+            devices.append(f"cuda:{idx}")
+        else:
+            raise UsageError(f"--devices: unknown device {part!r} (use auto, cpu or cuda:N)")
+    return devices or ["cpu"]

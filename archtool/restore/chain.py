@@ -1,0 +1,38 @@
+"""Run a plan's steps over audio; the engine calls this on each chunk (with context)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from archtool.restore.base import Step
+from archtool.restore.registry import get_restorer
+
+
+def context_samples(steps: Sequence[Step], sample_rate: int) -> int:
+    """Samples of context each chunk needs on each side: the steps' contexts add up."""
+    total = 0.0
+    for step in steps:
+        total += float(getattr(get_restorer(step.restorer), "context_s", 0.0))
+    return int(np.ceil(total * sample_rate))
+
+
+def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
+              device: str | torch.device = "cpu", seed: int = 0) -> np.ndarray:
+    """Apply ``steps`` in order to float32 ``(channels, samples)`` audio.
+
+    Each restorer receives its step's params plus ``seed`` (the file's seed), so
+    stochastic restorers are reproducible and independent of worker placement.
+    """
+    if not steps:
+        return audio
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    for step in steps:
+        restorer = get_restorer(step.restorer)
+        params = dict(step.params)
+        params.setdefault("seed", seed)
+        x = restorer.process(x, sample_rate, params, device)
+        if x.shape != audio.shape:
+            raise RuntimeError(f"restorer {step.restorer} changed the shape {tuple(audio.shape)} -> {tuple(x.shape)}")
+    return x.detach().to("cpu").numpy().astype(np.float32, copy=False)
