@@ -9,7 +9,7 @@ import importlib
 
 import typer
 
-TRAIN_MODULES: tuple[str, ...] = ()
+TRAIN_MODULES: tuple[str, ...] = ("bwe", "opgan")
 
 
 def register(app: typer.Typer) -> None:

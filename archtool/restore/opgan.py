@@ -1,0 +1,147 @@
+"""Restorer ``opgan``: blind removal of blended noise, background mixture and reverberation
+with an Op-GAN generator (archtool.models.opgan) loaded from a checkpoint.
+
+The audio is resampled to the model's rate, cut into overlapping segments of the model's
+length (each peak-normalised into [-1, 1] as in training, restored, and scaled back),
+batched on the device and overlap-added (archtool.models.overlap_add). The result is
+resampled back to the input's rate. Above the model's band (input rate > model rate)
+the input's own content is kept, denoised by the DSP ``denoise`` restorer when that is
+installed. Output has the input's shape, rate, channels, dtype and device.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torchaudio
+
+from archtool.errors import CheckpointError, UsageError
+from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint
+from archtool.models.opgan import OpGANGenerator, build_generator
+from archtool.models.overlap_add import overlap_add
+from archtool.restore.registry import register_restorer
+
+#: Shipped checkpoints by material name.
+PACKAGED = {"speech": "opgan_speech16k.pt", "music": "opgan_music22k.pt"}
+PEAK = 0.95
+MAX_GAIN = 1e4
+
+
+class OpGANModel:
+    """A loaded generator with its rate and segment length; ``restore`` works at that rate."""
+
+    def __init__(self, path: str | Path, device: torch.device | str = "cpu"):
+        state, meta = load_checkpoint(path)
+        if meta.get("model") != "opgan":
+            raise CheckpointError(f"{path}: not an Op-GAN checkpoint (model={meta.get('model')!r})")
+        self.path, self.meta = Path(path), meta
+        self.rate = int(meta["sample_rate"])
+        self.segment = int(meta["segment"])
+        self.gen: OpGANGenerator = build_generator(meta["arch"])
+        try:
+            self.gen.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not match the architecture ({exc})") from None
+        self.gen.eval().requires_grad_(False)
+        self.device = torch.device(device)
+        self.gen.to(self.device)
+
+    def to(self, device: torch.device | str) -> "OpGANModel":
+        device = torch.device(device)
+        if device != self.device:
+            self.gen.to(device)
+            self.device = device
+        return self
+
+    def _segments(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, segment)`` -> restored, each segment normalised by its own peak."""
+        peak = x.abs().amax(dim=-1, keepdim=True)
+        gain = (PEAK / peak.clamp_min(PEAK / MAX_GAIN))
+        return self.gen(x * gain) / gain
+
+    @torch.no_grad()
+    def restore(self, audio: torch.Tensor, batch_size: int = 16, overlap: float = 0.5) -> torch.Tensor:
+        """Restore ``(C, N)`` audio at the model's rate; returns ``(C, N)``."""
+        return overlap_add(self._segments, audio, self.segment, overlap=overlap,
+                           batch_size=batch_size, device=self.device, window="hann")
+
+
+def resolve_checkpoint(name_or_path: str) -> Path:
+    """A packaged material name (``speech``, ``music``) or a path to a ``.pt`` checkpoint."""
+    if name_or_path in PACKAGED:
+        return PACKAGED_DIR / PACKAGED[name_or_path]
+    path = Path(name_or_path)
+    if not path.exists():
+        raise UsageError(f"{name_or_path}: no such Op-GAN checkpoint "
+                         f"(give a .pt path or one of {', '.join(PACKAGED)})")
+    return path
+
+
+def _resample(x: torch.Tensor, src: int, dst: int) -> torch.Tensor:
+    return x if src == dst else torchaudio.functional.resample(x, src, dst)
+
+
+@register_restorer("opgan")
+class OpGANRestorer:
+    """Op-GAN blind restorer for noise + background + reverberation blends.
+
+    Config: ``checkpoint`` (a path or ``speech``/``music``); when it is not given, the
+    checkpoint is chosen per call by ``params["model"]`` (default ``speech``).
+    Params: ``model``, ``batch`` (segments per device batch, default 16), ``overlap``
+    (default 0.5), ``high_band`` (``denoise`` or ``keep``: what to do above the model's
+    band, default ``denoise`` when the DSP denoiser is installed).
+    """
+
+    name: ClassVar[str] = "opgan"
+    kinds: ClassVar[tuple[str, ...]] = ("noise", "background", "reverb")
+    context_s: ClassVar[float] = 1.0
+
+    def __init__(self, checkpoint: str | None = None):
+        self.checkpoint = checkpoint
+        self._models: dict[Path, OpGANModel] = {}
+
+    def model(self, params: dict[str, Any] | None = None, device: torch.device | str = "cpu") -> OpGANModel:
+        """The loaded model for these params (loaded once per instance, then cached)."""
+        name = self.checkpoint or str((params or {}).get("model", "speech"))
+        path = resolve_checkpoint(name)
+        if path not in self._models:
+            self._models[path] = OpGANModel(path, device)
+        return self._models[path].to(device)
+
+    def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
+                device: torch.device | str = "cpu") -> torch.Tensor:
+        """Restore ``audio`` ``(C, N)`` float32 at ``sample_rate``; same shape out."""
+        if audio.dim() != 2:
+            raise ValueError(f"audio must be (channels, samples), got shape {tuple(audio.shape)}")
+        if audio.shape[-1] == 0:
+            return audio.clone()
+        model = self.model(params, device)
+        x = audio.detach().to(torch.float32)
+        low = _resample(x, sample_rate, model.rate)
+        restored = model.restore(low.to(model.device), batch_size=int(params.get("batch", 16)),
+                                 overlap=float(params.get("overlap", 0.5))).to(x.device)
+        y = _fit(_resample(restored, model.rate, sample_rate), x.shape[-1])
+        if sample_rate > model.rate:
+            y = y + self._high_band(x, sample_rate, model.rate, params, device)
+        return y.to(dtype=audio.dtype, device=audio.device)
+
+    def _high_band(self, x: torch.Tensor, rate: int, model_rate: int, params: dict[str, Any],
+                   device: torch.device | str) -> torch.Tensor:
+        """The input's content above ``model_rate / 2`` (what a resampling round trip removes)."""
+        source = x
+        if params.get("high_band", "denoise") == "denoise":
+            from archtool.restore.registry import list_restorers, get_restorer
+
+            if "denoise" in list_restorers():
+                source = get_restorer("denoise").process(x, rate, {"seed": params.get("seed", 0)}, device)
+                source = source.to(x.device, torch.float32)
+        round_trip = _fit(_resample(_resample(source, rate, model_rate), model_rate, rate), x.shape[-1])
+        return source - round_trip
+
+
+def _fit(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Trim or zero-pad the last axis to ``n`` samples."""
+    if x.shape[-1] >= n:
+        return x[..., :n]
+    return torch.nn.functional.pad(x, (0, n - x.shape[-1]))

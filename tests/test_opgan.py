@@ -1,0 +1,278 @@
+"""Op-GAN: Self-ONN layer, generator/discriminator, overlap-add, checkpoints, training, restorer."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from archtool.models.checkpoint import load_checkpoint, save_checkpoint
+from archtool.models.opgan import OpGANDiscriminator, OpGANGenerator, build_generator
+from archtool.models.overlap_add import overlap_add
+from archtool.models.selfonn import SelfONN1d
+from archtool.train.losses import MultiResolutionSTFTLoss, lsd_db, sdr_db, si_sdr_db
+from tests.conftest import speech_like
+
+
+# -- Self-ONN layer ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 2, 1), (2, 2, 1), (1, 4, 2), (4, 0, 1)])
+def test_selfonn_output_shape_matches_conv1d(stride, padding, dilation):
+    x = torch.rand(3, 4, 257) * 2 - 1
+    layer = SelfONN1d(4, 6, 5, stride=stride, padding=padding, dilation=dilation, q=3)
+    ref = torch.nn.Conv1d(4, 6, 5, stride=stride, padding=padding, dilation=dilation)
+    assert layer(x).shape == ref(x).shape
+    assert layer.weight.shape == (6, 12, 5)
+
+
+def test_selfonn_q1_equals_conv1d():
+    torch.manual_seed(0)
+    layer = SelfONN1d(3, 5, 7, stride=2, padding=3, q=1)
+    conv = torch.nn.Conv1d(3, 5, 7, stride=2, padding=3)
+    conv.load_state_dict(layer.state_dict())
+    x = torch.rand(2, 3, 301) * 2 - 1
+    assert torch.equal(layer(x), conv(x))
+
+
+def test_selfonn_is_a_sum_of_convolutions_of_powers():
+    torch.manual_seed(1)
+    layer = SelfONN1d(2, 3, 5, padding=2, q=3)
+    x = torch.rand(2, 2, 64) * 2 - 1
+    expected = layer.bias[None, :, None].expand(2, 3, 64).clone()
+    for p in range(3):
+        w = layer.weight[:, 2 * p:2 * (p + 1)]
+        expected = expected + torch.nn.functional.conv1d(x ** (p + 1), w, padding=2)
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+
+
+def test_selfonn_gradients_reach_every_power():
+    layer = SelfONN1d(2, 4, 3, padding=1, q=3)
+    x = (torch.rand(2, 2, 50) * 2 - 1).requires_grad_(True)
+    layer(x).pow(2).mean().backward()
+    for p in range(3):
+        assert layer.weight.grad[:, 2 * p:2 * (p + 1)].abs().sum() > 0
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_selfonn_rejects_q0():
+    with pytest.raises(ValueError):
+        SelfONN1d(1, 1, 3, q=0)
+
+
+# -- networks ---------------------------------------------------------------------------------
+
+def test_generator_and_discriminator_shapes_and_identity_start():
+    gen = OpGANGenerator(width=4, depth=4, q=3)
+    disc = OpGANDiscriminator(width=4, q=3)
+    x = torch.rand(2, 1, 4096) * 1.8 - 0.9
+    y = gen(x)
+    assert y.shape == x.shape
+    assert torch.equal(y, x)  # residual generator starts as the identity
+    assert disc(x).shape == (2, 1, 4096 // 256)
+    with pytest.raises(ValueError):
+        gen(torch.zeros(1, 1, 4100))
+
+
+def test_generator_backward_reaches_all_layers():
+    gen = OpGANGenerator(width=4, depth=3, q=2, residual=False)
+    x = torch.rand(2, 1, 1024) * 2 - 1
+    gen(x).pow(2).mean().backward()
+    grads = [p.grad for p in gen.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum() > 0) for g in grads) == len(grads)
+
+
+# -- losses and metrics -----------------------------------------------------------------------
+
+def test_losses_and_metrics_measure_what_they_claim():
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(2, 8000, generator=g)
+    noise = torch.randn(2, 8000, generator=g)
+    est = s + 0.1 * noise  # 20 dB SNR
+    assert torch.allclose(sdr_db(est, s), torch.full((2,), 20.0), atol=0.3)
+    assert float(si_sdr_db(3 * s, s).min()) > 60  # scale-invariant
+    assert torch.allclose(si_sdr_db(est, s), sdr_db(est, s), atol=0.3)
+    assert float(lsd_db(s, s).max()) < 1e-3 and float(lsd_db(est, s).min()) > 0.5
+    mr = MultiResolutionSTFTLoss()
+    assert float(mr(s, s)) < 1e-4 < float(mr(est, s))
+
+
+# -- overlap-add ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("window,overlap", [("hann", 0.5), ("hann", 0.75), ("tukey", 0.25), ("boxcar", 0.0)])
+def test_overlap_add_reconstructs_a_linear_model_exactly(window, overlap):
+    x = torch.randn(2, 10_007)
+    y = overlap_add(lambda s: 0.5 * s, x, 1024, overlap=overlap, batch_size=3, window=window)
+    assert y.shape == x.shape
+    assert torch.allclose(y, 0.5 * x, atol=1e-5)
+
+
+def test_overlap_add_short_signal_and_per_segment_normalisation():
+    x = torch.randn(1, 300) * 1e-3
+    calls = []
+
+    def normalised(seg):
+        calls.append(seg.shape)
+        peak = seg.abs().amax(-1, keepdim=True).clamp_min(1e-9)
+        return (seg / peak) * peak  # a model run at unit peak, scaled back
+
+    y = overlap_add(normalised, x, 2048)
+    assert torch.allclose(y, x, atol=1e-9)
+    assert all(c[1:] == (1, 2048) for c in calls)
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+def test_checkpoint_round_trip_is_weights_only(tmp_path):
+    gen = OpGANGenerator(width=4, depth=3, q=3, residual=False)
+    meta = {"model": "opgan", "arch": gen.config, "sample_rate": 16000, "segment": 2048}
+    path = save_checkpoint(tmp_path / "g.pt", gen.state_dict(), meta)
+    blob = torch.load(path, map_location="cpu", weights_only=True)  # no pickled objects
+    assert set(blob) == {"state_dict", "meta_json"}
+    state, meta2 = load_checkpoint(path)
+    assert meta2 == json.loads(json.dumps(meta)) == json.loads((tmp_path / "g.json").read_text())
+    gen2 = build_generator(meta2["arch"])
+    gen2.load_state_dict(state)
+    x = torch.rand(1, 1, 2048) * 2 - 1
+    assert torch.equal(gen(x), gen2(x))
+
+
+# -- training ---------------------------------------------------------------------------------
+
+def _clean_dir(tmp_path: Path, n: int = 4, rate: int = 8000) -> Path:
+    from archtool.audio.io import write_audio
+
+    d = tmp_path / "clean"
+    d.mkdir()
+    for i in range(n):
+        write_audio(d / f"clip_{i}.wav", speech_like(2.0, rate, seed=i), rate)
+    return d
+
+
+def _tiny_cfg(tmp_path: Path, data: Path, **kw):
+    from archtool.train.opgan import TrainConfig
+
+    base = dict(data=[str(data)], output=str(tmp_path / "ck" / "opgan.pt"), rate=8000, segment=2048,
+                width=4, depth=3, q=2, batch=4, steps=40, val_every=20, val_items=8, w_adv=0.0,
+                lr=2e-3, holdout_fraction=0.0, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _awgn(clean, rate, rng):
+    """White noise at 5 dB SNR: the simplest real degradation (keeps the test fast)."""
+    p = float(np.mean(clean ** 2)) + 1e-9
+    return (clean + rng.standard_normal(clean.shape) * np.sqrt(p / 10 ** 0.5)).astype(np.float32), {}
+
+
+def test_training_steps_reduce_the_loss(tmp_path):
+    from archtool.train.opgan import OpGANTrainer, evaluate
+
+    torch.set_num_threads(1)
+    tr = OpGANTrainer(_tiny_cfg(tmp_path, _clean_dir(tmp_path)), degrader=_awgn, progress=False)
+    before = evaluate(tr.gen, tr.val_x, tr.val_y)
+    with torch.no_grad():
+        l1_before = float((tr.gen(tr.val_x) - tr.val_y).abs().mean())
+    tr.run()
+    after = evaluate(tr.gen, tr.val_x, tr.val_y)
+    with torch.no_grad():
+        l1_after = float((tr.gen(tr.val_x) - tr.val_y).abs().mean())
+    assert abs(before["sdr_improvement_db"]) < 1e-6  # identity at the start
+    assert l1_after < 0.9 * l1_before
+    assert after["sdr_improvement_db"] > 0.5
+    _, meta = load_checkpoint(tmp_path / "ck" / "opgan.pt")
+    assert meta["steps"] in (20, 40) and meta["q"] == 2 and meta["sample_rate"] == 8000
+    assert meta["validation"]["sdr_improvement_db"] > 0
+    assert {f["split"] for f in meta["data"]["files"]} == {"train"}
+
+
+def test_training_is_deterministic_and_resumable(tmp_path):
+    from archtool.train.opgan import OpGANTrainer
+
+    torch.set_num_threads(1)
+    data = _clean_dir(tmp_path)
+    a = OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / "a.pt"), steps=4, val_every=2),
+                     degrader=_awgn, progress=False)
+    a.run()
+    b = OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / "b.pt"), steps=2, val_every=2),
+                     degrader=_awgn, progress=False)
+    b.run()
+    b2 = OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / "b.pt"), steps=4, val_every=2),
+                      degrader=_awgn, progress=False)
+    assert b2.load_state() and b2.step == 2
+    b2.run()
+    for (k, va), vb in zip(a.gen.state_dict().items(), b2.gen.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_training_with_the_rar_recipe(tmp_path, shared_data):
+    from archtool.train.opgan import OpGANTrainer
+
+    torch.set_num_threads(1)
+    cfg = _tiny_cfg(tmp_path, _clean_dir(tmp_path), steps=2, val_every=2, rir_dir=str(shared_data / "rir"),
+                    background_dir=str(shared_data / "background"))
+    tr = OpGANTrainer(cfg, progress=False)
+    tr.run()
+    assert tr.val_x.shape == (8, 1, 2048) and float(tr.val_x.abs().max()) <= 0.95 + 1e-6
+    assert not torch.equal(tr.val_x, tr.val_y)
+
+
+def test_cli_trains_a_checkpoint(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from archtool.cli import train_opgan
+
+    app = typer.Typer()
+    group = typer.Typer()
+    train_opgan.register(group)
+    app.add_typer(group, name="train")
+    data = _clean_dir(tmp_path)
+    out = tmp_path / "cli.pt"
+    res = CliRunner().invoke(app, ["train", "opgan", "--data", str(data), "-o", str(out), "--rate", "8000",
+                                   "--steps", "2", "--batch", "2", "--segment", "2048", "--width", "4",
+                                   "--depth", "3", "--q", "2", "--val-every", "2", "--adv-weight", "0"])
+    assert res.exit_code == 0, res.output
+    _, meta = load_checkpoint(out)
+    assert meta["arch"] == {"width": 4, "depth": 3, "q": 2, "residual": True}
+    bad = CliRunner().invoke(app, ["train", "opgan", "--data", str(data), "-o", str(out), "--segment",
+                                   "2050", "--steps", "1"])
+    assert bad.exit_code != 0
+
+
+# -- restorer ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def identity_checkpoint(tmp_path) -> Path:
+    gen = OpGANGenerator(width=4, depth=3, q=3, residual=True)  # zero-initialised correction
+    meta = {"model": "opgan", "arch": gen.config, "sample_rate": 16000, "segment": 2048}
+    return save_checkpoint(tmp_path / "identity.pt", gen.state_dict(), meta)
+
+
+@pytest.mark.parametrize("rate,channels", [(16000, 1), (44100, 2), (8000, 1)])
+def test_restorer_keeps_shape_rate_and_channels(identity_checkpoint, rate, channels):
+    from archtool.restore.registry import get_restorer
+
+    r = get_restorer("opgan", checkpoint=str(identity_checkpoint))
+    g = torch.Generator().manual_seed(rate)
+    n = int(1.3 * rate)
+    t = torch.arange(n) / rate
+    x = (0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.05 * torch.randn(channels, n, generator=g)).float()
+    if rate > 16000:
+        x = x + 0.1 * torch.sin(2 * torch.pi * 15000 * t)  # above the model's band: kept
+    y = r.process(x, rate, {"high_band": "keep"}, "cpu")
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert torch.isfinite(y).all()
+    # an identity model must give the input back through resampling and overlap-add
+    assert float(sdr_db(y, x).min()) > 25
+    assert r is get_restorer("opgan", checkpoint=str(identity_checkpoint))  # loaded once per worker
+
+
+def test_restorer_rejects_a_missing_checkpoint(tmp_path):
+    from archtool.errors import ArchtoolError
+    from archtool.restore.opgan import OpGANRestorer
+
+    with pytest.raises(ArchtoolError):
+        OpGANRestorer(checkpoint=str(tmp_path / "nope.pt")).process(torch.zeros(1, 100), 16000, {}, "cpu")
