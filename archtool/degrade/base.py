@@ -108,9 +108,11 @@ class Unit:
         return out
 
 
-# Canonical order of the signal chain: acoustics, the medium's additive noises,
-# speed errors, band limitation, lossy coding, then the digitisation faults.
-STAGE_ACOUSTIC, STAGE_MIX, STAGE_MEDIUM, STAGE_SPEED, STAGE_BAND, STAGE_CODEC, STAGE_DC, \
+# Canonical order of the signal chain: acoustics (reverb, background), speed errors (so
+# that the medium's own noises and every later label are in output time), the medium's
+# additive noises, band limitation, lossy coding, then the digitisation faults (DC, gaps,
+# clipping last so flat tops and zeroed samples survive exactly).
+STAGE_ACOUSTIC, STAGE_MIX, STAGE_SPEED, STAGE_MEDIUM, STAGE_BAND, STAGE_CODEC, STAGE_DC, \
     STAGE_GAPS, STAGE_CLIP = range(0, 90, 10)
 
 _UNITS: dict[str, Unit] = {}

@@ -116,7 +116,8 @@ class Degrader:
             if pos is not None:
                 label.pop("time_map", None)  # the composed map is reported once, at top level
                 reference = warp(reference, pos).astype(np.float32)
-                gap_mask = warp(gap_mask[None].astype(np.float64), pos)[0] > 0.5
+                # a sample stays a gap only if every input sample it interpolates from was one
+                gap_mask = np.abs(warp((~gap_mask)[None].astype(np.float64), pos)[0]) < 1e-12
                 positions = pos if positions is None else np.interp(pos, np.arange(n), positions)
             severity = float(label.pop("severity"))
             unit_kinds = label.pop("kinds", {unit.kind: severity})

@@ -5,14 +5,14 @@ by forward-backward filtering), so energy above the labelled cutoff is >= 40 dB 
 ``downsample`` (factor 2 or 4), seed 002: (1) "cheby": Chebyshev type I order-8 low-pass,
 then subsampling by discarding samples; (2) "decimate": scipy.signal.decimate;
 (3) "resample": Fourier resampling; (4) "mix": one of the three at random. The
-low-rate signal is brought back to the original rate (band-limited "sinc" polyphase
-interpolation, or seed 002's cubic "spline"), so the shape is unchanged.
+low-rate signal is brought back to the original rate (band-limited "sinc" interpolation by
+FFT zero-padding, or seed 002's cubic "spline"), so the shape is unchanged.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.interpolate import CubicSpline
-from scipy.signal import cheby1, cheby2, decimate, lfilter, resample, resample_poly, sosfiltfilt
+from scipy.signal import cheby1, cheby2, decimate, lfilter, resample, sosfiltfilt
 
 from archtool.degrade.base import STAGE_BAND, Param, register_unit
 
@@ -74,7 +74,7 @@ def downsample(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random
     scheme = params["scheme"] if params["scheme"] != "mix" else SCHEMES[int(rng.integers(len(SCHEMES)))]
     low = downsample_scheme(audio, factor, scheme)
     if params["upsample"] == "sinc":
-        up = resample_poly(low, factor, 1, axis=-1)
+        up = resample(low, low.shape[1] * factor, axis=-1)  # FFT interpolation: nothing above the low Nyquist
     else:
         t_low = np.arange(low.shape[1]) * factor
         up = CubicSpline(t_low, low, axis=-1, extrapolate=True)(np.arange(n))

@@ -2,14 +2,16 @@
 
 The decoded signal is realigned to the input (the codec's delay is found by
 cross-correlation) and cut or padded to the input's length. The encoder's low-pass is set
-explicitly, so the label's ``cutoff_hz`` is the codec's audio bandwidth.
+explicitly (``encoder_cutoff_hz``); since codecs roll off gradually, the label's
+``cutoff_hz`` is measured on the output: the lowest frequency above which every band
+is at least 20 dB below the input (Welch spectra).
 """
 from __future__ import annotations
 
 import subprocess
 
 import numpy as np
-from scipy.signal import fftconvolve
+from scipy.signal import fftconvolve, welch
 
 from archtool.degrade.base import STAGE_CODEC, Param, register_unit
 from archtool.degrade.units.bandlimit import bandlimit_severity
@@ -55,6 +57,22 @@ def align(decoded: np.ndarray, reference: np.ndarray, max_lag: int) -> np.ndarra
     return out
 
 
+def measured_cutoff(reference: np.ndarray, output: np.ndarray, sample_rate: int,
+                    drop_db: float = 20.0) -> float | None:
+    """Lowest frequency above which the output's spectrum stays >= ``drop_db`` below the reference's
+    (bands where the reference itself is 60 dB under its peak are ignored). None if never."""
+    nper = min(1024, reference.shape[-1])
+    f, p_ref = welch(reference.mean(axis=0), sample_rate, nperseg=nper)
+    _, p_out = welch(output.mean(axis=0), sample_rate, nperseg=nper)
+    live = p_ref > p_ref.max() * 1e-6
+    below = (p_out <= p_ref * 10 ** (-drop_db / 10)) | ~live
+    if not below[-1]:
+        return None
+    above_ok = np.flip(np.logical_and.accumulate(np.flip(below)))
+    first = int(np.argmax(above_ok))
+    return float(f[first]) if first > 0 else None
+
+
 @register_unit("codec", "bandlimit", {
     "format": Param(str, "mp3", "codec", choices=("mp3", "opus")),
     "bitrate_kbps": Param(int, 32, "bitrate (kbit/s)", 6, 320),
@@ -64,7 +82,7 @@ def align(decoded: np.ndarray, reference: np.ndarray, max_lag: int) -> np.ndarra
 def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Generator, sources=None):
     """Encode and decode with ffmpeg (libmp3lame / libopus) through pipes, realigned.
 
-    Severity: bandlimit_severity of the encoder's cutoff, plus 0.3 below 24 kbit/s
+    Severity: bandlimit_severity of the measured cutoff, plus 0.3 below 24 kbit/s
     (audible coding noise), capped at 1.
     """
     c, n = audio.shape
@@ -83,6 +101,8 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
                    str(sample_rate), "-ac", str(c), "pipe:"], coded)
     decoded = np.frombuffer(dec, dtype="<f4").reshape(-1, c).T.astype(np.float64)
     out = align(decoded, audio.astype(np.float64), max_lag=int(0.1 * sample_rate))
-    sev = min(1.0, bandlimit_severity(cutoff, sample_rate) + (0.3 if kbps < 24 else 0.0))
-    return out.astype(np.float32), {"severity": float(sev), "cutoff_hz": float(cutoff),
-                                    "format": fmt, "bitrate_kbps": kbps}
+    measured = measured_cutoff(audio.astype(np.float64), out, sample_rate)
+    band = bandlimit_severity(measured, sample_rate) if measured is not None else 0.0
+    sev = min(1.0, band + (0.3 if kbps < 24 else 0.0))
+    return out.astype(np.float32), {"severity": float(sev), "cutoff_hz": measured,
+                                    "encoder_cutoff_hz": float(cutoff), "format": fmt, "bitrate_kbps": kbps}

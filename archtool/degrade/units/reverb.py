@@ -50,12 +50,16 @@ def direct_to_reverberant_db(ir: np.ndarray, sample_rate: int, window_ms: float 
     return float(10 * np.log10(direct / rest)) if rest > 0 else float("inf")
 
 
-def align_ir(ir: np.ndarray) -> np.ndarray:
-    """Shift a measured IR ``(channels, n)`` so its direct-path peak is at 0 with amplitude 1."""
-    peak = int(np.argmax(np.max(np.abs(ir), axis=0)))
+def align_ir(ir: np.ndarray, channels: int) -> np.ndarray:
+    """Pick ``channels`` channels of a measured IR ``(c, n)`` (the first ones, or the first one
+    repeated) and shift them so the strongest arrival is at sample 0 with amplitude 1."""
+    ir = ir[:channels] if ir.shape[0] >= channels else np.repeat(ir[:1], channels, axis=0)
+    peak = int(np.argmax(np.sum(np.abs(ir), axis=0)))
     ir = ir[:, peak:].astype(np.float64)
-    amp = ir[:, 0][np.argmax(np.abs(ir[:, 0]))]
-    return ir / amp if amp != 0 else ir
+    for ch in range(ir.shape[0]):
+        if ir[ch, 0] != 0:
+            ir[ch] /= ir[ch, 0]
+    return ir
 
 
 @register_unit("reverb", "reverb", {
@@ -81,8 +85,7 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
         if not folder:
             raise ValueError("reverb source='folder' needs an impulse-response folder with audio (--rir-dir)")
         name, ir = folder.pick(sample_rate, rng)
-        ir = align_ir(ir)
-        ir = ir[:c] if ir.shape[0] >= c else np.repeat(ir[:1], c, axis=0)
+        ir = align_ir(ir, c)
         label["rir_file"] = name
     else:
         ir = np.repeat(synthetic_rir(sample_rate, params["rt60_s"], params["drr_db"], rng)[None], c, axis=0)
