@@ -9,7 +9,7 @@ import importlib
 
 import typer
 
-TRAIN_MODULES: tuple[str, ...] = ("bwe", "opgan")
+TRAIN_MODULES: tuple[str, ...] = ("inpaint", "bwe", "opgan")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,34 @@
+"""`archtool train inpaint`: train the spectrogram inpainting U-Net."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(group: typer.Typer) -> None:
+    @group.command("inpaint")
+    def train_inpaint_cmd(
+        data: Path = typer.Option(..., "--data", help="Folder of clean audio to train on (every 5th file is held out)."),
+        rate: int = typer.Option(16000, "--rate", help="Model sample rate in Hz (16000: speech layout; 22050+: music layout)."),
+        out: Path = typer.Option(..., "-o", "--out", help="Checkpoint to write (NAME.pt, with NAME.json metadata)."),
+        steps: int = typer.Option(4000, "--steps", help="Optimiser steps."),
+        seed: int = typer.Option(0, "--seed", help="Seed for patches and masks."),
+        batch: int = typer.Option(8, "--batch", help="Patches per step."),
+        resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from OUT.pt.state.pt if present."),
+    ) -> None:
+        """Train the gap-inpainting U-Net on magnitude spectrograms (gaps + fragmentation masks)."""
+        import torch
+
+        from archtool.errors import UsageError
+        from archtool.train.inpaint import InpaintTrainConfig, train_inpaint
+
+        if steps < 1 or batch < 1:
+            raise UsageError("--steps and --batch must be at least 1")
+        if not 8000 <= rate <= 192000:
+            raise UsageError(f"--rate {rate}: must be between 8000 and 192000 Hz")
+        torch.set_num_threads(1)
+        cfg = InpaintTrainConfig(data_dir=data, out=out, sample_rate=rate, steps=steps, seed=seed,
+                                 batch=batch, resume=resume)
+        meta = train_inpaint(cfg, log=lambda s: typer.echo(s))
+        typer.echo(f"wrote {out} (steps {meta.get('steps')}, validation {meta.get('validation')})")

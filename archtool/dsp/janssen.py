@@ -1,0 +1,131 @@
+"""Short-gap interpolation with autoregressive models, from both sides of a gap.
+
+Two estimators of a contiguous run of missing samples ``x[start:stop]`` (pure
+functions on 1-D float arrays; ``x``'s values inside the gap are ignored):
+
+- :func:`janssen_interpolate` -- Janssen, Veldhuis & Vries (1986): alternate between
+  estimating an AR model of the segment around the gap (first from the known
+  samples only, then from the segment with the gap filled) and least-squares AR
+  interpolation of the gap given that model (``archtool.dsp.ar.ar_interpolate``).
+  The LSAR solution uses the known samples on *both* sides at once.
+- :func:`bidirectional_extrapolate` -- forward prediction from the left context with
+  a model fitted on the left, backward prediction from the right context with a
+  model fitted on the right, cross-faded with a raised cosine over the gap
+  (Etter 1996; Kauppinen & Roth 2002). It keeps the energy up in the middle of
+  longer gaps, where LSAR decays towards zero.
+
+:func:`ar_fill` is the short-gap method restore uses (Janssen); the cheap
+bidirectional prediction initialises the phase of long gaps before the U-Net path.
+:func:`ar_order_for` picks the model order from the gap length and rate.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import lfilter, lfiltic
+
+from archtool.dsp.ar import ar_estimate, ar_interpolate
+
+__all__ = ["ar_order_for", "janssen_interpolate", "bidirectional_extrapolate", "ar_fill"]
+
+
+def ar_order_for(gap_samples: int, sample_rate: int) -> int:
+    """Model order for a gap: twice the gap length, within [16, 20 ms of samples].
+
+    On held-out speech and music (10-50 ms gaps) this beat orders of one gap length
+    capped at 10 ms by 0-2.5 dB SNR, most for tonal music.
+    """
+    cap = max(16, int(round(0.020 * sample_rate)))
+    return int(min(max(16, 2 * gap_samples), cap))
+
+
+def _context(gap: int, order: int, sample_rate: int) -> int:
+    return int(max(4 * order, 2 * gap, round(0.040 * sample_rate)))
+
+
+def janssen_interpolate(x: np.ndarray, start: int, stop: int, sample_rate: int, *,
+                        order: int | None = None, iterations: int = 3,
+                        context: int | None = None) -> np.ndarray:
+    """Fill ``x[start:stop]`` by Janssen's iterative AR estimation + LSAR interpolation.
+
+    Args:
+        x: 1-D signal ``(n,)``, any float dtype.
+        start, stop: the gap in samples, ``0 <= start < stop <= n``.
+        sample_rate: Hz (only used to choose defaults).
+        order: AR order (default :func:`ar_order_for`).
+        iterations: model re-estimations after the first fill (0 gives plain LSAR).
+        context: known samples used on each side (default ``max(4p, 2 * gap, 40 ms)``).
+
+    Returns:
+        The filled gap, shape ``(stop - start,)``, float64.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    gap = stop - start
+    p = int(order or ar_order_for(gap, sample_rate))
+    c = int(context or _context(gap, p, sample_rate))
+    lo, hi = max(0, start - c), min(x.shape[0], stop + c)
+    seg = x[lo:hi].copy()
+    miss = np.zeros(seg.shape[0], dtype=bool)
+    miss[start - lo:stop - lo] = True
+    seg[miss] = 0.0
+    known = int((~miss).sum())
+    if known < 2 * p + 2:
+        p = max(1, known // 4)
+    if known < 4:
+        return np.zeros(gap)
+    a, _ = ar_estimate(seg, p, valid=~miss)
+    filled = ar_interpolate(seg, miss, coeffs=a)
+    for _ in range(int(iterations)):
+        a, _ = ar_estimate(filled, p, window=True)
+        filled = ar_interpolate(seg, miss, coeffs=a)
+    return filled[miss]
+
+
+def _predict(history: np.ndarray, a: np.ndarray, count: int) -> np.ndarray:
+    """Continue ``history`` (oldest first, >= p samples) by ``count`` AR predictions."""
+    p = a.shape[0]
+    zi = lfiltic([1.0], np.concatenate(([1.0], -a)), history[::-1][:p])
+    out, _ = lfilter([1.0], np.concatenate(([1.0], -a)), np.zeros(count), zi=zi)
+    return out
+
+
+def bidirectional_extrapolate(x: np.ndarray, start: int, stop: int, sample_rate: int, *,
+                              order: int | None = None, context: int | None = None) -> np.ndarray:
+    """Cross-faded forward (from the left) and backward (from the right) AR prediction.
+
+    Same arguments as :func:`janssen_interpolate`; a side with fewer than ``2p``
+    known samples is not used (the other side carries the whole gap). Returns the
+    gap, shape ``(stop - start,)``, float64.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n, gap = x.shape[0], stop - start
+    p = int(order or ar_order_for(gap, sample_rate))
+    c = int(context or _context(gap, p, sample_rate))
+    left = x[max(0, start - c):start]
+    right = x[stop:min(n, stop + c)]
+    fwd = bwd = None
+    if left.shape[0] >= 2 * p:
+        a, _ = ar_estimate(left, p)
+        fwd = _predict(left, a, gap)
+    if right.shape[0] >= 2 * p:
+        rev = right[::-1]
+        a, _ = ar_estimate(rev, p)
+        bwd = _predict(rev, a, gap)[::-1]
+    if fwd is None and bwd is None:
+        return np.zeros(gap)
+    if fwd is None:
+        return bwd
+    if bwd is None:
+        return fwd
+    w = 0.5 + 0.5 * np.cos(np.pi * (np.arange(gap) + 0.5) / gap)  # 1 -> 0 across the gap
+    return w * fwd + (1.0 - w) * bwd
+
+
+def ar_fill(x: np.ndarray, start: int, stop: int, sample_rate: int, *,
+            order: int | None = None, iterations: int = 3) -> np.ndarray:
+    """The AR fill archtool uses for short gaps: Janssen (3 re-estimations) at :func:`ar_order_for`.
+
+    Returns the gap ``(stop - start,)`` float64. (Mixing in the bidirectional
+    prediction where LSAR loses energy was tried and scored lower SNR on held-out
+    speech and music at 10-50 ms, so it is not used here.)
+    """
+    return janssen_interpolate(x, start, stop, sample_rate, order=order, iterations=iterations)
