@@ -102,8 +102,8 @@ def model_band_upper(model: BandwidthExtender, rate: int) -> np.ndarray:
 class PairSampler:
     """Draws ``(input, target, cutoff_hz, rate)`` batches for a task (numpy, explicit rng)."""
 
-    def __init__(self, cfg: BweTrainConfig, clips: list[D.Clip], noises: list[D.Clip]):
-        self.cfg, self.clips, self.noises = cfg, clips, noises
+    def __init__(self, cfg: BweTrainConfig, clips: list[D.Clip], noises: list[D.Clip], degrader: Any = None):
+        self.cfg, self.clips, self.noises, self.degrader = cfg, clips, noises, degrader
 
     def batch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         cfg = self.cfg
@@ -123,13 +123,18 @@ class PairSampler:
                 nominal = rng.uniform(3000.0, min(11000.0, 0.8 * rate / 2))
                 x = D.lowpass_music(s, rate, nominal, rng)
                 cut = nominal * rng.uniform(0.85, 1.0)
+            elif self.degrader is not None and rng.random() < 0.5:
+                y, labels = self.degrader(s[None].astype(np.float32), rate, rng)
+                x = np.asarray(y[0], np.float64)
+                label_cut = float((labels or {}).get("cutoff_hz") or 0.0)
+                cut = float(np.clip(label_cut if label_cut > 0 else 3400.0, 2500.0, 7800.0)) * rng.uniform(0.85, 1.0)
             else:
                 noise = None
                 if self.noises and rng.random() < 0.85:
                     nc = self.noises[int(rng.integers(0, len(self.noises)))]
                     noise = D.resample(nc.audio, nc.rate, rate)
                 x = D.phone_degrade(s, rate, noise, rng)
-                cut = 3400.0
+                cut = 3400.0 * rng.uniform(0.9, 1.05)
             xs.append(x)
             ss.append(s)
             cs.append(cut)
@@ -218,7 +223,7 @@ def train_bwe(cfg: BweTrainConfig) -> dict[str, Any]:
         history = meta.get("history", [])
         rng = np.random.default_rng([cfg.seed, start])
         cfg.log(f"resumed from {cfg.out} at step {start}")
-    sampler = PairSampler(cfg, train_clips, noises)
+    sampler = PairSampler(cfg, train_clips, noises, _phone_degrader(cfg) if cfg.task == "phone" else None)
     meta: dict[str, Any] = {}
     t0, running = time.time(), []
     for step in range(start + 1, cfg.steps + 1):
@@ -258,6 +263,25 @@ def train_bwe(cfg: BweTrainConfig) -> dict[str, Any]:
     return meta
 
 
+def _phone_degrader(cfg: BweTrainConfig) -> Any:
+    """The team's ``phone`` degradation recipe (archtool.degrade) over training noises only
+    (held-out noises are linked out of a private folder), or None when unavailable."""
+    try:
+        from archtool.degrade import Degrader
+    except ImportError:
+        return None
+    background = None
+    if cfg.noise_dir is not None and Path(cfg.noise_dir).is_dir():
+        background = Path(cfg.out).parent / f".{Path(cfg.out).stem}_noise"
+        background.mkdir(parents=True, exist_ok=True)
+        for f in sorted(Path(cfg.noise_dir).iterdir()):
+            link = background / f.name
+            if f.stem not in D.HELD_OUT_NOISE and not link.exists():
+                link.symlink_to(f.resolve())
+    rir = Path(cfg.data_dir).parent / "rir"
+    return Degrader("phone", rir_dir=rir if rir.is_dir() else None, background_dir=background)
+
+
 def _metadata(cfg: BweTrainConfig, model: torch.nn.Module, step: int, val: dict, history: list,
               train_clips: list[D.Clip], eval_clips: list[D.Clip], noises: list[D.Clip]) -> dict[str, Any]:
     arch = model.config.to_dict() if hasattr(model, "config") else {}
@@ -274,7 +298,8 @@ def _metadata(cfg: BweTrainConfig, model: torch.nn.Module, step: int, val: dict,
         "loss": "T-PCM (alpha=%.2f) x %.1f/10 + band-envelope L1 + 0.5 x bin log-power L1" % (cfg.alpha, cfg.tpcm_weight),
         "degradations": {"speech": "seed 002 schemes: cheby_subsample, decimate, resample, mix",
                          "music": "low-pass 3-11 kHz: butterworth / chebyshev / brick wall / resample",
-                         "phone": "noise 5-30 dB, colouring, 200-400..3200-3600 Hz band-pass, 8 kHz, mu-law"}[cfg.task],
+                         "phone": "half: noise 5-30 dB, colouring, 200-400..3200-3600 Hz band-pass, 8 kHz, mu-law; "
+                                  "half: archtool degrade recipe 'phone' (rir + training backgrounds)"}[cfg.task],
         "data": {"train": sources_rows(cfg.data_dir, train_clips),
                  "held_out": sorted({c.name.split("#")[0] for c in eval_clips}),
                  "noise": sources_rows(cfg.noise_dir, noises) if noises else []},

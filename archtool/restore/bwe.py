@@ -1,0 +1,127 @@
+"""Restorer ``bwe``: conservative learned bandwidth extension for the ``bandlimit`` kind.
+
+Above the analysed cutoff (``params["cutoff_hz"]``, the bandlimit finding's measure;
+estimated from the audio when absent) a :class:`~archtool.models.bwe.BandwidthExtender`
+generates the missing band. The input is never re-synthesised: the output is
+``input + extension`` where every FFT bin of the extension below the cutoff is zeroed
+(float64), so the original band is kept to float rounding and ``gain = 0`` returns the
+input unchanged. ``params``:
+
+* ``cutoff_hz`` (float): where the content stops; extension starts there;
+* ``gain`` (float, default 1, alias ``bwe_gain``): level of the generated band (0 = off);
+* ``content`` (``auto`` | ``speech`` | ``music``): which model; ``auto`` takes the speech
+  models at 16 kHz and below and the music model above;
+* ``seed`` (int, default 0): the random phases of the noise excitation.
+
+Also the library functions :func:`extend_bandwidth` (numpy in, numpy out) and
+:func:`super_resolve` (rate change then extension).
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from scipy import signal
+
+from archtool.errors import CheckpointError, UsageError
+from archtool.models.bwe import BandwidthExtender, BweConfig, effective_cutoff_hz, highpass_exact
+from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint
+from archtool.restore.registry import register_restorer
+
+PACKAGED = {"speech_x2": "bwe_speech_x2.pt", "speech_x4": "bwe_speech_x4.pt", "music": "bwe_music.pt"}
+_MODELS: dict[str, BandwidthExtender] = {}
+
+
+def load_extender(name_or_path: str) -> BandwidthExtender:
+    """A packaged model (``speech_x2``, ``speech_x4``, ``music``) or a checkpoint path; cached."""
+    path = PACKAGED_DIR / PACKAGED[name_or_path] if name_or_path in PACKAGED else Path(name_or_path)
+    key = str(path)
+    if key not in _MODELS:
+        if not path.exists():
+            raise UsageError(f"{name_or_path}: no such bandwidth-extension checkpoint "
+                             f"(give a .pt path or one of {', '.join(PACKAGED)})")
+        state, meta = load_checkpoint(path)
+        if meta.get("model") != "bandwidth_extender":
+            raise CheckpointError(f"{path}: not a bandwidth-extension checkpoint (model={meta.get('model')!r})")
+        model = BandwidthExtender(BweConfig(**meta["arch"]))
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not match the architecture ({exc})") from None
+        _MODELS[key] = model.eval().requires_grad_(False)
+    return _MODELS[key]
+
+
+def choose_model(rate: int, cutoff_hz: float, content: str = "auto") -> str:
+    """Packaged model name for ``content`` at ``rate`` with content up to ``cutoff_hz``."""
+    if content not in ("auto", "speech", "music"):
+        raise UsageError(f"bwe content {content!r}: one of auto, speech, music")
+    if content == "music" or (content == "auto" and rate > 16000):
+        return "music"
+    return "speech_x4" if cutoff_hz <= 0.3 * rate else "speech_x2"
+
+
+def extend_bandwidth(audio: np.ndarray, rate: int, cutoff_hz: float | None = None, gain: float = 1.0,
+                     content: str = "auto", seed: int = 0, model: str | None = None) -> np.ndarray:
+    """Generate the band above ``cutoff_hz`` of ``audio`` ``(C, N)`` float32; same shape.
+
+    Below the cutoff the output equals the input (to float rounding); ``gain`` scales
+    the generated band. ``cutoff_hz`` None: estimated with
+    :func:`~archtool.models.bwe.effective_cutoff_hz`.
+    """
+    audio = np.asarray(audio, np.float32)
+    if audio.ndim != 2:
+        raise ValueError(f"audio must be (channels, samples), got shape {audio.shape}")
+    if gain < 0:
+        raise UsageError(f"bwe gain {gain}: must be >= 0 (0 turns extension off)")
+    nyq = rate / 2
+    if cutoff_hz is None:
+        cutoff_hz = effective_cutoff_hz(audio, rate)
+    cutoff_hz = float(cutoff_hz)
+    if gain == 0 or audio.shape[-1] < 64 or cutoff_hz >= 0.95 * nyq or cutoff_hz < 500.0:
+        return audio.copy()
+    extender = load_extender(model or choose_model(rate, cutoff_hz, content))
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        parts = extender(torch.from_numpy(audio), rate, cutoff_hz, gain=float(gain), generator=gen,
+                         return_parts=True)
+    ext = highpass_exact(parts["extension"].numpy(), rate, cutoff_hz)
+    return (audio.astype(np.float64) + ext).astype(np.float32)
+
+
+def super_resolve(audio: np.ndarray, rate_in: int, rate_out: int, gain: float = 1.0,
+                  content: str = "speech", seed: int = 0, model: str | None = None) -> np.ndarray:
+    """Upsample ``audio`` ``(C, N)`` from ``rate_in`` to ``rate_out`` (windowed sinc) and
+    generate the band above the input's effective cutoff; returns ``(C, N')`` at ``rate_out``."""
+    if rate_out <= rate_in:
+        raise UsageError(f"super-resolution needs rate_out > rate_in (got {rate_in} -> {rate_out})")
+    frac = Fraction(rate_out, rate_in)
+    up = signal.resample_poly(np.asarray(audio, np.float64), frac.numerator, frac.denominator, axis=-1)
+    up = up.astype(np.float32)
+    cut = effective_cutoff_hz(up, rate_out, rate_in / 2)
+    cut = float(np.clip(cut, 0.7 * rate_in / 2, 0.97 * rate_in / 2))
+    if model is None and content == "speech":
+        model = "speech_x4" if rate_out >= 3.5 * rate_in else "speech_x2"
+    return extend_bandwidth(up, rate_out, cut, gain, content, seed, model)
+
+
+@register_restorer("bwe")
+class BandwidthExtension:
+    """Learned, conservative bandwidth extension (see the module docstring)."""
+
+    name: ClassVar[str] = "bwe"
+    kinds: ClassVar[tuple[str, ...]] = ("bandlimit",)
+    context_s: ClassVar[float] = 0.25
+
+    def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
+                device: torch.device | str = "cpu") -> torch.Tensor:
+        gain = float(params.get("gain", params.get("bwe_gain", 1.0)))
+        cutoff = params.get("cutoff_hz")
+        out = extend_bandwidth(audio.detach().cpu().numpy(), int(sample_rate),
+                               None if cutoff is None else float(cutoff), gain,
+                               str(params.get("content", "auto")), int(params.get("seed", 0)),
+                               params.get("model"))
+        return torch.from_numpy(out).to(device=audio.device, dtype=audio.dtype)
