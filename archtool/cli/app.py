@@ -27,7 +27,7 @@ app = typer.Typer(
 
 # One module per command under archtool.cli; each defines ``register(app)``.
 # A command whose issue has not landed is simply absent from this tuple.
-COMMAND_MODULES: tuple[str, ...] = ("restore", "eval", "models", "train")
+COMMAND_MODULES: tuple[str, ...] = ("restore", "eval", "models", "train", "degrade")
 
 
 def _version(value: bool) -> None:

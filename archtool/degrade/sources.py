@@ -48,7 +48,7 @@ class Folder:
         self._bad: set[int] = set()
 
     def __bool__(self) -> bool:
-        return len(self.files) > len(self._bad)
+        return bool(self.files)
 
     def load(self, index: int, sample_rate: int) -> np.ndarray:
         """Decode file ``index`` as float32 ``(channels, n)`` at ``sample_rate`` (cached)."""
@@ -65,12 +65,20 @@ class Folder:
         return self._cache[key]
 
     def pick(self, sample_rate: int, rng: np.random.Generator) -> tuple[str, np.ndarray]:
-        """A random usable file: ``(name relative to the folder, audio)``; skips undecodable ones."""
+        """A random usable file: ``(name relative to the folder, audio)``.
+
+        An undecodable or silent file is replaced by the next file in sorted order, so the
+        choice depends only on ``rng`` (not on which files this process met before).
+        """
         from archtool.errors import ArchtoolError
 
-        while self:
-            candidates = [i for i in range(len(self.files)) if i not in self._bad]
-            i = candidates[int(rng.integers(len(candidates)))]
+        if not self.files:
+            raise LookupError(f"{self.path}: no audio file")
+        first = int(rng.integers(len(self.files)))
+        for k in range(len(self.files)):
+            i = (first + k) % len(self.files)
+            if i in self._bad:
+                continue
             try:
                 audio = self.load(i, sample_rate)
             except ArchtoolError:
@@ -80,7 +88,7 @@ class Folder:
                 self._bad.add(i)
                 continue
             assert self.path is not None
-            name = self.files[i].name if self.path.is_file() else str(self.files[i].relative_to(self.path))
+            name = self.files[i].name if self.path.is_file() else self.files[i].relative_to(self.path).as_posix()
             return name, audio
         raise LookupError(f"{self.path}: no usable audio file")
 
