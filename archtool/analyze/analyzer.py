@@ -1,0 +1,115 @@
+"""Run every detector over one file or one in-memory signal and build its Profile."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from archtool.analyze import (background, bandlimit, clicks, clipping, crackle, dc_offset, gaps, hum,
+                              noise, reverb, rumble, surface_noise, wow)
+from archtool.analyze.features import CHUNK_S, FeatureAccumulator, Features
+from archtool.analyze.profile import Finding, Profile
+from archtool.errors import InvalidAudioError
+
+BLOCK_S = 2.0
+
+
+def findings_from_features(f: Features) -> list[Finding]:
+    """One Finding per defect kind, in ``archtool.kinds.KINDS`` order."""
+    bl = bandlimit.detect(f)
+    # the noise model is fitted below the effective bandwidth (above it there is nothing)
+    top = bl.measures["cutoff_hz"] if bl.measures["cutoff_hz"] < 0.95 * f.sample_rate / 2 else None
+    nz = noise.detect(f, top_hz=top)
+    floor = nz.measures["noise_floor_dbfs"]
+    floor = -200.0 if floor is None else float(floor)
+    out = {
+        "noise": nz,
+        "background": background.detect(f, floor),
+        "reverb": reverb.detect(f, floor),
+        "clicks": clicks.detect(f),
+        "crackle": crackle.detect(f),
+        "surface_noise": surface_noise.detect(f),
+        "hum": hum.detect(f),
+        "rumble": rumble.detect(f),
+        "gaps": gaps.detect(f, floor),
+        "bandlimit": bl,
+        "clipping": clipping.detect(f),
+        "wow": wow.detect(f),
+        "dc_offset": dc_offset.detect(f),
+    }
+    from archtool.kinds import KINDS
+
+    return [out[k] for k in KINDS]
+
+
+def _profile(path: str, f: Features) -> Profile:
+    dc = float(np.max(np.abs(f.mean))) if f.channels else 0.0
+    return Profile(path=path, duration_s=round(f.duration_s, 6), sample_rate=f.sample_rate,
+                   channels=f.channels,
+                   loudness_lufs=None if f.loudness_lufs is None else round(f.loudness_lufs, 3),
+                   true_peak_dbtp=None if f.true_peak_dbtp is None else round(f.true_peak_dbtp, 3),
+                   dc_offset=round(dc, 6), findings=findings_from_features(f))
+
+
+def features_of_audio(audio: np.ndarray, sample_rate: int, *, chunk_s: float = CHUNK_S) -> Features:
+    """:class:`Features` of an in-memory ``(channels, samples)`` (or ``(samples,)``) signal."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2 or audio.shape[1] == 0:
+        raise InvalidAudioError("<array>", f"expected (channels, samples) audio, got shape {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise InvalidAudioError("<array>", "audio contains NaN or infinite samples")
+    acc = FeatureAccumulator(sample_rate, audio.shape[0], chunk_s=chunk_s)
+    step = max(1, int(BLOCK_S * sample_rate))
+    for i in range(0, audio.shape[1], step):
+        acc.update(audio[:, i:i + step])
+    return acc.finish()
+
+
+def analyze_audio(audio: np.ndarray, sample_rate: int, *, path: str = "<array>") -> Profile:
+    """Analyse an in-memory signal.
+
+    Args:
+        audio: float ``(channels, samples)`` (or ``(samples,)``), full scale +-1.
+        sample_rate: Hz.
+        path: the name to record in the profile.
+
+    Returns:
+        A :class:`Profile` with one finding per kind of ``archtool.kinds.KINDS``.
+    """
+    return _profile(path, features_of_audio(audio, sample_rate))
+
+
+def features_of_file(path: str | Path, *, chunk_s: float = CHUNK_S) -> Features:
+    """Stream ``path`` through :class:`FeatureAccumulator` (bounded memory)."""
+    from archtool.audio.io import BlockReader, probe
+
+    info = probe(path)
+    acc = FeatureAccumulator(info.sample_rate, info.channels, chunk_s=chunk_s)
+    block = max(1024, int(BLOCK_S * info.sample_rate))
+    with BlockReader(path, block, info=info) as reader:
+        for b in reader:
+            acc.update(b)
+    return acc.finish()
+
+
+def analyze_file(path: str | Path) -> Profile:
+    """Analyse one audio file, streamed in blocks (memory does not grow with its length).
+
+    Raises ``AudioReadError`` / ``InvalidAudioError`` naming the file when it cannot be
+    decoded or holds NaN/inf samples.
+    """
+    f = features_of_file(path)
+    return _profile(str(path), f)
+
+
+def restoration_need(profile: Profile) -> float:
+    """A 0..1 score to rank files by how much restoration they need.
+
+    The root-sum-square of the severities of detected findings, each weighted by its
+    confidence, squashed so that one severe defect scores ~0.7 and several score near 1.
+    """
+    s = sum((fd.severity * fd.confidence) ** 2 for fd in profile.findings if fd.detected)
+    return float(1.0 - math.exp(-1.2 * math.sqrt(s)))

@@ -1,0 +1,598 @@
+"""Streamed feature extraction: one pass over a file, bounded memory, shared by all detectors.
+
+:class:`FeatureAccumulator` takes float32 ``(channels, n)`` blocks of any size (e.g. from
+``archtool.audio.io.BlockReader``), processes them in chunks of ``chunk_s`` seconds, and
+keeps only compact summaries: per-frame scalars (a few floats per STFT frame and per 5 ms
+envelope block), averaged spectra, a noise-floor spectrum, impulsive events and per-channel
+statistics. Memory is O(file duration x a few floats per frame), never the samples.
+
+:meth:`FeatureAccumulator.finish` returns a :class:`Features`, which the detectors
+(one module per defect kind) read. All spectra use a periodic Hann window
+(``scipy.signal.get_window("hann", n_fft)``) and an unnormalised ``numpy.fft.rfft``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import signal
+
+# Analysis parameters (derived from the sample rate in FeatureAccumulator.__init__).
+CHUNK_S = 10.0
+ENV_BLOCK_S = 0.005          # gap envelope resolution
+LOW_RATE_TARGET = 1000.0     # decimated rate for hum/rumble (Hz)
+LOW_CUTOFF_HZ = 420.0        # anti-alias cutoff before decimation
+LOW_NFFT = 1 << 15           # fixed hum/rumble frequency grid (~0.03 Hz bins at 1 kHz)
+HUM_SEG = 1024               # segment length (low-rate samples, ~1 s) for line stationarity
+HUM_SEG_BINS = 430           # keep bins up to ~420 Hz
+NOISE_PERCENTILE = 10.0      # percentile of time-smoothed frame power per bin
+NOISE_SMOOTH_FRAMES = 5
+LPC_ORDER = 20
+CLICK_SCALE_BLOCK = 64       # samples per residual-scale block
+CLICK_THRESHOLD = 6.0        # residual outlier threshold, in local robust scale units
+SILENCE_LEVEL = 1e-6         # |x| at or below this is digital silence
+WOW_BAND_HZ = (300.0, 3000.0)
+WOW_GRID_CENTS = 5.0
+WOW_MAX_LAG = 8
+BANDS_HZ = ((0, 300), (300, 1000), (1000, 4000), (4000, 8000), (8000, 1e9))
+
+
+def _noise_bias(frames: int) -> float:
+    """Ratio of the noise estimator to the true mean power, for white Gaussian noise.
+
+    The estimator is the ``NOISE_PERCENTILE``-th order statistic, per bin, of the
+    periodogram averaged over ``NOISE_SMOOTH_FRAMES`` 50 %-overlapping Hann frames, over
+    ``frames`` frames. Measured by simulation with a fixed generator (tests check the
+    SNR estimate on noise of known level).
+    """
+    rng = np.random.default_rng(12345)
+    n_fft, hop = 512, 256
+    reps = max(1, 20000 // max(frames, 1))
+    x = rng.standard_normal(hop * (frames * reps + 1) + n_fft)
+    win = signal.get_window("hann", n_fft)
+    fr = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop][: frames * reps + 1]
+    p = np.abs(np.fft.rfft(fr * win, axis=1))[:, 5:-5] ** 2
+    ratios = []
+    for i in range(reps):
+        seg = p[i * frames: (i + 1) * frames]
+        ps = _smooth_frames(seg, NOISE_SMOOTH_FRAMES)
+        kth = int(round(NOISE_PERCENTILE / 100.0 * (ps.shape[0] - 1)))
+        ratios.append(np.partition(ps, kth, axis=0)[kth])
+    return float(np.median(np.concatenate(ratios)) / np.mean(p))
+
+
+def _smooth_frames(p: np.ndarray, k: int) -> np.ndarray:
+    if p.shape[0] < k:
+        return p
+    c = np.cumsum(np.concatenate([np.zeros((1, p.shape[1])), p], axis=0), axis=0)
+    return (c[k:] - c[:-k]) / k
+
+
+_NOISE_BIAS: dict[int, float] = {}
+
+
+def noise_bias_k(frames: int) -> float:
+    """Cached :func:`_noise_bias` for estimates over ``frames`` smoothed frames (bucketed)."""
+    key = int(min(frames, 400) if frames < 64 else 64 * round(min(frames, 1024) / 64))
+    if key not in _NOISE_BIAS:
+        _NOISE_BIAS[key] = _noise_bias(max(key, 1) + NOISE_SMOOTH_FRAMES - 1)
+    return _NOISE_BIAS[key]
+
+
+@dataclass
+class Features:
+    """Compact summary of one file, shared by all detectors.
+
+    Shapes: ``F`` STFT frames, ``K = n_fft // 2 + 1`` bins, ``E`` envelope blocks,
+    ``C`` channels, ``B`` = len(BANDS_HZ).
+    """
+
+    sample_rate: int
+    channels: int
+    n_samples: int
+    n_fft: int
+    hop: int
+    freqs: np.ndarray              # (K,) Hz
+    mean_power: np.ndarray         # (K,) mean |rfft(w x)|^2 over non-silent frames
+    noise_psd: np.ndarray          # (K,) bias-corrected noise power per bin, same scale
+    frame_db: np.ndarray           # (F,) frame power dB re full-scale sine-free mean square
+    band_db: np.ndarray            # (F, B) frame power per band, dB
+    frame_peakiness: np.ndarray    # (F,) spectral flatness-like measure (dB)
+    env_db: np.ndarray             # (E,) mean square per ENV_BLOCK_S block, dB
+    env_hop_s: float
+    low_rate: float
+    low_freqs: np.ndarray          # (LOW_NFFT//2+1,) Hz
+    low_psd: np.ndarray            # (LOW_NFFT//2+1,) averaged periodogram of the decimated mix
+    click_times_s: np.ndarray      # (M,) residual outlier events
+    click_ratio: np.ndarray        # (M,) event peak / local residual scale
+    click_width: np.ndarray        # (M,) outlier samples in the event
+    click_isolation: np.ndarray    # (M,) event peak / largest residual 1.5-10 ms around it
+    click_amplitude: np.ndarray    # (M,) residual peak / chunk RMS of the signal
+    wow_shift_cents: np.ndarray    # (F,) pitch shift from the previous frame, cents
+    wow_corr: np.ndarray           # (F,) peak normalised cross-correlation of that shift
+    hum_seg_prominence: np.ndarray  # (S, HUM_SEG_BINS) dB over a +-4 Hz median, per ~1 s segment
+    residual_rms: float            # overall robust residual scale
+    mean: np.ndarray               # (C,) DC per channel
+    mean_square: np.ndarray        # (C,)
+    mono_mean_square: float
+    peak_pos: np.ndarray           # (C,) max sample
+    peak_neg: np.ndarray           # (C,) min sample
+    clip_counts: np.ndarray        # (C, 2) samples at +peak / -peak in flat runs of >= 2
+    clip_runs: np.ndarray          # (C, 2) number of flat runs at +peak / -peak
+    near_peak: np.ndarray          # (C,) samples with |x| >= 0.95 x channel peak (from histogram)
+    abs_hist: np.ndarray           # (C, H) histogram of |x| on [0, 2)
+    zero_runs_s: list[tuple[float, float]]  # digital silence runs (all channels), seconds
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+    chunk_noise: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    def noise_power(self) -> float:
+        """Time-domain mean square of the estimated noise (from ``noise_psd``)."""
+        return _spectrum_to_ms(self.noise_psd, self.n_fft)
+
+    def band_mask(self, lo: float, hi: float) -> np.ndarray:
+        return (self.freqs >= lo) & (self.freqs < hi)
+
+
+def _bin_weights(k: int) -> np.ndarray:
+    w = np.full(k, 2.0)
+    w[0] = 1.0
+    w[-1] = 1.0
+    return w
+
+
+_WIN_CACHE: dict[int, tuple[np.ndarray, float]] = {}
+
+
+def hann(n_fft: int) -> tuple[np.ndarray, float]:
+    """Periodic Hann window (float32) and its energy ``sum(w^2)``."""
+    if n_fft not in _WIN_CACHE:
+        w = signal.get_window("hann", n_fft).astype(np.float32)
+        _WIN_CACHE[n_fft] = (w, float(np.sum(w.astype(np.float64) ** 2)))
+    return _WIN_CACHE[n_fft]
+
+
+def _spectrum_to_ms(psd: np.ndarray, n_fft: int) -> float:
+    """Mean square of a stationary signal whose expected periodogram is ``psd``."""
+    _, wss = hann(n_fft)
+    return float(np.sum(_bin_weights(psd.shape[0]) * psd) / (n_fft * wss))
+
+
+def analysis_n_fft(sample_rate: int) -> int:
+    """STFT size: the power of two nearest 40 ms (2048 at 44.1/48 kHz, 512 at 16 kHz)."""
+    return int(2 ** np.round(np.log2(sample_rate * 0.04)))
+
+
+def _db(x, floor=1e-20):
+    return 10.0 * np.log10(np.maximum(x, floor))
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) indices of True runs in a boolean vector."""
+    d = np.diff(np.concatenate([[0], mask.view(np.int8) if mask.dtype == bool else mask, [0]]).astype(np.int8))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+
+def _levinson_batch(r: np.ndarray, p: int) -> np.ndarray:
+    """Levinson-Durbin on many autocorrelation rows at once.
+
+    ``r``: (B, p+1) autocorrelations. Returns predictor coefficients ``a`` (B, p) with
+    x[n] ~ sum_k a[k-1] x[n-k]. Rows with non-positive energy give zeros.
+    """
+    B = r.shape[0]
+    a = np.zeros((B, p))
+    err = r[:, 0].copy()
+    ok = err > 0
+    err[~ok] = 1.0
+    for i in range(p):
+        acc = r[:, i + 1] - np.einsum("bj,bj->b", a[:, :i], r[:, i:0:-1]) if i else r[:, 1].copy()
+        k = acc / err
+        k = np.clip(k, -0.9999, 0.9999)
+        if i:
+            a[:, :i] = a[:, :i] - k[:, None] * a[:, i - 1::-1]
+        a[:, i] = k
+        err = err * (1.0 - k * k)
+    a[~ok] = 0.0
+    return a
+
+
+def _blockwise_residual(x: np.ndarray, a: np.ndarray, L: int, p: int, n: int) -> np.ndarray:
+    """Prediction error of ``x[p:p+n]`` with coefficients ``a[b]`` for samples of block b."""
+    nb = a.shape[0]
+    xp = np.pad(x, (0, nb * L + p - x.shape[0])) if x.shape[0] < nb * L + p else x
+    lag = np.lib.stride_tricks.sliding_window_view(xp[: nb * L + p], p + 1)[: nb * L]
+    lag = lag.reshape(nb, L, p + 1)  # lag[b, t, j] = x[b*L + t + j]; x index p+t is the current sample
+    coef = np.concatenate([-a[:, ::-1], np.ones((nb, 1))], axis=1)  # weights for x[n-p..n]
+    e = np.matmul(lag, coef[:, :, None])[:, :, 0].reshape(-1)
+    return e[:n]
+
+
+class FeatureAccumulator:
+    """Accumulate :class:`Features` over ``(channels, n)`` float32 blocks.
+
+    Args:
+        sample_rate: Hz.
+        channels: number of channels of every block.
+        chunk_s: processing chunk length in seconds (memory bound ~ chunk x channels).
+        loudness: also run the BS.1770 loudness and true-peak meters.
+    """
+
+    def __init__(self, sample_rate: int, channels: int, *, chunk_s: float = CHUNK_S,
+                 loudness: bool = True):
+        self.sr = int(sample_rate)
+        self.channels = int(channels)
+        self.n_fft = analysis_n_fft(self.sr)
+        self.hop = self.n_fft // 2
+        self.chunk = max(self.hop, int(round(chunk_s * self.sr / self.hop)) * self.hop)
+        self.win, self.wss = hann(self.n_fft)
+        self.freqs = np.fft.rfftfreq(self.n_fft, 1.0 / self.sr)
+        self.bin_w = _bin_weights(self.freqs.size)
+        self.bin_w32 = self.bin_w.astype(np.float32)
+        self.flat_sel = (self.freqs > 100) & (self.freqs < 0.45 * self.sr)
+        top = min(WOW_BAND_HZ[1], 0.45 * self.sr)
+        grid = 2.0 ** np.arange(np.log2(WOW_BAND_HZ[0]), np.log2(top), WOW_GRID_CENTS / 1200.0)
+        pos = grid / (self.sr / self.n_fft)
+        self.wow_i0 = np.floor(pos).astype(int)
+        self.wow_w1 = (pos - self.wow_i0).astype(np.float32)
+        self.prev_logspec: np.ndarray | None = None
+        k = np.arange(self.freqs.size)
+        self.cos_lags = (self.bin_w[:, None] * np.cos(2 * np.pi * k[:, None] * np.arange(LPC_ORDER + 1)[None, :]
+                                                      / self.n_fft)) / self.n_fft
+        self.band_matrix = np.stack([((self.freqs >= lo) & (self.freqs < hi)) * self.bin_w
+                                     for lo, hi in BANDS_HZ], axis=1).astype(np.float32)
+        self.env_block = max(1, int(round(ENV_BLOCK_S * self.sr)))
+        # decimation for hum/rumble
+        self.dec = max(1, int(self.sr // LOW_RATE_TARGET))
+        self.low_rate = self.sr / self.dec
+        self.low_sos = signal.butter(8, min(LOW_CUTOFF_HZ, 0.45 * self.low_rate), fs=self.sr, output="sos")
+        self.low_zi = np.zeros((self.low_sos.shape[0], 2))
+        self.low_phase = 0
+        # buffers
+        self.buf = np.zeros((self.channels, 0), dtype=np.float32)
+        self.prev_tail = np.zeros(0, dtype=np.float32)  # mono samples before the chunk (for LPC/STFT)
+        self.pos = 0  # samples consumed into chunks
+        # accumulators
+        self.frame_db: list[np.ndarray] = []
+        self.band_db: list[np.ndarray] = []
+        self.peaky: list[np.ndarray] = []
+        self.env_db: list[np.ndarray] = []
+        self.power_sum = np.zeros(self.freqs.size)
+        self.power_frames = 0
+        self.chunk_noise: list[np.ndarray] = []
+        self.chunk_noise_w: list[int] = []
+        self.low_psd_sum = np.zeros(LOW_NFFT // 2 + 1)
+        self.low_weight = 0.0
+        self.hum_seg: list[np.ndarray] = []
+        self.ev_t: list[np.ndarray] = []
+        self.ev_r: list[np.ndarray] = []
+        self.ev_w: list[np.ndarray] = []
+        self.ev_iso: list[np.ndarray] = []
+        self.wow_shift: list[np.ndarray] = []
+        self.wow_corr: list[np.ndarray] = []
+        self.ev_amp: list[np.ndarray] = []
+        self.chunk_ms = 0.0
+        self.res_scale: list[float] = []
+        self.sum = np.zeros(self.channels)
+        self.sumsq = np.zeros(self.channels)
+        self.mono_sumsq = 0.0
+        self.peak_pos = np.full(self.channels, -np.inf)
+        self.peak_neg = np.full(self.channels, np.inf)
+        self.chunk_clip: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.hist_edges = np.linspace(0.0, 2.0, 4001)
+        self.abs_hist = np.zeros((self.channels, 4000), dtype=np.int64)
+        self.zero_runs: list[list[int]] = []
+        self.zero_open: int | None = None  # start sample of a run still open at the chunk end
+        self.n = 0
+        self.loud = self.tp = None
+        if loudness:
+            from archtool.audio.loudness import LoudnessMeter, TruePeakMeter
+
+            self.loud = LoudnessMeter(self.sr, self.channels)
+            self.tp = TruePeakMeter(self.channels)
+
+    # ------------------------------------------------------------------ feeding
+    def update(self, block: np.ndarray) -> None:
+        """Add a ``(channels, n)`` block (any n)."""
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 1:
+            block = block[None]
+        if block.shape[0] != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {block.shape[0]}")
+        if block.shape[1] == 0:
+            return
+        self.n += block.shape[1]
+        if self.loud is not None:
+            self.loud.update(block)
+            self.tp.update(block)
+        self.buf = np.concatenate([self.buf, block], axis=1) if self.buf.shape[1] else block
+        while self.buf.shape[1] >= self.chunk:
+            self._process(self.buf[:, : self.chunk], final=False)
+            self.buf = self.buf[:, self.chunk:]
+
+    def finish(self) -> Features:
+        """Process what is buffered and return the :class:`Features`."""
+        if self.buf.shape[1] or self.pos == 0:
+            self._process(self.buf, final=True)
+            self.buf = np.zeros((self.channels, 0), dtype=np.float32)
+        return self._features()
+
+    # ------------------------------------------------------------------ per chunk
+    def _process(self, x: np.ndarray, final: bool) -> None:
+        start = self.pos
+        n = x.shape[1]
+        self._channel_stats(x, start, final)
+        mono = x.mean(axis=0) if self.channels > 1 else x[0]
+        ss = float(np.dot(mono.astype(np.float64), mono))
+        self.mono_sumsq += ss
+        self.chunk_ms = ss / max(n, 1)
+        self._envelope(mono)
+        power = self._stft(mono)
+        self._low(mono)
+        self._clicks(mono, start, power)
+        self.prev_tail = mono[-max(self.n_fft, LPC_ORDER * 4):].copy()
+        self.pos += n
+
+    def _channel_stats(self, x: np.ndarray, start: int, final: bool) -> None:
+        x64 = x.astype(np.float64)
+        self.sum += x64.sum(axis=1)
+        self.sumsq += np.einsum("ij,ij->i", x64, x64)
+        cmax, cmin = x.max(axis=1), x.min(axis=1)
+        self.peak_pos = np.maximum(self.peak_pos, cmax)
+        self.peak_neg = np.minimum(self.peak_neg, cmin)
+        ax = np.abs(x)
+        for c in range(self.channels):
+            self.abs_hist[c] += np.histogram(ax[c], bins=self.hist_edges)[0]
+        # flat runs at this chunk's extremes (kept per chunk; merged against global peaks)
+        cnt_p = np.zeros(self.channels, dtype=np.int64)
+        cnt_n = np.zeros(self.channels, dtype=np.int64)
+        run_p = np.zeros(self.channels, dtype=np.int64)
+        run_n = np.zeros(self.channels, dtype=np.int64)
+        for c in range(self.channels):
+            for level, sign, cnt, runs in ((cmax[c], 1, cnt_p, run_p), (cmin[c], -1, cnt_n, run_n)):
+                if level == 0:
+                    continue
+                tol = max(abs(float(level)) * 1e-4, 1e-7)
+                at = np.abs(x[c] - level) <= tol
+                if np.count_nonzero(at) < 2:
+                    continue
+                s, e = _runs(at)
+                long = (e - s) >= 2
+                cnt[c] = int(np.sum((e - s)[long]))
+                runs[c] = int(np.count_nonzero(long))
+        self.chunk_clip.append((cmax.copy(), cmin.copy(), cnt_p, cnt_n, run_p, run_n))
+        # digital silence runs (all channels)
+        silent = np.all(np.abs(x) <= SILENCE_LEVEL, axis=0)
+        s, e = _runs(silent)
+        for a, b in zip(s, e):
+            a_abs, b_abs = start + int(a), start + int(b)
+            if a == 0 and self.zero_open is not None:
+                a_abs = self.zero_open
+                self.zero_open = None
+            if b == x.shape[1] and not final:
+                self.zero_open = a_abs
+                continue
+            self.zero_runs.append([a_abs, b_abs])
+        if self.zero_open is not None and (s.size == 0 or s[0] != 0):
+            # an open run ended exactly at the previous chunk boundary
+            self.zero_runs.append([self.zero_open, start])
+            self.zero_open = None
+
+    def _envelope(self, mono: np.ndarray) -> None:
+        m = mono.shape[0] // self.env_block
+        if m:
+            blocks = mono[: m * self.env_block].reshape(m, self.env_block)
+            self.env_db.append(_db(np.einsum("ij,ij->i", blocks, blocks) / self.env_block))
+        rest = mono.shape[0] - m * self.env_block
+        if rest and mono.shape[0] < self.chunk:  # final partial block
+            tail = mono[m * self.env_block:]
+            self.env_db.append(_db(np.array([float(np.dot(tail, tail)) / rest])))
+
+    def _stft(self, mono: np.ndarray) -> np.ndarray:
+        """Frame powers of this chunk, shape (F, K); frame i is centred on chunk sample i*hop."""
+        # The last (n_fft - hop) samples of the previous chunk lead in, so frames are
+        # continuous across chunks.
+        lead = self.prev_tail[-(self.n_fft - self.hop):] if self.prev_tail.size else \
+            np.zeros(self.n_fft - self.hop, np.float32)
+        y = np.concatenate([lead, mono])
+        if y.shape[0] < self.n_fft:
+            y = np.pad(y, (0, self.n_fft - y.shape[0]))
+        frames = np.lib.stride_tricks.sliding_window_view(y, self.n_fft)[:: self.hop]
+        spec = sfft.rfft(frames * self.win, axis=1)
+        p = spec.real ** 2 + spec.imag ** 2  # float32 (F, K)
+        tot = p @ self.bin_w32 / (self.n_fft * self.wss)
+        self.frame_db.append(_db(tot))
+        self.band_db.append(_db(p @ self.band_matrix / (self.n_fft * self.wss)))
+        ps = p[:, self.flat_sel]
+        lp = np.log(np.maximum(ps, 1e-20))
+        flat = 10 / np.log(10) * (lp.mean(axis=1) - np.log(np.maximum(ps.mean(axis=1), 1e-20)))
+        self.peaky.append(flat)
+        self._wow(p)
+        live = tot > 1e-11  # > -110 dBFS: digital silence and zeroed frames are excluded
+        nl = int(np.count_nonzero(live))
+        if nl:
+            pl = p[live]
+            self.power_sum += pl.sum(axis=0, dtype=np.float64)
+            self.power_frames += nl
+            ps = _smooth_frames(pl, NOISE_SMOOTH_FRAMES).T.copy()  # (K, F') contiguous rows
+            kth = int(round(NOISE_PERCENTILE / 100.0 * (ps.shape[1] - 1)))
+            est = np.partition(ps, kth, axis=1)[:, kth] / noise_bias_k(ps.shape[1])
+            self.chunk_noise.append(est.astype(np.float64))
+            self.chunk_noise_w.append(nl)
+        return p
+
+    def _wow(self, p: np.ndarray) -> None:
+        """Pitch shift (cents) between consecutive frames, from log-frequency cross-correlation."""
+        g = np.log(p[:, self.wow_i0] * (1 - self.wow_w1) + p[:, self.wow_i0 + 1] * self.wow_w1 + 1e-12)
+        from scipy.ndimage import uniform_filter1d
+
+        g = g - uniform_filter1d(g, size=int(100 / WOW_GRID_CENTS) | 1, axis=1, mode="nearest")
+        g = g / (np.linalg.norm(g, axis=1, keepdims=True) + 1e-9)
+        prev = np.concatenate([self.prev_logspec[None], g[:-1]]) if self.prev_logspec is not None else \
+            np.concatenate([g[:1], g[:-1]])
+        self.prev_logspec = g[-1].copy()
+        M = WOW_MAX_LAG
+        G = g.shape[1]
+        c = np.empty((g.shape[0], 2 * M + 1), dtype=np.float32)
+        for j, lag in enumerate(range(-M, M + 1)):
+            if lag >= 0:
+                c[:, j] = np.einsum("ij,ij->i", g[:, lag:], prev[:, : G - lag])
+            else:
+                c[:, j] = np.einsum("ij,ij->i", g[:, : G + lag], prev[:, -lag:])
+        k = np.clip(np.argmax(c, axis=1), 1, 2 * M - 1)
+        rows = np.arange(c.shape[0])
+        y0, y1, y2 = c[rows, k - 1], c[rows, k], c[rows, k + 1]
+        den = y0 - 2 * y1 + y2
+        frac = np.where(np.abs(den) > 1e-9, 0.5 * (y0 - y2) / den, 0.0)
+        self.wow_shift.append(((k - M) + np.clip(frac, -0.5, 0.5)) * WOW_GRID_CENTS)
+        self.wow_corr.append(y1)
+
+    def _low(self, mono: np.ndarray) -> None:
+        y, self.low_zi = signal.sosfilt(self.low_sos, mono.astype(np.float64), zi=self.low_zi)
+        first = (-self.low_phase) % self.dec
+        low = y[first:: self.dec]
+        self.low_phase = (self.low_phase + mono.shape[0]) % self.dec
+        if low.size < 16:
+            return
+        # per-segment line prominence (stationarity of hum lines), 0.5 Hz bins up to 420 Hz
+        L = HUM_SEG
+        ns = low.size // L
+        if ns:
+            segs = low[: ns * L].reshape(ns, L) * np.hanning(L)
+            sp = 10 * np.log10(np.abs(np.fft.rfft(segs, axis=1)) ** 2 + 1e-30)
+            from scipy.ndimage import median_filter
+
+            base = median_filter(sp, size=(1, 9), mode="nearest")
+            self.hum_seg.append((sp - base)[:, : HUM_SEG_BINS].astype(np.float32))
+        seg = low[: LOW_NFFT]
+        w = np.hanning(seg.size)
+        spec = np.abs(np.fft.rfft(seg * w, LOW_NFFT)) ** 2 / (np.sum(w ** 2) * self.low_rate)
+        self.low_psd_sum += spec * seg.size
+        self.low_weight += seg.size
+
+    def _clicks(self, mono: np.ndarray, start: int, power: np.ndarray) -> None:
+        p = LPC_ORDER
+        lead = self.prev_tail[-p:] if self.prev_tail.size >= p else np.zeros(p, np.float32)
+        x = np.concatenate([lead, mono]).astype(np.float64)
+        n = mono.shape[0]
+        L = self.hop
+        nb = int(np.ceil(n / L))
+        # autocorrelation of each Hann frame from its power spectrum (the circular wrap
+        # is negligible at lags <= p because the window vanishes at its ends); block b
+        # (samples b*L .. b*L+L) sits between frames b and b+1.
+        rf = power.astype(np.float64) @ self.cos_lags  # (F, p+1)
+        nxt = np.concatenate([rf[1:], rf[-1:]], axis=0)
+        r = (rf + nxt)[:nb]
+        if r.shape[0] < nb:
+            r = np.concatenate([r, np.repeat(r[-1:], nb - r.shape[0], axis=0)], axis=0)
+        r[:, 0] = r[:, 0] * (1.0 + 1e-6) + 1e-12
+        a = _levinson_batch(r, p)
+        # residual e[n] = x[n] - sum a_k x[n-k], coefficients switching per block
+        e = _blockwise_residual(x, a, L, p, n)
+        ae = np.abs(e)
+        S = CLICK_SCALE_BLOCK
+        m = int(np.ceil(n / S))
+        aep = np.pad(ae, (0, m * S - n))
+        blk_med = np.median(aep.reshape(m, S), axis=1)
+        # local scale: the median over ~20 ms of block medians, robust to the clicks themselves
+        span = max(3, int(round(0.02 * self.sr / S)) | 1)
+        from scipy.ndimage import median_filter
+
+        scale = median_filter(blk_med, size=span, mode="nearest") / 0.6745
+        med_scale = float(np.median(scale))
+        self.res_scale.append(med_scale)
+        # floor: near-silent passages must not turn quantisation steps into "clicks"
+        scale = np.maximum(scale, 0.1 * med_scale) + 1e-9
+        ratio = ae / np.repeat(scale, S)[:n]
+        out = ratio > CLICK_THRESHOLD
+        if not out.any():
+            return
+        # merge outliers closer than 1 ms into one event
+        gap = max(1, int(0.001 * self.sr))
+        idxs = np.flatnonzero(out)
+        first = np.concatenate([[0], np.flatnonzero(np.diff(idxs) > gap) + 1])
+        last = np.concatenate([first[1:], [idxs.size]])
+        seg_id = np.repeat(np.arange(first.size), last - first)
+        rv = ratio[idxs]
+        # index of the maximum ratio within each group
+        order = np.lexsort((-rv, seg_id))
+        peak_idx = idxs[order[first]]
+        # isolation: event peak over the largest |e| 1..10 ms around it (glottal pulses and
+        # other periodic excitation have neighbours of similar size; clicks do not)
+        Bm = max(1, int(0.0005 * self.sr))
+        mb = int(np.ceil(n / Bm))
+        bmax = np.pad(ae, (0, mb * Bm - n)).reshape(mb, Bm).max(axis=1)
+        g = max(1, int(round(0.0015 * self.sr / Bm)))
+        h = max(1, int(round(0.004 * self.sr / Bm)))
+        from scipy.ndimage import maximum_filter1d
+
+        mf = maximum_filter1d(bmax, size=2 * h + 1, mode="constant", cval=0.0)
+        b = peak_idx // Bm
+        left = mf[np.clip(b - g - h, 0, mb - 1)]
+        right = mf[np.clip(b + g + h, 0, mb - 1)]
+        iso = ae[peak_idx] / (np.maximum(left, right) + 1e-12)
+        self.ev_t.append((start + peak_idx) / self.sr)
+        self.ev_r.append(ratio[peak_idx])
+        self.ev_w.append((last - first).astype(np.float64))
+        self.ev_iso.append(iso)
+        self.ev_amp.append(ae[peak_idx] / (np.sqrt(self.chunk_ms) + 1e-12))
+
+    # ------------------------------------------------------------------ result
+    def _features(self) -> Features:
+        n = max(self.n, 1)
+        if self.chunk_noise:
+            cn = np.stack(self.chunk_noise)
+            noise = cn[0] if cn.shape[0] == 1 else np.percentile(cn, 25, axis=0)
+        else:
+            noise = np.zeros(self.freqs.size)
+        mean_power = self.power_sum / max(self.power_frames, 1)
+        # clipping: merge chunk counts at the global extremes
+        clip_counts = np.zeros((self.channels, 2), dtype=np.int64)
+        clip_runs = np.zeros((self.channels, 2), dtype=np.int64)
+        for cmax, cmin, cp, cn_, rp, rn in self.chunk_clip:
+            for c in range(self.channels):
+                if abs(cmax[c] - self.peak_pos[c]) <= max(abs(self.peak_pos[c]) * 1e-4, 1e-7):
+                    clip_counts[c, 0] += cp[c]
+                    clip_runs[c, 0] += rp[c]
+                if abs(cmin[c] - self.peak_neg[c]) <= max(abs(self.peak_neg[c]) * 1e-4, 1e-7):
+                    clip_counts[c, 1] += cn_[c]
+                    clip_runs[c, 1] += rn[c]
+        peak_abs = np.maximum(np.abs(self.peak_pos), np.abs(self.peak_neg))
+        centres = 0.5 * (self.hist_edges[1:] + self.hist_edges[:-1])
+        near = np.array([int(self.abs_hist[c][centres >= 0.95 * peak_abs[c]].sum()) if peak_abs[c] > 0 else 0
+                         for c in range(self.channels)])
+        loud = tp = None
+        if self.loud is not None:
+            lv = self.loud.integrated()
+            loud = lv if np.isfinite(lv) else None
+            tv = self.tp.dbtp
+            tp = tv if np.isfinite(tv) else None
+        cat = lambda parts, shape=(0,): np.concatenate(parts) if parts else np.zeros(shape)  # noqa: E731
+        return Features(
+            sample_rate=self.sr, channels=self.channels, n_samples=self.n, n_fft=self.n_fft,
+            hop=self.hop, freqs=self.freqs, mean_power=mean_power, noise_psd=noise,
+            frame_db=cat(self.frame_db), band_db=cat(self.band_db, (0, len(BANDS_HZ))),
+            frame_peakiness=cat(self.peaky), env_db=cat(self.env_db),
+            env_hop_s=self.env_block / self.sr, low_rate=self.low_rate,
+            low_freqs=np.fft.rfftfreq(LOW_NFFT, 1.0 / self.low_rate),
+            low_psd=self.low_psd_sum / max(self.low_weight, 1.0),
+            click_times_s=cat(self.ev_t), click_ratio=cat(self.ev_r), click_width=cat(self.ev_w),
+            click_isolation=cat(self.ev_iso), click_amplitude=cat(self.ev_amp),
+            wow_shift_cents=cat(self.wow_shift), wow_corr=cat(self.wow_corr),
+            hum_seg_prominence=cat(self.hum_seg, (0, HUM_SEG_BINS)),
+            residual_rms=float(np.median(self.res_scale)) if self.res_scale else 0.0,
+            mean=self.sum / n, mean_square=self.sumsq / n, mono_mean_square=self.mono_sumsq / n,
+            peak_pos=self.peak_pos, peak_neg=self.peak_neg, clip_counts=clip_counts,
+            clip_runs=clip_runs, near_peak=near, abs_hist=self.abs_hist,
+            zero_runs_s=[(a / self.sr, b / self.sr) for a, b in self.zero_runs],
+            loudness_lufs=loud, true_peak_dbtp=tp, chunk_noise=self.chunk_noise,
+        )
