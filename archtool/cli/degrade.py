@@ -7,15 +7,9 @@ from typing import Optional
 
 import typer
 
-HELP = """Cut clean recordings into clips and degrade each with a recipe, writing matching
-OUT_DIR/clean/ and OUT_DIR/degraded/ files and OUT_DIR/labels.jsonl (one line per clip:
-every unit applied with its parameters and 0..1 severity, the defect kinds, the true SNR,
-gap intervals, cutoff frequency, clipped fraction, wow time map).
+HELP = """Cut clean recordings into clips and degrade each with a recipe, writing matching OUT_DIR/clean/ and OUT_DIR/degraded/ files and OUT_DIR/labels.jsonl (one line per clip: every unit applied with its parameters and 0..1 severity, the defect kinds, the true SNR, gap intervals, cutoff frequency, clipped fraction, wow time map).
 
-The same --seed gives byte-identical output whatever --jobs is. Without --noise-dir /
---rir-dir / --background-dir the units synthesise groove noise, impulse responses and
-backgrounds. Built-in recipes: rar, 78rpm, cylinder, tape, gaps, bandlimit, phone,
-mixed-archive; or give a TOML file (see recipes/degrade/ for the format).
+The same --seed gives byte-identical output whatever --jobs is. Without --noise-dir, --rir-dir or --background-dir the units synthesise groove noise, impulse responses and backgrounds. Built-in recipes: rar, 78rpm, cylinder, tape, gaps, bandlimit, phone, mixed-archive; or give a TOML file (format: recipes/degrade/*.toml and archtool.degrade.recipe).
 
 Examples:
 
