@@ -16,14 +16,16 @@ import torch
 SegmentFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def synthesis_window(segment: int, kind: str = "hann", device: torch.device | str = "cpu") -> torch.Tensor:
-    """A ``(segment,)`` window: ``hann`` (periodic), ``tukey`` (flat top, 1/8 tapers) or ``boxcar``."""
+def synthesis_window(segment: int, kind: str = "hann", device: torch.device | str = "cpu",
+                     taper: int | None = None) -> torch.Tensor:
+    """A ``(segment,)`` window: ``hann`` (periodic), ``tukey`` (flat top with raised-cosine
+    tapers of ``taper`` samples, default segment/8) or ``boxcar``."""
     if kind == "hann":
         return torch.hann_window(segment, periodic=True, device=device)
     if kind == "boxcar":
         return torch.ones(segment, device=device)
     if kind == "tukey":
-        taper = max(1, segment // 8)
+        taper = max(1, min(segment // 2, taper or segment // 8))
         w = torch.ones(segment, device=device)
         ramp = 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(taper, device=device) + 0.5) / taper)
         w[:taper], w[-taper:] = ramp, ramp.flip(0)
@@ -39,7 +41,9 @@ def overlap_add(fn: SegmentFn, audio: torch.Tensor, segment: int, overlap: float
 
     ``fn`` receives ``(B, 1, segment)`` float32 tensors on ``device`` (B <= batch_size;
     channels are treated as independent mono signals) and returns the same shape.
-    ``overlap`` in ``[0, 1)`` is the fraction shared by neighbouring segments. The result
+    ``overlap`` in ``[0, 1)`` is the fraction shared by neighbouring segments; with the
+    ``tukey`` window the crossfade spans exactly the overlap, so a small overlap (0.25)
+    costs little extra compute. The result
     has ``audio``'s dtype and device. ``pad_mode`` pads both ends by one hop's worth of
     context (``constant`` zeros or ``reflect``).
     """
@@ -63,7 +67,7 @@ def overlap_add(fn: SegmentFn, audio: torch.Tensor, segment: int, overlap: float
     else:
         x = torch.nn.functional.pad(x, (lead, tail))
     frames = x.unfold(1, segment, hop).reshape(channels * n_seg, 1, segment)
-    win = synthesis_window(segment, window, device)
+    win = synthesis_window(segment, window, device, taper=lead)  # tukey tapers span the overlap
     out = torch.empty_like(frames)
     for start in range(0, frames.shape[0], batch_size):
         out[start:start + batch_size] = fn(frames[start:start + batch_size])

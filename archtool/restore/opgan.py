@@ -61,10 +61,13 @@ class OpGANModel:
         return self.gen(x * gain) / gain
 
     @torch.no_grad()
-    def restore(self, audio: torch.Tensor, batch_size: int = 16, overlap: float = 0.5) -> torch.Tensor:
-        """Restore ``(C, N)`` audio at the model's rate; returns ``(C, N)``."""
+    def restore(self, audio: torch.Tensor, batch_size: int = 16, overlap: float = 0.25) -> torch.Tensor:
+        """Restore ``(C, N)`` audio at the model's rate; returns ``(C, N)``.
+
+        Segments overlap by ``overlap`` and are crossfaded with raised-cosine tapers
+        spanning the overlap (Tukey window)."""
         return overlap_add(self._segments, audio, self.segment, overlap=overlap,
-                           batch_size=batch_size, device=self.device, window="hann")
+                           batch_size=batch_size, device=self.device, window="tukey")
 
 
 def resolve_checkpoint(name_or_path: str) -> Path:
@@ -89,7 +92,7 @@ class OpGANRestorer:
     Config: ``checkpoint`` (a path or ``speech``/``music``); when it is not given, the
     checkpoint is chosen per call by ``params["model"]`` (default ``speech``).
     Params: ``model``, ``batch`` (segments per device batch, default 16), ``overlap``
-    (default 0.5), ``high_band`` (``denoise`` or ``keep``: what to do above the model's
+    (default 0.25), ``high_band`` (``denoise`` or ``keep``: what to do above the model's
     band, default ``denoise`` when the DSP denoiser is installed).
     """
 
@@ -120,7 +123,7 @@ class OpGANRestorer:
         x = audio.detach().to(torch.float32)
         low = _resample(x, sample_rate, model.rate)
         restored = model.restore(low.to(model.device), batch_size=int(params.get("batch", 16)),
-                                 overlap=float(params.get("overlap", 0.5))).to(x.device)
+                                 overlap=float(params.get("overlap", 0.25))).to(x.device)
         y = _fit(_resample(restored, model.rate, sample_rate), x.shape[-1])
         if sample_rate > model.rate:
             y = y + self._high_band(x, sample_rate, model.rate, params, device)
