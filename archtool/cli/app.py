@@ -27,7 +27,7 @@ app = typer.Typer(
 
 # One module per command under archtool.cli; each defines ``register(app)``.
 # A command whose issue has not landed is simply absent from this tuple.
-COMMAND_MODULES: tuple[str, ...] = ("restore", "eval", "models", "train", "degrade")
+COMMAND_MODULES: tuple[str, ...] = ("restore", "eval", "models", "train", "degrade", "analyze")
 
 
 def _version(value: bool) -> None:
@@ -53,7 +53,8 @@ def main() -> None:
     from archtool.errors import ArchtoolError, UsageError
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except UsageError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
