@@ -75,7 +75,7 @@ def janssen_interpolate(x: np.ndarray, start: int, stop: int, sample_rate: int, 
     a, _ = ar_estimate(seg, p, valid=~miss)
     filled = ar_interpolate(seg, miss, coeffs=a)
     for _ in range(int(iterations)):
-        a, _ = ar_estimate(filled, p, window=True)
+        a, _ = ar_estimate(filled, p, valid=np.ones(filled.shape[0], dtype=bool))
         filled = ar_interpolate(seg, miss, coeffs=a)
     return filled[miss]
 

@@ -12,7 +12,7 @@ _INSTANCES: dict[tuple[str, str], Any] = {}
 T = TypeVar("T")
 
 # Modules that register restorers when imported. Each later issue adds its module here.
-_RESTORER_MODULES: tuple[str, ...] = ("archtool.restore.opgan", "archtool.restore.bwe", "archtool.restore.enhance")
+_RESTORER_MODULES: tuple[str, ...] = ("archtool.restore.opgan", "archtool.restore.bwe", "archtool.restore.enhance", "archtool.restore.inpaint")
 
 
 def register_restorer(name: str) -> Callable[[T], T]:

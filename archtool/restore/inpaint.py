@@ -1,0 +1,312 @@
+"""Restorer ``inpaint``: fill gaps and dropouts, choosing the method by gap length.
+
+- Gaps up to ``ar_max_ms`` (default 50 ms): Janssen AR interpolation from both
+  sides (:func:`archtool.dsp.janssen.ar_fill`). LSAR joins the known samples
+  smoothly by construction, so nothing outside the gap changes.
+- Longer gaps (up to ``max_gap_ms``, default 2 s): the spectrogram U-Net
+  (:mod:`archtool.models.unet_inpaint`) predicts the magnitudes of the STFT frames
+  the gap touches; the phase starts from a bidirectional AR prediction of the
+  gap (so it continues the surrounding phase) and is refined by Griffin-Lim
+  iterations that change only the samples inside the gap (fast Griffin-Lim,
+  momentum 0.99), with the known samples held fixed. The fill then replaces the
+  gap and is cross-faded (raised cosine) with the original over ``border_ms`` on
+  each side.
+
+Samples farther than ``border_ms`` from every gap are bit-identical to the input.
+Each filled interval is described by :func:`plan_fills` (the same decision the
+restorer makes), so plans and reports can list what was done.
+
+Models: ``speech16k`` (16 kHz layout) serves rates up to 16 kHz, ``music22k`` the
+higher rates; the gap's neighbourhood is resampled to the model rate and the fill
+resampled back. Params (all optional): ``intervals_s`` ([[start, end], ...],
+seconds from the start of the file; when absent, interior runs of digital silence
+of at least 8 ms are filled), ``offset_s`` (time of the first sample of this chunk
+in the file), ``method`` (``auto`` | ``ar`` | ``unet``), ``ar_max_ms``,
+``border_ms``, ``max_gap_ms``, ``model`` (``auto``, a packaged model name or a
+checkpoint path), ``iterations`` (Griffin-Lim iterations).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torchaudio
+
+from archtool.dsp.janssen import ar_fill, ar_order_for, bidirectional_extrapolate
+from archtool.errors import CheckpointError, UsageError
+from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint
+from archtool.models.unet_inpaint import (InpaintUNet, SpecConfig, build_model, from_features,
+                                          istft, known_rms, stft, to_features)
+from archtool.restore.registry import register_restorer
+
+AR_MAX_MS = 50.0
+BORDER_MS = 3.0
+MAX_GAP_MS = 2000.0
+GL_ITERATIONS = 60
+CONTEXT_FRAMES = 64
+MIN_ZERO_RUN_S = 0.008
+PACKAGED_MODELS = {"speech16k": "inpaint_speech16k.pt", "music22k": "inpaint_music22k.pt"}
+
+
+def model_for_rate(sample_rate: int) -> str:
+    """Packaged model used at a rate: ``speech16k`` up to 16 kHz, ``music22k`` above."""
+    return "speech16k" if sample_rate <= 16000 else "music22k"
+
+
+@dataclass
+class UNetFiller:
+    """A loaded U-Net and its STFT layout; fills one gap of a 1-D signal."""
+
+    model: InpaintUNet
+    spec: SpecConfig
+    source: str
+
+    @classmethod
+    def load(cls, path: str | Path) -> "UNetFiller":
+        """Load a checkpoint written by ``archtool train inpaint`` (weights only)."""
+        state, meta = load_checkpoint(path)
+        if meta.get("model") != "unet_inpaint":
+            raise CheckpointError(f"{path}: not an inpainting checkpoint (model={meta.get('model')!r})")
+        model = build_model(meta.get("arch"))
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit the stored architecture ({exc})") from None
+        model.eval()
+        return cls(model, SpecConfig(**meta["spec"]), str(path))
+
+    @torch.no_grad()
+    def fill_native(self, y: np.ndarray, start: int, stop: int, iterations: int = GL_ITERATIONS) -> np.ndarray:
+        """Fill ``y[start:stop]`` (``y`` 1-D at the model rate); returns the whole window, float64."""
+        spec = self.spec
+        n = y.shape[0]
+        known = np.ones(n, dtype=bool)
+        known[start:stop] = False
+        x0 = np.where(known, y, 0.0)
+        init = x0.copy()
+        init[start:stop] = bidirectional_extrapolate(x0, start, stop, spec.sample_rate,
+                                                     order=min(ar_order_for(stop - start, spec.sample_rate),
+                                                               int(0.01 * spec.sample_rate)))
+        xt = torch.from_numpy(x0).float()
+        spec0 = stft(xt, spec)
+        frames = spec0.shape[-1]
+        centres = np.arange(frames) * spec.hop
+        half = spec.n_fft // 2
+        unknown = (centres + half > start) & (centres - half < stop)
+        mask = torch.from_numpy((~unknown).astype(np.float32))[None]
+        mag = spec0.abs()[: spec.bins][None]
+        ref = known_rms(mag, mask)
+        pred = self.model.predict(to_features(mag, ref), mask)
+        target = from_features(pred, ref)[0]
+        target = torch.cat([target, torch.zeros(1, frames)], dim=0)  # Nyquist bin: silent
+        # Griffin-Lim runs on a sub-window: the gap and one window length on each side
+        # (the frames that touch the gap and the known samples they overlap).
+        f0 = max(0, (start - spec.n_fft) // spec.hop)
+        g0, g1 = f0 * spec.hop, min(n, stop + spec.n_fft)
+        sub_n = g1 - g0
+        known_t = torch.from_numpy(known[g0:g1])
+        x_known = torch.from_numpy(x0[g0:g1]).float()
+        c = stft(torch.from_numpy(init[g0:g1]).float(), spec)
+        sub_frames = c.shape[-1]
+        sub_centres = g0 + np.arange(sub_frames) * spec.hop
+        unk = torch.from_numpy((sub_centres + half > start) & (sub_centres - half < stop))
+        tgt = target[:, f0:f0 + sub_frames]
+        if tgt.shape[-1] < sub_frames:
+            tgt = torch.cat([tgt, torch.zeros(tgt.shape[0], sub_frames - tgt.shape[-1])], dim=1)
+
+        def impose(c: torch.Tensor) -> torch.Tensor:
+            """Predicted magnitudes on unknown frames, current phase kept."""
+            phase = c / c.abs().clamp_min(1e-12)
+            return torch.where(unk[None, :], tgt * phase, c)
+
+        def project(c: torch.Tensor) -> torch.Tensor:
+            """Impose the magnitudes, then the known samples."""
+            x = istft(impose(c), spec, sub_n)
+            return stft(torch.where(known_t, x_known, x), spec)
+
+        t_prev = c
+        for _ in range(int(iterations)):
+            t = project(c)
+            c = t + 0.99 * (t - t_prev)
+            t_prev = t
+        sub = istft(impose(t_prev), spec, sub_n).double().numpy()
+        out = np.array(y, dtype=np.float64)
+        out[g0:g1] = sub
+        return np.where(known, y, out)
+
+    def fill(self, x: np.ndarray, start: int, stop: int, sample_rate: int,
+             iterations: int = GL_ITERATIONS) -> np.ndarray:
+        """Fill ``x[start:stop]`` of a 1-D signal at any rate; returns the gap ``(stop - start,)``."""
+        spec = self.spec
+        gap = stop - start
+        ctx = int(max(CONTEXT_FRAMES * spec.hop * sample_rate / spec.sample_rate, 0.5 * gap))
+        lo, hi = max(0, start - ctx), min(x.shape[0], stop + ctx)
+        win = np.asarray(x[lo:hi], dtype=np.float64).copy()
+        win[start - lo:stop - lo] = 0.0
+        if sample_rate == spec.sample_rate:
+            return self.fill_native(win, start - lo, stop - lo, iterations)[start - lo:stop - lo]
+        up = torchaudio.functional.resample(torch.from_numpy(win).float(), sample_rate, spec.sample_rate)
+        ratio = spec.sample_rate / sample_rate
+        margin = 16  # resampling filter smear around the zeroed gap
+        a = max(0, int(np.floor((start - lo) * ratio)) - margin)
+        b = min(up.shape[0], int(np.ceil((stop - lo) * ratio)) + margin)
+        filled = self.fill_native(up.double().numpy(), a, b, iterations)
+        down = torchaudio.functional.resample(torch.from_numpy(filled).float(), spec.sample_rate, sample_rate)
+        down = down.double().numpy()
+        if down.shape[0] < win.shape[0]:
+            down = np.pad(down, (0, win.shape[0] - down.shape[0]))
+        return down[start - lo:stop - lo]
+
+
+def zero_runs(audio: np.ndarray, sample_rate: int, min_s: float = MIN_ZERO_RUN_S) -> list[list[float]]:
+    """Interior runs (not touching either end) where every channel is exactly 0, in seconds."""
+    silent = np.all(audio == 0.0, axis=0).astype(np.int8)
+    d = np.diff(np.concatenate(([0], silent, [0])))
+    starts, stops = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    n = audio.shape[-1]
+    return [[s / sample_rate, e / sample_rate] for s, e in zip(starts, stops)
+            if e - s >= min_s * sample_rate and s > 0 and e < n]
+
+
+def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None, *,
+               offset_s: float = 0.0, method: str = "auto", ar_max_ms: float = AR_MAX_MS,
+               max_gap_ms: float = MAX_GAP_MS) -> list[dict[str, Any]]:
+    """Decide, for each interval, the samples to fill and the method.
+
+    ``intervals_s`` are in file seconds; ``offset_s`` is the file time of sample 0.
+    Intervals are sorted and merged; those outside ``[0, n_samples)`` are dropped and
+    those crossing its ends clipped. Returns dicts with ``start_s``, ``end_s`` (file
+    time), ``start``, ``stop`` (local samples) and ``method`` (``ar`` | ``unet`` |
+    ``skipped``, with ``reason``).
+    """
+    if method not in ("auto", "ar", "unet"):
+        raise UsageError(f"inpaint: method must be auto, ar or unet, not {method!r}")
+    spans = []
+    for item in intervals_s:
+        a, b = float(item[0]), float(item[1])
+        if not (np.isfinite(a) and np.isfinite(b)) or b <= a:
+            raise UsageError(f"inpaint: bad gap interval [{a}, {b}] (end must follow start)")
+        s = int(np.floor((a - offset_s) * sample_rate))
+        e = int(np.ceil((b - offset_s) * sample_rate))
+        if n_samples is not None:
+            s, e = max(s, 0), min(e, n_samples)
+        else:
+            s = max(s, 0)
+        if e > s:
+            spans.append([s, e])
+    spans.sort()
+    merged: list[list[int]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    out = []
+    for s, e in merged:
+        ms = 1000.0 * (e - s) / sample_rate
+        rec: dict[str, Any] = {"start_s": round(offset_s + s / sample_rate, 6),
+                               "end_s": round(offset_s + e / sample_rate, 6), "start": s, "stop": e}
+        if ms > max_gap_ms:
+            rec.update(method="skipped", reason=f"longer than {max_gap_ms:g} ms")
+        elif method == "auto":
+            rec["method"] = "ar" if ms <= ar_max_ms else "unet"
+        else:
+            rec["method"] = method
+        out.append(rec)
+    return out
+
+
+def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: UNetFiller | None = None,
+            method: str = "auto", ar_max_ms: float = AR_MAX_MS, border_ms: float = BORDER_MS,
+            max_gap_ms: float = MAX_GAP_MS, offset_s: float = 0.0,
+            iterations: int = GL_ITERATIONS) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Fill gaps of ``audio`` ``(channels, samples)``; returns ``(new audio, fill records)``.
+
+    U-Net fills need ``filler``; without one they fall back to bidirectional AR
+    prediction (recorded as method ``ar_extrapolate``). Samples farther than
+    ``border_ms`` from every filled gap are bit-identical to the input.
+    """
+    audio = np.asarray(audio)
+    out = audio.copy()
+    n = audio.shape[-1]
+    border = int(round(border_ms * sample_rate / 1000.0))
+    records = plan_fills(intervals_s, sample_rate, n, offset_s=offset_s, method=method,
+                         ar_max_ms=ar_max_ms, max_gap_ms=max_gap_ms)
+    for rec in records:
+        s, e = rec["start"], rec["stop"]
+        if rec["method"] == "skipped":
+            continue
+        if rec["method"] == "unet" and filler is None:
+            rec["method"] = "ar_extrapolate"
+            rec["reason"] = "no U-Net checkpoint available"
+        use_border = border if rec["method"] != "ar" else 0
+        fs, fe = max(0, s - use_border), min(n, e + use_border)
+        for ch in range(audio.shape[0]):
+            x = audio[ch].astype(np.float64)
+            if rec["method"] == "ar":
+                fill = ar_fill(x, fs, fe, sample_rate)
+            elif rec["method"] == "unet":
+                fill = filler.fill(x, fs, fe, sample_rate, iterations)
+            else:
+                fill = bidirectional_extrapolate(x, fs, fe, sample_rate)
+            w = np.ones(fe - fs)
+            if s - fs > 0:
+                k = s - fs
+                w[:k] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
+            if fe - e > 0:
+                k = fe - e
+                w[fe - fs - k:] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
+            orig = x[fs:fe]
+            out[ch, fs:fe] = (w * fill + (1.0 - w) * orig).astype(out.dtype)
+        rec["border_s"] = round(use_border / sample_rate, 6)
+    for rec in records:
+        rec.pop("start"), rec.pop("stop")
+    return out, records
+
+
+@register_restorer("inpaint")
+class InpaintRestorer:
+    """Fill gaps/dropouts: Janssen AR up to ``ar_max_ms``, spectrogram U-Net beyond."""
+
+    name: ClassVar[str] = "inpaint"
+    kinds: ClassVar[tuple[str, ...]] = ("gaps",)
+    context_s: ClassVar[float] = 1.0
+
+    def __init__(self) -> None:
+        self._fillers: dict[str, UNetFiller | None] = {}
+
+    def filler(self, model: str, sample_rate: int) -> UNetFiller | None:
+        """The U-Net for ``model`` (``auto``, a packaged name or a path); None if not installed."""
+        name = model_for_rate(sample_rate) if model == "auto" else model
+        if name not in self._fillers:
+            path = PACKAGED_DIR / PACKAGED_MODELS[name] if name in PACKAGED_MODELS else Path(name)
+            if name in PACKAGED_MODELS and not path.exists():
+                self._fillers[name] = None
+            else:
+                self._fillers[name] = UNetFiller.load(path)
+        return self._fillers[name]
+
+    def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
+                device: torch.device | str = "cpu") -> torch.Tensor:
+        """Fill the gaps of ``audio`` ``(channels, samples)``; returns a new tensor."""
+        x = audio.detach().to("cpu").numpy()
+        intervals = params.get("intervals_s")
+        offset = float(params.get("offset_s", 0.0))
+        if intervals is None:
+            intervals = [[a + offset, b + offset] for a, b in zero_runs(x, sample_rate)]
+        method = str(params.get("method", "auto"))
+        ar_max = float(params.get("ar_max_ms", AR_MAX_MS))
+        filler = None
+        if method != "ar":
+            plans = plan_fills(intervals, sample_rate, x.shape[-1], offset_s=offset, method=method,
+                               ar_max_ms=ar_max, max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)))
+            if any(p["method"] == "unet" for p in plans):
+                filler = self.filler(str(params.get("model", "auto")), sample_rate)
+        out, records = inpaint(x, sample_rate, intervals, filler=filler, method=method, ar_max_ms=ar_max,
+                               border_ms=float(params.get("border_ms", BORDER_MS)),
+                               max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)), offset_s=offset,
+                               iterations=int(params.get("iterations", GL_ITERATIONS)))
+        return torch.from_numpy(out).to(audio.device)

@@ -1,0 +1,166 @@
+"""Gap inpainting: Janssen AR, the U-Net path, the restorer, gap lists, checkpoints."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from archtool.dsp.janssen import ar_fill, bidirectional_extrapolate, janssen_interpolate
+from archtool.errors import RecipeError, UsageError
+from archtool.models.checkpoint import PACKAGED_DIR, save_checkpoint
+from archtool.models.unet_inpaint import InpaintUNet, SpecConfig
+from archtool.restore.gaplist import parse_gap_list, read_gap_list
+from archtool.restore.inpaint import PACKAGED_MODELS, UNetFiller, inpaint, plan_fills, zero_runs
+from archtool.restore.registry import get_restorer
+
+from conftest import speech_like, tone
+
+torch.set_num_threads(1)
+
+
+def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(ref ** 2) / max(np.sum((ref - est) ** 2), 1e-30)))
+
+
+@pytest.fixture(scope="module")
+def random_filler(tmp_path_factory) -> UNetFiller:
+    """An untrained U-Net written and re-read through the checkpoint format (exercises the path)."""
+    torch.manual_seed(0)
+    model = InpaintUNet(base=4, levels=3, max_channels=8)
+    path = tmp_path_factory.mktemp("ckpt") / "inpaint_test.pt"
+    save_checkpoint(path, model.state_dict(), {"model": "unet_inpaint", "arch": model.arch,
+                                               "spec": SpecConfig(16000, 256, 64).to_dict()})
+    return UNetFiller.load(path)
+
+
+def test_janssen_fills_steady_tone_at_high_snr():
+    sr = 16000
+    x = tone(440.0, 1.0, sr, amplitude=0.5)[0].astype(np.float64)
+    x += 0.3 * tone(660.0, 1.0, sr)[0]
+    for ms in (10, 30, 50):
+        s = 6000
+        e = s + ms * sr // 1000
+        fill = ar_fill(x, s, e, sr)
+        assert snr_db(x[s:e], fill) > 35.0, ms
+
+
+def test_janssen_iterations_beat_plain_lsar_on_noisy_tone(rng):
+    sr = 16000
+    x = tone(300.0, 1.0, sr)[0].astype(np.float64) + 1e-3 * rng.standard_normal(sr)
+    s, e = 8000, 8480
+    plain = janssen_interpolate(x, s, e, sr, order=64, iterations=0)
+    jans = janssen_interpolate(x, s, e, sr, order=64, iterations=3)
+    assert snr_db(x[s:e], jans) > snr_db(x[s:e], plain) + 3.0
+
+
+def test_bidirectional_extrapolation_keeps_level():
+    sr = 16000
+    x = tone(500.0, 1.0, sr)[0].astype(np.float64)
+    s, e = 6000, 6000 + 3200  # 200 ms
+    fill = bidirectional_extrapolate(x, s, e, sr)
+    assert snr_db(x[s:e], fill) > 20.0
+    assert 0.5 < np.std(fill) / np.std(x[s:e]) < 1.5
+
+
+@pytest.mark.parametrize("ms", [20, 150])
+def test_samples_outside_gap_and_border_are_bit_identical(random_filler, ms):
+    sr = 16000
+    clean = np.concatenate([speech_like(1.0, sr, seed=1), speech_like(1.0, sr, seed=2)])
+    s = 7000
+    e = s + ms * sr // 1000
+    damaged = clean.copy()
+    damaged[:, s:e] = 0.0
+    out, records = inpaint(damaged, sr, [[s / sr, e / sr]], filler=random_filler, border_ms=3.0)
+    assert records[0]["method"] == ("ar" if ms <= 50 else "unet")
+    border = int(round(records[0]["border_s"] * sr))
+    outside = np.ones(damaged.shape[1], dtype=bool)
+    outside[s - border:e + border] = False
+    assert out.dtype == damaged.dtype
+    assert np.array_equal(out[:, outside], damaged[:, outside])
+    assert np.isfinite(out).all() and np.abs(out[:, s:e]).max() > 0.0
+
+
+def test_unet_path_at_other_rate_keeps_outside_identical(random_filler):
+    sr = 22050
+    x = tone(330.0, 1.0, sr, channels=1)
+    s, e = 9000, 9000 + int(0.12 * sr)
+    y = x.copy()
+    y[:, s:e] = 0.0
+    out, records = inpaint(y, sr, [[s / sr, e / sr]], filler=random_filler, border_ms=2.0)
+    b = int(round(records[0]["border_s"] * sr))
+    assert records[0]["method"] == "unet"
+    assert np.array_equal(out[:, : s - b], y[:, : s - b]) and np.array_equal(out[:, e + b:], y[:, e + b:])
+    assert np.isfinite(out).all()
+
+
+def test_plan_fills_chooses_by_length_and_merges():
+    plans = plan_fills([[0.5, 0.52], [0.51, 0.53], [1.0, 1.2], [2.0, 5.0]], 16000, 16000 * 6)
+    assert [p["method"] for p in plans] == ["ar", "unet", "skipped"]
+    assert plans[0]["start_s"] == 0.5 and plans[0]["end_s"] == 0.53
+    with pytest.raises(UsageError):
+        plan_fills([[1.0, 0.5]], 16000)
+
+
+def test_restorer_fills_digital_silence_without_intervals():
+    sr = 16000
+    x = tone(440.0, 1.0, sr, amplitude=0.5)
+    y = x.copy()
+    y[:, 5000:5200] = 0.0
+    assert zero_runs(y, sr) == [[5000 / sr, 5200 / sr]]
+    restorer = get_restorer("inpaint")
+    out = restorer.process(torch.from_numpy(y), sr, {}).numpy()
+    assert snr_db(x[0, 5000:5200], out[0, 5000:5200]) > 35.0
+    assert np.array_equal(out[:, :5000], y[:, :5000]) and np.array_equal(out[:, 5200:], y[:, 5200:])
+    assert torch.equal(torch.from_numpy(y), torch.from_numpy(y.copy()))  # input untouched
+
+
+def test_gap_list_parses_formats_and_merges(tmp_path):
+    p = tmp_path / "gaps.csv"
+    p.write_text("file,start,end\n# comment\na/tape.wav,1:02.5,1:02.75\ntape.wav, 3.0 ,3.1\n"
+                 "a/tape.wav,62.6,62.9\n0.1,0.2\n")
+    gl = read_gap_list(p)
+    assert gl.intervals_for("a/tape.wav") == [[0.1, 0.2], [62.5, 62.9]]
+    assert gl.intervals_for("b/tape.wav") == [[0.1, 0.2], [3.0, 3.1]]
+    assert gl.intervals_for("other.flac") == [[0.1, 0.2]]
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("start,end\n1.0,0.5\n", 2, "not after"),
+    ("1.0,abc\n", 1, "bad time"),
+    ("0.5\n", 1, "columns"),
+    ("x.wav,1,2,3\n", 1, "columns"),
+    ("x.wav,-1,2\n", 1, "non-negative"),
+    ("x.wav,1:75,1:80\n", 1, "below 60"),
+])
+def test_bad_gap_lists_are_refused_naming_file_and_line(tmp_path, text, line, words):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    with pytest.raises(RecipeError) as exc:
+        read_gap_list(p)
+    msg = str(exc.value)
+    assert str(p) in msg and f"line {line}" in msg and words in msg
+
+
+def test_missing_or_empty_gap_list_is_refused(tmp_path):
+    with pytest.raises(RecipeError, match="not found"):
+        read_gap_list(tmp_path / "nope.csv")
+    with pytest.raises(RecipeError, match="no intervals"):
+        parse_gap_list("# nothing\n\n", "empty.csv")
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGED_MODELS))
+def test_packaged_checkpoint_loads_weights_only_and_fills_tone(name):
+    path = PACKAGED_DIR / PACKAGED_MODELS[name]
+    if not path.exists():
+        pytest.skip(f"{path.name} not installed")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(blob) == {"state_dict", "meta_json"}
+    filler = UNetFiller.load(path)
+    sr = filler.spec.sample_rate
+    x = tone(440.0, 2.0, sr, amplitude=0.5)
+    s, e = sr // 2, sr // 2 + int(0.2 * sr)
+    y = x.copy()
+    y[:, s:e] = 0.0
+    out, records = inpaint(y, sr, [[s / sr, e / sr]], filler=filler)
+    assert records[0]["method"] == "unet"
+    assert snr_db(x[0, s:e], out[0, s:e]) > 10.0
