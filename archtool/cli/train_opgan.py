@@ -23,6 +23,7 @@ def register(group: typer.Typer) -> None:
         segment: int = typer.Option(16384, "--segment", min=1024, help="Segment length in samples (multiple of 2**depth)."),
         width: int = typer.Option(8, "--width", min=1, help="Channels of the first generator layer."),
         depth: int = typer.Option(6, "--depth", min=2, max=8, help="Encoder layers (each halves the time axis)."),
+        max_mult: int = typer.Option(8, "--max-mult", min=1, help="Cap on the channel multiplier of deeper layers."),
         q: int = typer.Option(3, "--q", min=1, max=9, help="Maclaurin order of the generative neurons."),
         lr: float = typer.Option(5e-4, "--lr", help="Generator learning rate (Adam)."),
         adv_weight: float = typer.Option(1.0, "--adv-weight", help="Weight of the LSGAN loss (0 disables the discriminator)."),
@@ -44,7 +45,7 @@ def register(group: typer.Typer) -> None:
             data=[str(d) for d in data], output=str(output), rate=rate,
             noise_dir=str(noise_dir) if noise_dir else None, rir_dir=str(rir_dir) if rir_dir else None,
             background_dir=str(background_dir or noise_dir) if (background_dir or noise_dir) else None,
-            recipe=recipe, steps=steps, batch=batch, segment=segment, width=width, depth=depth, q=q,
+            recipe=recipe, steps=steps, batch=batch, segment=segment, width=width, depth=depth, q=q, max_mult=max_mult,
             lr=lr, w_adv=adv_weight, adv_start=adv_start, val_every=val_every, holdout=list(holdout),
             seed=seed, device=device, threads=threads)
         metrics = train(cfg, resume=resume, log=lambda m: typer.echo(m, err=True))

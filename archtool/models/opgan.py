@@ -3,7 +3,7 @@ strided Self-ONN discriminator for blind, time-domain restoration of blended noi
 background mixture and reverberation.
 
 Generator: ``depth`` encoder layers (Self-ONN, kernel 5, stride 2, channel widths
-``width * (1, 2, 4, 8, 8, ...)``), then decoder layers (x2 nearest upsampling + Self-ONN,
+``width * (1, 2, 4, 8, 8, ...)``, the multiplier capped at ``max_mult``), then decoder layers (x2 nearest upsampling + Self-ONN,
 kernel 5) that concatenate the encoder output of the same resolution (U-Net skips), and a
 last upsampling Self-ONN layer that also sees the input waveform itself. Every hidden
 activation is tanh, which keeps each layer's input in [-1, 1] as the Maclaurin nodal
@@ -28,8 +28,8 @@ from torch.nn import functional as F
 from archtool.models.selfonn import SelfONN1d
 
 
-def _widths(width: int, depth: int) -> list[int]:
-    return [width * min(2 ** i, 8) for i in range(depth)]
+def _widths(width: int, depth: int, max_mult: int = 8) -> list[int]:
+    return [width * min(2 ** i, max_mult) for i in range(depth)]
 
 
 class _Down(nn.Module):
@@ -60,10 +60,12 @@ class _Up(nn.Module):
 class OpGANGenerator(nn.Module):
     """Self-ONN encoder-decoder; ``(B, 1, T)`` in [-1, 1] -> ``(B, 1, T)`` restored."""
 
-    def __init__(self, width: int = 16, depth: int = 5, q: int = 3, residual: bool = True):
+    def __init__(self, width: int = 16, depth: int = 5, q: int = 3, residual: bool = True,
+                 max_mult: int = 8):
         super().__init__()
-        self.config: dict[str, Any] = {"width": width, "depth": depth, "q": q, "residual": residual}
-        widths = _widths(width, depth)
+        self.config: dict[str, Any] = {"width": width, "depth": depth, "q": q, "residual": residual,
+                                       "max_mult": max_mult}
+        widths = _widths(width, depth, max_mult)
         self.down = nn.ModuleList(
             _Down(1 if i == 0 else widths[i - 1], widths[i], q, norm=i > 0) for i in range(depth))
         ups = []
@@ -125,7 +127,7 @@ class _DiscBlock(nn.Module):
 
 def build_generator(arch: dict[str, Any]) -> OpGANGenerator:
     """An :class:`OpGANGenerator` from the ``arch`` dict stored in checkpoint metadata."""
-    return OpGANGenerator(**{k: arch[k] for k in ("width", "depth", "q", "residual") if k in arch})
+    return OpGANGenerator(**{k: arch[k] for k in ("width", "depth", "q", "residual", "max_mult") if k in arch})
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -59,6 +59,7 @@ class TrainConfig:
     depth: int = 6
     q: int = 3
     residual: bool = True
+    max_mult: int = 8
     disc_width: int = 8
     lr: float = 5e-4
     disc_lr: float = 2e-4
@@ -263,7 +264,7 @@ class OpGANTrainer:
         self.degrader = degrader if degrader is not None else make_degrader(cfg)
         self.train_pairs = PairMaker(self.train_clips, cfg.rate, cfg.segment, self.degrader)
         torch.manual_seed(seed_for(cfg.seed, "init") % (2 ** 31))
-        self.gen = OpGANGenerator(cfg.width, cfg.depth, cfg.q, cfg.residual).to(self.device)
+        self.gen = OpGANGenerator(cfg.width, cfg.depth, cfg.q, cfg.residual, cfg.max_mult).to(self.device)
         self.disc = OpGANDiscriminator(cfg.disc_width, cfg.q).to(self.device)
         self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999))
@@ -313,7 +314,7 @@ class OpGANTrainer:
         cfg = self.cfg
         return {
             "model": "opgan",
-            "arch": {"width": cfg.width, "depth": cfg.depth, "q": cfg.q, "residual": cfg.residual},
+            "arch": dict(self.gen.config),
             "discriminator": {"width": cfg.disc_width, "q": cfg.q},
             "q": cfg.q,
             "sample_rate": cfg.rate,
