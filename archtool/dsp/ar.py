@@ -131,7 +131,7 @@ def _clusters(runs: np.ndarray, gap: int) -> list[tuple[int, int]]:
     return groups
 
 
-def _solve_segment(seg: np.ndarray, miss: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _solve_segment(seg: np.ndarray, miss: np.ndarray, b: np.ndarray, ridge: float = 1e-9) -> np.ndarray:
     """LSAR on one segment: returns the values of the missing samples (indices ``miss``).
 
     Builds the prediction-error matrix ``A`` (rows n = p..L-1, ``A[n, n-k] = b[k]``) and
@@ -150,7 +150,7 @@ def _solve_segment(seg: np.ndarray, miss: np.ndarray, b: np.ndarray) -> np.ndarr
     Ak = A[:, known]
     M = Au.T @ Au
     rhs = -Au.T @ (Ak @ seg[known])
-    M[np.diag_indices_from(M)] += 1e-9 * (np.trace(M) / max(M.shape[0], 1) + 1e-12)
+    M[np.diag_indices_from(M)] += ridge * (np.trace(M) / max(M.shape[0], 1) + 1e-12)
     return np.linalg.solve(M, rhs)
 
 
@@ -176,7 +176,8 @@ def _solve_interior(x: np.ndarray, pos: np.ndarray, rb: np.ndarray) -> np.ndarra
 
 
 def ar_interpolate(x: np.ndarray, missing: np.ndarray, order: int = 32, *,
-                   coeffs: np.ndarray | None = None, context: int | None = None) -> np.ndarray:
+                   coeffs: np.ndarray | None = None, context: int | None = None,
+                   block_starts: np.ndarray | None = None) -> np.ndarray:
     """Fill the samples flagged ``missing`` by least-squares AR interpolation (LSAR).
 
     Args:
@@ -185,11 +186,14 @@ def ar_interpolate(x: np.ndarray, missing: np.ndarray, order: int = 32, *,
         missing: boolean mask, shape ``(n,)``; True marks samples to reconstruct.
         order: AR model order ``p`` (e.g. 16-40 at 44.1 kHz; a model of order p needs a
             few times p known samples around each gap).
-        coeffs: AR coefficients, shape ``(p,)``, to use for every gap. When None, a local
-            model is estimated for each cluster of gaps from the known samples within
-            ``context`` samples on each side.
+        coeffs: AR coefficients, shape ``(p,)``, to use for every gap, or ``(F, p)``: one
+            model per block, block ``f`` starting at sample ``block_starts[f]`` (a cluster
+            of gaps uses the block its first sample falls in). When None, a local model is
+            estimated for each cluster of gaps from the known samples within ``context``
+            samples on each side.
         context: samples of known signal used on each side of a cluster for estimation
             (default ``max(8 * order, 2 * cluster length, 512)``).
+        block_starts: sorted ``(F,)`` block start indices for 2-D ``coeffs``.
 
     Returns:
         A new array with the dtype of ``x``, equal to ``x`` at known samples. Gaps longer
@@ -210,7 +214,11 @@ def ar_interpolate(x: np.ndarray, missing: np.ndarray, order: int = 32, *,
     xs[missing] = 0.0
     if coeffs is not None:
         coeffs = np.asarray(coeffs, dtype=np.float64)
-        order = coeffs.shape[0]
+        order = coeffs.shape[-1]
+        if coeffs.ndim == 2:
+            if block_starts is None or len(block_starts) != coeffs.shape[0]:
+                raise ValueError("2-D coeffs need block_starts of matching length")
+            block_starts = np.asarray(block_starts)
     order = int(order)
     runs = missing_runs(missing)
     for g0, g1 in _clusters(runs, order):
@@ -222,6 +230,9 @@ def ar_interpolate(x: np.ndarray, missing: np.ndarray, order: int = 32, *,
             valid = ~missing[lo:hi]
             p_eff = min(order, max(1, int(valid.sum()) // 4))
             a, _ = ar_estimate(xs[lo:hi], p_eff, valid=valid)
+        elif coeffs.ndim == 2:
+            f = int(np.clip(np.searchsorted(block_starts, start, side="right") - 1, 0, coeffs.shape[0] - 1))
+            a = coeffs[f]
         else:
             a = coeffs
         p = a.shape[0]
@@ -234,6 +245,66 @@ def ar_interpolate(x: np.ndarray, missing: np.ndarray, order: int = 32, *,
             lo, hi = max(0, start - 2 * p), min(n, stop + 2 * p)
             if hi - lo <= p:
                 continue
-            vals = _solve_segment(xs[lo:hi], pos - lo, b)
+            # At the signal's ends the system is only partly determined (extrapolation):
+            # a stronger ridge keeps the fill bounded.
+            vals = _solve_segment(xs[lo:hi], pos - lo, b, ridge=1e-2)
         xs[pos] = vals
     return xs.astype(out_dtype)
+
+
+def levinson_batch(r: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Levinson-Durbin on many autocorrelation rows at once.
+
+    Args:
+        r: autocorrelations, shape ``(F, >= order + 1)``.
+        order: AR order ``p``.
+
+    Returns:
+        ``(a, err)``: coefficients ``(F, p)`` (convention of :func:`ar_estimate`) and
+        prediction-error variances ``(F,)``. Rows with ``r[:, 0] <= 0`` give zeros.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    F = r.shape[0]
+    a = np.zeros((F, order))
+    err = r[:, 0].copy()
+    ok = err > 1e-20
+    err = np.where(ok, err, 1.0)
+    for i in range(order):
+        acc = r[:, i + 1] - np.einsum("fj,fj->f", a[:, :i], r[:, i:0:-1]) if i else r[:, 1].copy()
+        k = np.where(ok, acc / err, 0.0)
+        k = np.clip(k, -0.9999, 0.9999)
+        if i:
+            a[:, :i] = a[:, :i] - k[:, None] * a[:, i - 1 :: -1]
+        a[:, i] = k
+        err = err * (1.0 - k * k)
+    a[~ok] = 0.0
+    return a, np.where(ok, err, 0.0)
+
+
+def ar_estimate_frames(frames: np.ndarray, order: int, valid: np.ndarray | None = None,
+                       window: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """AR coefficients of many frames at once (autocorrelation method).
+
+    Args:
+        frames: shape ``(F, L)``.
+        order: AR order ``p``.
+        valid: optional ``(F, L)`` boolean mask of samples to use (others count as absent).
+        window: taper each frame with a Hann window first.
+
+    Returns:
+        ``(a (F, p), sigma2 (F,))``.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    F, L = frames.shape
+    w = np.hanning(L) if window else np.ones(L)
+    xv = frames * w
+    if valid is not None:
+        xv = np.where(valid, xv, 0.0)
+        count = np.maximum((valid * w * w).sum(axis=1), 1e-9)
+    else:
+        count = np.full(F, max((w * w).sum(), 1e-9))
+    nfft = 1 << int(np.ceil(np.log2(2 * L - 1)))
+    X = np.fft.rfft(xv, nfft, axis=1)
+    r = np.fft.irfft(X * np.conj(X), nfft, axis=1)[:, : order + 1] / count[:, None]
+    r[:, 0] = r[:, 0] * (1.0 + 1e-9) + 1e-14
+    return levinson_batch(r, order)
