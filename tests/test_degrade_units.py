@@ -144,6 +144,20 @@ def test_fragmentation_zeroes_the_stated_fraction_of_frames(clean, fraction, run
             assert mask[centre]
 
 
+def test_fragmentation_equals_zeroing_stft_frames():
+    from scipy.signal import istft, stft
+
+    x = np.random.default_rng(17).standard_normal((2, 22050)).astype(np.float32)
+    y, label = apply_unit("fragment", x, 22050, {"fraction": 0.5, "run_frames": 3}, np.random.default_rng(18))
+    length, hop = label["frame_length"], label["hop"]
+    _, _, spec = stft(x.astype(np.float64), nperseg=length, noverlap=length - hop, window="hann",
+                      boundary="zeros", padded=True)
+    for a, b in label["zeroed_frame_runs"]:
+        spec[..., a:b] = 0
+    _, ref = istft(spec, nperseg=length, noverlap=length - hop, window="hann", boundary=True)
+    assert np.max(np.abs(ref[:, :x.shape[1]] - y)) < 1e-5
+
+
 @pytest.mark.parametrize("mode", ["hard", "soft"])
 @pytest.mark.parametrize("fraction", [0.002, 0.03, 0.2])
 def test_clipped_fraction_as_stated(clean, mode, fraction):

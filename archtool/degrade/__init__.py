@@ -12,7 +12,10 @@ Units live one per module in :mod:`archtool.degrade.units`; recipes are TOML fil
 """
 from __future__ import annotations
 
+import numpy as np
+
 from archtool.degrade.base import Param, Unit, all_units, get_unit
+from archtool.degrade.corpus import CorpusResult, degrade_corpus
 from archtool.degrade.degrader import Degrader, apply_unit, true_snr_db
 from archtool.degrade.recipe import Recipe, builtin_recipes, load_recipe, parse_recipe
 from archtool.degrade.sources import Sources
@@ -25,10 +28,19 @@ def list_units() -> dict[str, dict]:
             for name, u in sorted(all_units().items())}
 
 
+def degrade_audio(clean: np.ndarray, sample_rate: int, recipe: str = "mixed-archive", seed: int = 0,
+                  **folders) -> tuple[np.ndarray, dict]:
+    """One-shot convenience: degrade float32 ``(channels, samples)`` audio with ``recipe`` and ``seed``.
+
+    ``folders`` may give noise_dir, rir_dir, background_dir. For loops, build a Degrader once.
+    """
+    return Degrader(recipe, **folders)(clean, sample_rate, np.random.default_rng(seed))
+
+
 def list_recipes() -> list[str]:
     """Names of the built-in recipes."""
     return builtin_recipes()
 
 
-__all__ = ["Degrader", "apply_unit", "list_units", "list_recipes", "load_recipe", "parse_recipe", "Recipe",
+__all__ = ["Degrader", "apply_unit", "degrade_audio", "degrade_corpus", "CorpusResult", "list_units", "list_recipes", "load_recipe", "parse_recipe", "Recipe",
            "Sources", "Param", "Unit", "get_unit", "true_snr_db"]

@@ -7,7 +7,6 @@ zeroed frames come out exactly zero and are labelled as gap intervals.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import istft, stft
 
 from archtool.degrade.base import STAGE_GAPS, Param, register_unit
 from archtool.degrade.units.gaps import mask_to_intervals
@@ -20,19 +19,20 @@ from archtool.degrade.units.gaps import mask_to_intervals
     "run_frames": Param(int, 1, "zeroed frames come in runs of 1..run_frames consecutive frames", 1, 256),
 }, stage=STAGE_GAPS)
 def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Generator, sources=None):
-    """Zero random STFT frames (hop = frame/4, Hann window) and resynthesise.
+    """Zero random STFT frames (Hann window, hop = frame/4, frame t centred on sample t*hop) and
+    resynthesise by weighted overlap-add.
 
-    Labels ``zeroed_frame_runs`` ([[first, last+1], ...] frame indices; frame t is centred on
-    sample t*hop), ``frame_length``, ``hop``, ``gap_intervals_s`` (exactly-zero samples) and
-    ``fragment_fraction``. Severity: zeroed-frame fraction / 0.7 (seed 001's worst case), capped at 1.
+    Frames left intact resynthesise to themselves, so the result equals the input times
+    g[n] = sum_kept w^2(n - t hop) / sum_all w^2(n - t hop), which is computed directly.
+    Labels ``zeroed_frame_runs`` ([[first, last+1], ...] frame indices), ``frame_length``,
+    ``hop``, ``gap_intervals_s`` (exactly-zero samples) and ``fragment_fraction``.
+    Severity: zeroed-frame fraction / 0.7 (seed 001's worst case), capped at 1.
     """
     c, n = audio.shape
     length = max(8, int(round(params["frame_ms"] * sample_rate / 1000)))
-    length += length % 2
+    length += (-length) % 4
     hop = length // 4
-    _, _, spec = stft(audio.astype(np.float64), nperseg=length, noverlap=length - hop, window="hann",
-                      boundary="zeros", padded=True, axis=-1)
-    frames = spec.shape[-1]
+    frames = -(-n // hop) + 1  # as scipy.signal.stft(boundary="zeros", padded=True)
     target = int(round(params["fraction"] * frames))
     zeroed = np.zeros(frames, dtype=bool)
     guard = 0
@@ -42,24 +42,24 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
         start = int(rng.integers(0, frames - run + 1))
         zeroed[start:start + run] = True
         guard += 1
-    spec[..., zeroed] = 0
-    _, y = istft(spec, nperseg=length, noverlap=length - hop, window="hann", boundary=True, time_axis=-1,
-                 freq_axis=-2)
-    y = y[:, :n]
-    if y.shape[1] < n:
-        y = np.pad(y, ((0, 0), (0, n - y.shape[1])))
-    # live[s] > 0 where some kept frame has non-zero window weight on sample s
-    live = np.zeros(n + length + 1, dtype=np.int64)
-    kept = np.flatnonzero(~zeroed)
-    starts = np.clip(kept * hop - length // 2 + 1, 0, n)
-    ends = np.clip(kept * hop + length // 2, 0, n)
-    np.add.at(live, starts, 1)
-    np.add.at(live, ends, -1)
-    dead = np.cumsum(live)[:n] <= 0
-    y[:, dead] = 0.0
+    w2 = np.sin(np.pi * np.arange(length) / length) ** 4  # periodic Hann, squared
+    ratio = length // hop
+    total = np.zeros(frames * hop + length)
+    kept = np.zeros_like(total)
+    for k in range(ratio):  # frames k, k + ratio, ... tile without overlapping
+        idx = np.arange(k, frames, ratio)
+        block = np.tile(w2, idx.size)
+        total[k * hop: k * hop + block.size] += block
+        kept[k * hop: k * hop + block.size] += block * np.repeat(~zeroed[idx], length)
+    # frame t covers padded samples [t*hop, t*hop + length) = original [t*hop - half, t*hop + half)
+    half = length // 2
+    total, kept = total[half:half + n], kept[half:half + n]
+    dead = kept == 0
+    gain = np.divide(kept, total, out=np.zeros(n), where=~dead)
+    y = (audio.astype(np.float64) * gain).astype(np.float32)
     runs = mask_to_intervals(zeroed, 1)
     frac = float(zeroed.mean()) if frames else 0.0
-    return y.astype(np.float32), {
+    return y, {
         "severity": float(min(1.0, frac / 0.7)), "fragment_fraction": frac, "frame_length": length, "hop": hop,
         "zeroed_frame_runs": [[int(a), int(b)] for a, b in runs],
         "gap_intervals_s": mask_to_intervals(dead, sample_rate)}
