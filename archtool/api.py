@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from archtool.engine.atomic import write_text_atomic
+from archtool.engine.atomic import clean_tmp, write_text_atomic
 from archtool.engine.batch import BatchResult, run_batch
 from archtool.engine.devices import resolve_devices
 from archtool.engine.settings import RestoreSettings
@@ -33,6 +33,7 @@ def restore_batch(input_path: str | Path, out_dir: str | Path, settings: Restore
     if not dry_run:
         write_text_atomic(out_dir / "report.json", report_json(batch.results, batch.skipped, settings.to_dict()), out_dir)
         write_text_atomic(out_dir / "report.csv", report_csv(batch.results), out_dir)
+        clean_tmp(out_dir)
     return batch
 
 

@@ -67,18 +67,19 @@ def restore(
     finally:
         progress.stop()
     for s in batch.skipped:
-        console.print(f"[yellow]skipped[/yellow] {s.path}: {s.reason}", highlight=False)
+        console.print(f"[yellow]skipped[/yellow] {s.path}: {s.reason}", highlight=False, soft_wrap=True)
     if dry_run:
         for r in batch.results:
             steps = [f"{s['restorer']}({', '.join(f'{k}={v}' for k, v in s['params'].items() if not isinstance(v, (list, dict)))})"
                      for s in r.get("steps") or []]
             line = " -> ".join(steps + (["loudness"] if settings.normalize else [])) or "(nothing to do)"
-            console.print(f"{r['input']}: {r.get('error') or line}", highlight=False)
+            console.print(f"{r['input']}: {r.get('error') or line}", highlight=False, soft_wrap=True)
     else:
         console.print(results_table(batch.results))
     if not batch.results:
-        console.print(f"[yellow]no audio files found in {input_dir}[/yellow]")
+        console.print(f"[red]error:[/red] {input_dir}: no audio files found", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     n_failed = len(batch.failed)
     if n_failed:
-        console.print(f"[red]{n_failed} of {len(batch.results)} files failed[/red] (see {out_dir}/report.csv)")
+        console.print(f"[red]{n_failed} of {len(batch.results)} files failed[/red] (see {out_dir}/report.csv)", soft_wrap=True)
         raise typer.Exit(1)

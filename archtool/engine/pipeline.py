@@ -94,9 +94,9 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
         settings_hash = settings.hash()
         result.update(input_sha256=input_sha, settings_hash=settings_hash)
         if resume and not dry_run and is_done(job.previous, input_sha, settings_hash, out_dir):
-            prev = dict(job.previous or {})
-            prev.update(status="done", error=None, time_s=round(time.perf_counter() - t0, 3))
-            return prev
+            result.update({k: v for k, v in (job.previous or {}).items() if k not in result})
+            result.update(status="done", error=None, time_s=round(time.perf_counter() - t0, 3))
+            return result
         options = {"gaps_file": settings.gaps_file, **dict(settings.extra)}
         plan = plan_file(job.path, info, settings.preset, options)
         result["steps"] = [s.to_dict() for s in plan.steps]

@@ -34,7 +34,8 @@ class BatchProgress:
     def advance(self, result: dict[str, Any]) -> None:
         if result["status"] == "failed":
             self.failed += 1
-            self.progress.console.print(f"[red]failed[/red] {result.get('error')}", highlight=False, markup=True)
+            self.progress.console.print(f"[red]failed[/red] {result.get('error')}", highlight=False, markup=True,
+                                       soft_wrap=True)
         else:
             self.audio_s += result.get("duration_s") or 0.0
         elapsed = max(1e-6, time.perf_counter() - self.t0)

@@ -1,0 +1,4 @@
+"""``python -m archtool`` runs the CLI."""
+from archtool.cli.app import main
+
+main()

@@ -1,0 +1,115 @@
+"""Audio I/O: decode every supported format, keep rate/channels/bit depth, stream in blocks."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archtool.audio.ffmpeg import ffmpeg_executable
+from archtool.audio.io import BlockReader, BlockWriter, OutputSpec, probe, read_audio, write_audio
+from archtool.errors import AudioReadError
+from conftest import tone
+
+
+def convert(src: Path, dst: Path, *args: str) -> Path:
+    subprocess.run([ffmpeg_executable(), "-v", "error", "-y", "-i", str(src), *args, str(dst)], check=True)
+    return dst
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    x = tone(440, 0.5, 44100, 2)
+    p = tmp_path / "src.wav"
+    write_audio(p, x, 44100, OutputSpec("wav", 32, True))
+    return p, x
+
+
+LOSSLESS = [
+    ("pcm16.wav", ["-c:a", "pcm_s16le"], 16, 2 ** -15),
+    ("pcm24.wav", ["-c:a", "pcm_s24le"], 24, 2 ** -23),
+    ("pcm32.wav", ["-c:a", "pcm_s32le"], 32, 2 ** -23),
+    ("f32.wav", ["-c:a", "pcm_f32le"], 32, 0.0),
+    ("x.flac", ["-c:a", "flac", "-sample_fmt", "s16"], 16, 2 ** -15),
+    ("x24.flac", ["-c:a", "flac", "-sample_fmt", "s32", "-bits_per_raw_sample", "24"], 24, 2 ** -23),
+    ("x.aiff", ["-c:a", "pcm_s24be"], 24, 2 ** -23),
+]
+
+
+@pytest.mark.parametrize("name,args,bits,tol", LOSSLESS)
+def test_lossless_formats_decode_to_the_same_samples(source, tmp_path, name, args, bits, tol):
+    src, x = source
+    p = convert(src, tmp_path / name, *args)
+    info = probe(p)
+    assert (info.sample_rate, info.channels, info.bits_per_sample) == (44100, 2, bits)
+    assert info.lossless
+    y, sr = read_audio(p)
+    assert y.dtype == np.float32 and y.shape == x.shape and sr == 44100
+    assert np.abs(y - x).max() <= tol + 1e-9
+
+
+@pytest.mark.parametrize("name,args", [
+    ("x.mp3", ["-c:a", "libmp3lame", "-b:a", "192k"]),
+    ("x.ogg", ["-c:a", "libvorbis"]),
+    ("x.opus", ["-c:a", "libopus", "-ar", "48000"]),
+    ("x.m4a", ["-c:a", "aac", "-b:a", "192k"]),
+])
+def test_lossy_formats_decode_with_their_energy(source, tmp_path, name, args):
+    src, x = source
+    p = convert(src, tmp_path / name, *args)
+    info = probe(p)
+    assert not info.lossless and info.bits_per_sample is None and info.channels == 2
+    y, sr = read_audio(p)
+    assert abs(y.shape[1] / sr - 0.5) < 0.1
+    rms = lambda a: 20 * np.log10(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
+    assert abs(rms(y) - rms(x)) < 1.0
+    assert OutputSpec.for_input(info, "same") == OutputSpec("flac", 24)
+
+
+@pytest.mark.parametrize("rate,channels", [(8000, 1), (16000, 1), (96000, 2), (192000, 2), (48000, 6)])
+def test_rates_and_channel_counts_round_trip(tmp_path, rate, channels):
+    x = tone(300, 0.2, rate, channels)
+    p = tmp_path / "a.flac"
+    write_audio(p, x, rate, OutputSpec("flac", 24))
+    info = probe(p)
+    assert (info.sample_rate, info.channels) == (rate, channels)
+    y, _ = read_audio(p)
+    assert y.shape == x.shape and np.abs(y - x).max() < 2 ** -22
+
+
+def test_output_spec_keeps_the_input_bit_depth(source, tmp_path):
+    src, _ = source
+    p24 = convert(src, tmp_path / "a.wav", "-c:a", "pcm_s24le")
+    assert OutputSpec.for_input(probe(p24), "same") == OutputSpec("wav", 24)
+    assert OutputSpec.for_input(probe(p24), "flac") == OutputSpec("flac", 24)
+    p16 = convert(src, tmp_path / "b.flac", "-c:a", "flac", "-sample_fmt", "s16")
+    assert OutputSpec.for_input(probe(p16), "wav") == OutputSpec("wav", 16)
+    assert OutputSpec.for_input(probe(src), "same") == OutputSpec("wav", 32, True)
+
+
+def test_block_reader_and_writer_stream_the_same_samples(tmp_path):
+    x = tone(1000, 1.3, 22050, 2)
+    p = tmp_path / "a.wav"
+    with BlockWriter(p, 22050, 2, OutputSpec("wav", 32, True)) as w:
+        for s in range(0, x.shape[1], 1000):
+            w.write(x[:, s:s + 1000])
+    blocks = list(BlockReader(p, 777))
+    assert all(b.shape[1] <= 777 for b in blocks)
+    assert np.array_equal(np.concatenate(blocks, axis=1), x)
+
+
+def test_encoding_is_deterministic(tmp_path):
+    x = tone(440, 0.3, 44100, 2)
+    for name in ("a.flac", "b.flac", "a.wav", "b.wav"):
+        write_audio(tmp_path / name, x, 44100, OutputSpec(name.split(".")[1], 24))
+    assert (tmp_path / "a.flac").read_bytes() == (tmp_path / "b.flac").read_bytes()
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+
+
+def test_probe_refuses_non_audio_and_names_the_file(tmp_path):
+    p = tmp_path / "notes.wav"
+    p.write_text("this is not audio\n" * 20)
+    with pytest.raises(AudioReadError) as err:
+        probe(p)
+    assert "notes.wav" in str(err.value) and "audio" in str(err.value)
