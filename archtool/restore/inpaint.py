@@ -79,8 +79,15 @@ class UNetFiller:
         return cls(model, SpecConfig(**meta["spec"]), str(path))
 
     @torch.no_grad()
-    def fill_native(self, y: np.ndarray, start: int, stop: int, iterations: int = GL_ITERATIONS) -> np.ndarray:
-        """Fill ``y[start:stop]`` (``y`` 1-D at the model rate); returns the whole window, float64."""
+    def fill_native(self, y: np.ndarray, start: int, stop: int, iterations: int = GL_ITERATIONS,
+                    phase: str = "gap") -> np.ndarray:
+        """Fill ``y[start:stop]`` (``y`` 1-D at the model rate); returns the whole window, float64.
+
+        ``phase="gap"`` (default): AR-predicted initial phase, fast Griffin-Lim that
+        changes only gap samples. ``phase="plain"`` (for comparison): random initial
+        phase and plain Griffin-Lim over the frames touching the gap, known samples
+        not imposed during the iterations.
+        """
         spec = self.spec
         n = y.shape[0]
         known = np.ones(n, dtype=bool)
@@ -119,26 +126,34 @@ class UNetFiller:
 
         def impose(c: torch.Tensor) -> torch.Tensor:
             """Predicted magnitudes on unknown frames, current phase kept."""
-            phase = c / c.abs().clamp_min(1e-12)
-            return torch.where(unk[None, :], tgt * phase, c)
+            unit = c / c.abs().clamp_min(1e-12)
+            return torch.where(unk[None, :], tgt * unit, c)
 
         def project(c: torch.Tensor) -> torch.Tensor:
             """Impose the magnitudes, then the known samples."""
             x = istft(impose(c), spec, sub_n)
             return stft(torch.where(known_t, x_known, x), spec)
 
-        t_prev = c
-        for _ in range(int(iterations)):
-            t = project(c)
-            c = t + 0.99 * (t - t_prev)
-            t_prev = t
+        if phase == "plain":
+            gen = torch.Generator().manual_seed(0)
+            rand = torch.exp(2j * torch.pi * torch.rand(c.shape, generator=gen))
+            c = torch.where(unk[None, :], rand, c)
+            for _ in range(int(iterations)):
+                c = stft(istft(impose(c), spec, sub_n), spec)
+            t_prev = c
+        else:
+            t_prev = c
+            for _ in range(int(iterations)):
+                t = project(c)
+                c = t + 0.99 * (t - t_prev)
+                t_prev = t
         sub = istft(impose(t_prev), spec, sub_n).double().numpy()
         out = np.array(y, dtype=np.float64)
         out[g0:g1] = sub
         return np.where(known, y, out)
 
     def fill(self, x: np.ndarray, start: int, stop: int, sample_rate: int,
-             iterations: int = GL_ITERATIONS) -> np.ndarray:
+             iterations: int = GL_ITERATIONS, phase: str = "gap") -> np.ndarray:
         """Fill ``x[start:stop]`` of a 1-D signal at any rate; returns the gap ``(stop - start,)``."""
         spec = self.spec
         gap = stop - start
@@ -147,13 +162,13 @@ class UNetFiller:
         win = np.asarray(x[lo:hi], dtype=np.float64).copy()
         win[start - lo:stop - lo] = 0.0
         if sample_rate == spec.sample_rate:
-            return self.fill_native(win, start - lo, stop - lo, iterations)[start - lo:stop - lo]
+            return self.fill_native(win, start - lo, stop - lo, iterations, phase)[start - lo:stop - lo]
         up = torchaudio.functional.resample(torch.from_numpy(win).float(), sample_rate, spec.sample_rate)
         ratio = spec.sample_rate / sample_rate
         margin = 16  # resampling filter smear around the zeroed gap
         a = max(0, int(np.floor((start - lo) * ratio)) - margin)
         b = min(up.shape[0], int(np.ceil((stop - lo) * ratio)) + margin)
-        filled = self.fill_native(up.double().numpy(), a, b, iterations)
+        filled = self.fill_native(up.double().numpy(), a, b, iterations, phase)
         down = torchaudio.functional.resample(torch.from_numpy(filled).float(), spec.sample_rate, sample_rate)
         down = down.double().numpy()
         if down.shape[0] < win.shape[0]:

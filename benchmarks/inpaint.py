@@ -1,0 +1,230 @@
+"""Gap inpainting benchmark on held-out clips (speech 16 kHz, music 22.05 kHz).
+
+Part 1 -- waveform gaps. For gap lengths 10, 25, 50, 100, 200, 400 ms, gaps are cut
+at seeded positions inside non-silent passages of the held-out clips (the files
+``archtool train inpaint`` held out: every 5th of the sorted folder) and filled by
+
+- ``zero``: leave the dropout silent;
+- ``linear``: a straight line between the last and first known samples;
+- ``ar``: Janssen AR interpolation (:func:`archtool.dsp.janssen.ar_fill`);
+- ``unet``: the U-Net path (model magnitudes, AR phase initialisation, gap-only fast
+  Griffin-Lim); ``unet_plain_gl``: the same magnitudes with plain Griffin-Lim from
+  random phase (the phase-reconstruction comparison);
+- ``combined``: the restorer's own choice by length (:func:`archtool.restore.inpaint.inpaint`,
+  AR up to ``AR_MAX_MS``, U-Net beyond, with its border cross-fade).
+
+Measures (means over gaps): SNR inside the gap (dB); LSD (log10 power units,
+``archtool.metrics.lsd_db`` with 32 ms windows, 8 ms hop) over the gap plus 32 ms on
+each side; spectrogram-patch PSNR (``archtool.metrics.spectral_psnr_db``: seed 001's
+linear-magnitude PSNR, 254-point FFT, hop 64, at 16 kHz) over the 128-frame
+(512 ms) patch centred on the gap -- music is resampled to 16 kHz for this one.
+
+Part 2 -- seed 001's fragmentation protocol: 16 kHz magnitude spectrograms (256-sample
+Hann window, hop 64, 128 bins), cut into 128x128 patches, 10-70 % of the frames of
+each patch zeroed at random; PSNR of the patch (linear magnitude, peak of the clean
+patch) for the zeroed input, per-bin linear interpolation of log-magnitude across
+missing frames, and the U-Net. Two normalisations are reported because seed 001's
+exact one is not published with its numbers: ``psnr_linear_db`` (linear magnitude,
+peak of the clean patch) and ``psnr_db01_db`` (dB magnitude, the clean patch's top
+80 dB mapped to [0, 1], data range 1). Seed 001 reports 12.9 dB on FMA music at 16 kHz.
+
+Usage: ``python benchmarks/inpaint.py [--positions 4] [--json out.json]``
+(single-threaded; a few CPU minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from archtool.audio.io import read_audio  # noqa: E402
+from archtool.dsp.janssen import ar_fill  # noqa: E402
+from archtool.metrics import lsd_db, snr_db, spectral_psnr_db  # noqa: E402
+from archtool.models.checkpoint import PACKAGED_DIR  # noqa: E402
+from archtool.models.unet_inpaint import SpecConfig, known_rms, stft, to_features, from_features  # noqa: E402
+from archtool.restore.inpaint import AR_MAX_MS, PACKAGED_MODELS, UNetFiller, inpaint  # noqa: E402
+from archtool.seeding import rng_for  # noqa: E402
+from archtool.train.inpaint import fragment_mask, list_audio, split_files  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+LENGTHS_MS = (10, 25, 50, 100, 200, 400)
+METHODS = ("zero", "linear", "ar", "unet", "unet_plain_gl", "combined")
+
+
+def load_mono(path: Path, rate: int) -> np.ndarray:
+    audio, sr = read_audio(path)
+    x = torch.from_numpy(audio).mean(0)
+    if sr != rate:
+        x = torchaudio.functional.resample(x, sr, rate)
+    return x.double().numpy()
+
+
+def to16k(x: np.ndarray, rate: int) -> np.ndarray:
+    if rate == 16000:
+        return x
+    return torchaudio.functional.resample(torch.from_numpy(x).float(), rate, 16000).double().numpy()
+
+
+def pick_positions(x: np.ndarray, rate: int, gap: int, count: int, rng: np.random.Generator) -> list[int]:
+    """Gap starts with >= 0.3 s of context and a gap RMS of at least 30 % of the clip's."""
+    margin = int(0.3 * rate)
+    clip_ms = np.mean(x ** 2)
+    out: list[int] = []
+    for _ in range(2000):
+        if len(out) == count:
+            break
+        s = int(rng.integers(margin, x.shape[0] - gap - margin))
+        if np.mean(x[s:s + gap] ** 2) >= 0.09 * clip_ms and all(abs(s - o) > gap + rate // 10 for o in out):
+            out.append(s)
+    return out
+
+
+def fill_methods(x: np.ndarray, s: int, e: int, rate: int, filler: UNetFiller) -> dict[str, np.ndarray]:
+    """Each method's full restored signal (1-D) for the gap ``[s, e)``."""
+    damaged = x.copy()
+    damaged[s:e] = 0.0
+    res = {"zero": damaged}
+    lin = damaged.copy()
+    lin[s:e] = np.linspace(x[s - 1], x[e], e - s + 2)[1:-1]
+    res["linear"] = lin
+    ar = damaged.copy()
+    ar[s:e] = ar_fill(damaged, s, e, rate)
+    res["ar"] = ar
+    for name, phase in (("unet", "gap"), ("unet_plain_gl", "plain")):
+        u = damaged.copy()
+        u[s:e] = filler.fill(damaged, s, e, rate, phase=phase)
+        res[name] = u
+    comb, _ = inpaint(damaged[None].astype(np.float32), rate, [[s / rate, e / rate]], filler=filler)
+    res["combined"] = comb[0].astype(np.float64)
+    return res
+
+
+def measure(x: np.ndarray, y: np.ndarray, s: int, e: int, rate: int) -> dict[str, float]:
+    n_fft, hop = int(0.032 * rate), int(0.008 * rate)
+    a, b = max(0, s - n_fft), min(x.shape[0], e + n_fft)
+    x16, y16 = to16k(x, rate), to16k(y, rate)
+    c = int((s + e) / 2 * 16000 / rate)
+    half = 64 * 64
+    p0 = max(0, c - half)
+    p1 = min(x16.shape[0], p0 + 2 * half)
+    return {"snr_db": snr_db(x[s:e], y[s:e]),
+            "lsd": lsd_db(x[a:b], y[a:b], n_fft=n_fft, hop=hop),
+            "patch_psnr_db": spectral_psnr_db(x16[p0:p1], y16[p0:p1])}
+
+
+def gap_benchmark(domain: str, rate: int, filler: UNetFiller, positions: int, seed: int) -> dict:
+    files = split_files(list_audio(DATA / domain), 5)[1]
+    clips = {f.stem: load_mono(f, rate) for f in files}
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for ms in LENGTHS_MS:
+        gap = int(round(ms * rate / 1000))
+        acc: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
+        for name, x in clips.items():
+            for s in pick_positions(x, rate, gap, positions, rng_for(seed, f"{domain}/{name}/{ms}")):
+                for method, y in fill_methods(x, s, s + gap, rate, filler).items():
+                    acc[method].append(measure(x, y, s, s + gap, rate))
+        table[str(ms)] = {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"gaps": len(rows)}
+                          for m, rows in acc.items()}
+        print(f"{domain} {ms} ms: " + ", ".join(f"{m} {v['snr_db']:.2f}/{v['lsd']:.3f}/{v['patch_psnr_db']:.2f}"
+                                               for m, v in table[str(ms)].items()), flush=True)
+    return {"held_out": [f.name for f in files], "by_length_ms": table}
+
+
+def _psnr(ref: np.ndarray, est: np.ndarray) -> float:
+    """Linear-magnitude PSNR, peak of the clean patch (archtool.metrics' convention)."""
+    return float(10 * np.log10(ref.max() ** 2 / max(np.mean((ref - est) ** 2), 1e-30)))
+
+
+def _psnr_db01(ref: np.ndarray, est: np.ndarray, dyn_db: float = 80.0) -> float:
+    """PSNR of dB-magnitude patches mapped to [0, 1] (clean patch's top ``dyn_db`` dB), range 1."""
+    top = 20 * np.log10(ref.max() + 1e-12)
+
+    def norm(m: np.ndarray) -> np.ndarray:
+        return np.clip((20 * np.log10(m + 1e-12) - top + dyn_db) / dyn_db, 0.0, 1.0)
+
+    return float(10 * np.log10(1.0 / max(np.mean((norm(ref) - norm(est)) ** 2), 1e-30)))
+
+
+def _interp_log(mag: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-bin linear interpolation of log-magnitude across missing frames (edges held)."""
+    known = np.flatnonzero(mask > 0.5)
+    out = mag.copy()
+    if known.size == 0:
+        return out
+    lm = np.log(mag[:, known] + 1e-8)
+    t = np.arange(mag.shape[1])
+    for f in range(mag.shape[0]):
+        out[f] = np.exp(np.interp(t, known, lm[f])) - 1e-8
+    return np.where(mask[None] > 0.5, mag, np.clip(out, 0, None))
+
+
+@torch.no_grad()
+def fragmentation_benchmark(domain: str, filler: UNetFiller, seed: int) -> dict:
+    """Seed 001's 10-70 % frame fragmentation on 128x128 patches of 16 kHz spectrograms."""
+    spec = SpecConfig(16000, 256, 64)
+    files = split_files(list_audio(DATA / domain), 5)[1]
+    scores: dict[str, list[tuple[float, float]]] = {"zeroed": [], "log_interp": [], "unet": []}
+    model_rate = filler.spec.sample_rate
+    for f in files:
+        x = load_mono(f, 16000)
+        mag = stft(torch.from_numpy(x).float(), spec).abs()[:128].numpy()
+        rng = rng_for(seed, f"fragment/{domain}/{f.stem}")
+        for p in range(mag.shape[1] // 128):
+            patch = mag[:, p * 128:(p + 1) * 128]
+            if patch.max() <= 0:
+                continue
+            mask = fragment_mask(rng, 128)
+            zeroed = patch * mask[None]
+            interp = _interp_log(patch, mask)
+            scores["zeroed"].append((_psnr(patch, zeroed), _psnr_db01(patch, zeroed)))
+            scores["log_interp"].append((_psnr(patch, interp), _psnr_db01(patch, interp)))
+            if model_rate == 16000 and filler.spec.n_fft == 256 and filler.spec.hop == 64:
+                m = torch.from_numpy(mask)[None]
+                mg = torch.from_numpy(zeroed)[None]
+                ref = known_rms(mg, m)
+                pred = from_features(filler.model.predict(to_features(mg, ref), m), ref)[0].numpy()
+                scores["unet"].append((_psnr(patch, pred), _psnr_db01(patch, pred)))
+    return {k: {"psnr_linear_db": float(np.mean([a for a, _ in v])),
+                "psnr_db01_db": float(np.mean([b for _, b in v])), "patches": len(v)}
+            for k, v in scores.items() if v}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--positions", type=int, default=4, help="gaps per held-out clip and length")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--speech-ckpt", type=Path, default=PACKAGED_DIR / PACKAGED_MODELS["speech16k"])
+    ap.add_argument("--music-ckpt", type=Path, default=PACKAGED_DIR / PACKAGED_MODELS["music22k"])
+    ap.add_argument("--domains", default="speech,music")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.time()
+    out: dict = {"machine": f"{platform.machine()}, {platform.python_version()}, torch {torch.__version__}",
+                 "ar_max_ms": AR_MAX_MS, "seed": args.seed, "positions_per_clip": args.positions}
+    speech = UNetFiller.load(args.speech_ckpt)
+    for domain in args.domains.split(","):
+        filler = speech if domain == "speech" else UNetFiller.load(args.music_ckpt)
+        rate = 16000 if domain == "speech" else 22050
+        out[domain] = gap_benchmark(domain, rate, filler, args.positions, args.seed)
+        out[domain]["fragmentation"] = fragmentation_benchmark(domain, speech, args.seed)
+        print(f"{domain} fragmentation (speech16k model): {out[domain]['fragmentation']}", flush=True)
+    out["time_s"] = round(time.time() - t0, 1)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2))
+    print(f"done in {out['time_s']} s")
+
+
+if __name__ == "__main__":
+    main()
