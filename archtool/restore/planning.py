@@ -14,6 +14,9 @@ from archtool.audio.io import AudioInfo
 from archtool.restore.base import Step
 
 
+NO_RESTORATION = "none"
+
+
 @dataclass
 class Plan:
     """The steps for one file, the profile they were planned from, and notes for the report."""
@@ -33,6 +36,9 @@ class Plan:
 def plan_file(path: Path, info: AudioInfo, preset: str, options: dict[str, Any]) -> Plan:
     """Plan the restoration of ``path`` with ``preset`` (name or TOML path).
 
+    The preset ``none`` plans no restoration at all (loudness normalisation only).
     ``options`` carries CLI-level restorer options (e.g. user gap lists).
     """
+    if preset == NO_RESTORATION:
+        return Plan(notes=["preset none: loudness only"])
     return Plan()
