@@ -72,6 +72,16 @@ def test_background_from_folder_at_snr(clean):
     assert abs(snr_of(clean, y) - 3.0) < 0.1
 
 
+def test_synthetic_surface_noise_labels_its_crackle_and_scratches(clean):
+    y, label = apply_unit("surface_noise", clean, SR, {"snr_db": 12.0, "scratches": 2, "rpm": 78.0,
+                                                       "source": "synthetic"}, np.random.default_rng(19))
+    assert set(label["kinds"]) == {"surface_noise", "crackle", "clicks"}
+    times = np.array(label["click_times_s"])
+    gaps = times[None, :] - times[:, None]
+    assert np.count_nonzero(np.abs(gaps - 60 / 78) < 1.5 / SR) >= 2  # scratches recur once per revolution
+    assert label["crackle_snr_db"] > label["snr_db"]  # crackle is a part of the total
+
+
 def test_hum_has_its_fundamental(clean):
     silent = np.zeros_like(clean)
     y, _ = apply_unit("hum", silent, SR, {"freq_hz": 60.0, "drift_hz": 0.0, "level_drift_db": 0.0},

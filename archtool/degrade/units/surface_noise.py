@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from archtool.degrade.base import STAGE_MEDIUM, Param, add_noise, register_unit, severity_from_snr
+from archtool.degrade.base import STAGE_MEDIUM, Param, add_noise, power, reference_power, register_unit, \
+    severity_from_snr
 from archtool.degrade.sources import excerpt
 from archtool.degrade.units.clicks import click_shape
 from archtool.degrade.units.crackle import crackle_signal
@@ -17,8 +18,10 @@ from archtool.degrade.units.noise import GAIN
 
 
 def synthetic_surface(n: int, sample_rate: int, rpm: float, crackle_rate_hz: float, scratches: int,
-                      rng: np.random.Generator) -> np.ndarray:
-    """Mono synthetic groove noise of length ``n``, unit RMS."""
+                      rng: np.random.Generator) -> dict:
+    """Mono synthetic groove noise components of length ``n`` (float64), before level scaling:
+    ``hiss`` (modulated, unit RMS), ``crackle``, ``scratch`` and ``scratch_times`` / ``scratch_amps``
+    (onsets in samples and peak amplitudes of the once-per-revolution clicks)."""
     f_rot = rpm / 60.0
     t = np.arange(n) / sample_rate
     # one spectral shaping: f**-0.6 slope, weakest at the extremes of the band (80 Hz, 9 kHz)
@@ -31,19 +34,26 @@ def synthetic_surface(n: int, sample_rate: int, rpm: float, crackle_rate_hz: flo
     env = 1.0
     for k, depth in ((1, 0.35), (2, 0.15), (3, 0.08)):
         env = env + depth * rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * k * f_rot * t + rng.uniform(0, 2 * np.pi))
-    noise = hiss * env
+    crackle = np.zeros(n)
     if crackle_rate_hz > 0:
-        noise = noise + 0.8 * crackle_signal(n, sample_rate, crackle_rate_hz, 0.15, rng)
+        crackle = 0.8 * crackle_signal(n, sample_rate, crackle_rate_hz, 0.15, rng)
+    scratch = np.zeros(n)
+    times: list[int] = []
+    amps: list[float] = []
     period = sample_rate / f_rot
     for _ in range(scratches):
         start = rng.uniform(0, period)
         amp = rng.uniform(3.0, 8.0)
         width = max(2, int(sample_rate * rng.uniform(0.3, 1.5) / 1000))
-        shape = click_shape("damped", width, rng, sample_rate)
+        wave = click_shape("damped", width, rng, sample_rate)
         for p in np.arange(start, n, period).astype(int):
-            w = shape[: n - p]
-            noise[p:p + w.size] += amp * w * rng.uniform(0.7, 1.0)
-    return noise
+            w = wave[: n - p]
+            a = amp * rng.uniform(0.7, 1.0)
+            scratch[p:p + w.size] += a * w
+            times.append(int(p))
+            amps.append(float(a))
+    return {"hiss": hiss * env, "crackle": crackle, "scratch": scratch, "scratch_times": times,
+            "scratch_amps": amps}
 
 
 @register_unit("surface_noise", "surface_noise", {
@@ -58,7 +68,9 @@ def synthetic_surface(n: int, sample_rate: int, rpm: float, crackle_rate_hz: flo
 def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Generator, sources=None):
     """Add 78 RPM surface noise (mono noise on every channel for synthetic; folder noise as recorded).
 
-    Severity: 1 at 0 dB SNR or worse, 0 at 40 dB or better.
+    Severity: 1 at 0 dB SNR or worse, 0 at 40 dB or better. The synthetic model's crackle
+    and scratch clicks are also labelled as kinds ``crackle`` (by their own SNR, as the
+    crackle unit) and ``clicks`` (as the clicks unit), with ``click_times_s``.
     """
     c, n = audio.shape
     folder = None if sources is None else sources.noise
@@ -71,8 +83,27 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
         noise, offset = excerpt(src, c, n, rng)
         label |= {"noise_file": name, "noise_offset_s": round(offset / sample_rate, 6)}
     else:
-        mono = synthetic_surface(n, sample_rate, params["rpm"], params["crackle_rate_hz"], params["scratches"], rng)
+        parts = synthetic_surface(n, sample_rate, params["rpm"], params["crackle_rate_hz"], params["scratches"], rng)
+        mono = parts["hiss"] + parts["crackle"] + parts["scratch"]
         noise = np.repeat(mono[None], c, axis=0)
     out, snr = add_noise(audio, noise, params["snr_db"], params["gain"])
-    return out, label | {"severity": severity_from_snr(snr), "snr_db": snr,
-                         "source": "folder" if use_folder else "synthetic"}
+    sev = severity_from_snr(snr)
+    label |= {"severity": sev, "snr_db": snr, "source": "folder" if use_folder else "synthetic"}
+    if not use_folder and np.isfinite(snr):
+        # the synthetic model also contains crackle and clicks: label them as those kinds too
+        ref = reference_power(audio)
+        g2 = ref / (10 ** (snr / 10) * max(power(mono), 1e-30))
+        kinds = {"surface_noise": sev}
+        if np.any(parts["crackle"]):
+            snr_c = 10 * np.log10(ref / (g2 * power(parts["crackle"])))
+            kinds["crackle"] = severity_from_snr(snr_c, 5.0, 45.0)
+            label["crackle_snr_db"] = float(snr_c)
+        if parts["scratch_times"]:
+            peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+            peak = peak if peak > 1e-6 else 0.1
+            rel = np.sqrt(g2) * np.mean(parts["scratch_amps"]) / peak
+            rate = len(parts["scratch_times"]) / (n / sample_rate)
+            kinds["clicks"] = float(min(1.0, np.sqrt(rate / 10.0) * rel / 0.5))
+            label["click_times_s"] = [round(p / sample_rate, 6) for p in parts["scratch_times"]]
+        label["kinds"] = kinds
+    return out, label
