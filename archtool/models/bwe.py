@@ -266,13 +266,14 @@ def highpass_exact(signal: np.ndarray, rate: int, cutoff_hz: float) -> np.ndarra
 
 
 def effective_cutoff_hz(audio: np.ndarray, rate: int, upper_hz: float | None = None,
-                        drop_db: float = 30.0) -> float:
+                        min_drop_db: float = 20.0) -> float:
     """Estimate where the content of ``audio`` ``(C, N)`` or ``(N,)`` stops (Hz).
 
-    Long-term average spectrum (2048-point FFT, ~100 Hz smoothing); the cutoff is the
-    highest frequency at or below ``upper_hz`` (default Nyquist) whose level is within
-    ``drop_db`` of the level in the octave below it. Returns at least a quarter of
-    ``upper_hz``.
+    Long-term average spectrum (2048-point FFT, 400 Hz smoothing, in dB). The steepest
+    fall over 800 Hz between a sixteenth of ``upper_hz`` (default Nyquist) and
+    ``upper_hz`` marks the edge; the cutoff is where the level has fallen 6 dB below the
+    level 400 Hz under that edge. Without a fall of at least ``min_drop_db`` there is no
+    cutoff and ``upper_hz`` is returned.
     """
     x = np.atleast_2d(np.asarray(audio, np.float64)).mean(axis=0)
     upper = float(upper_hz or rate / 2)
@@ -282,14 +283,20 @@ def effective_cutoff_hz(audio: np.ndarray, rate: int, upper_hz: float | None = N
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::n_fft // 2]
     ltas = (np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=-1)) ** 2).mean(axis=0)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
-    smooth = max(1, int(round(100.0 / (rate / n_fft))))
+    smooth = max(1, int(round(400.0 / (rate / n_fft))))
     level = 10 * np.log10(np.convolve(ltas, np.ones(smooth) / smooth, mode="same") + 1e-20)
-    cands = np.nonzero(freqs <= upper)[0]
-    for k in cands[::-1]:
-        f = freqs[k]
-        if f < upper / 4:
-            break
-        octave = (freqs >= f / 2) & (freqs < f)
-        if level[k] >= np.median(level[octave]) - drop_db:
-            return float(f)
-    return upper / 4
+    d = max(1, int(round(400.0 / (rate / n_fft))))
+    lo = max(2 * d, int(np.ceil(upper / 16 / (rate / n_fft))))
+    hi = min(len(freqs) - 1 - d, int(np.floor(upper / (rate / n_fft))))
+    if hi <= lo:
+        return upper
+    ks = np.arange(lo, hi + 1)
+    drop = level[ks - d] - level[ks + d]
+    k = int(ks[np.argmax(drop)])
+    if drop.max() < min_drop_db:
+        return upper
+    ref = level[k - d]
+    j = k - d
+    while j < len(level) - 1 and level[j] >= ref - 6.0:
+        j += 1
+    return float(min(freqs[j], upper))
