@@ -21,6 +21,8 @@ import numpy as np
 from archtool.errors import ArchtoolError, UsageError
 
 _DEGRADERS: dict[tuple, Any] = {}
+_DECODED: dict[str, tuple[np.ndarray, int]] = {}  # per process: the last whole-file decode
+WHOLE_FILE_MAX_S = 600.0  # files up to this long are decoded once and cut in memory
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class ClipPlan:
     relpath: str  # input path relative to the input root
     start_s: float
     duration_s: float | None  # None: the whole file
+    file_duration_s: float = 0.0
 
 
 @dataclass
@@ -60,10 +63,10 @@ def plan_clips(files: list[tuple[Path, str, float]], clip_seconds: float | None,
     for path, rel, dur in sorted(files, key=lambda f: f[1]):
         stem = rel.rsplit(".", 1)[0] if "." in Path(rel).name else rel
         if clip_seconds is None or dur < clip_seconds:
-            per_file.append([ClipPlan(f"{stem}_0000", str(path), rel, 0.0, None)])
+            per_file.append([ClipPlan(f"{stem}_0000", str(path), rel, 0.0, None, dur)])
             continue
         n = int(dur // clip_seconds)
-        per_file.append([ClipPlan(f"{stem}_{k:04d}", str(path), rel, k * clip_seconds, clip_seconds)
+        per_file.append([ClipPlan(f"{stem}_{k:04d}", str(path), rel, k * clip_seconds, clip_seconds, dur)
                          for k in range(n)])
     ordered: list[ClipPlan] = []
     depth = max((len(c) for c in per_file), default=0)
@@ -75,7 +78,8 @@ def plan_clips(files: list[tuple[Path, str, float]], clip_seconds: float | None,
     r = 1
     while len(out) < count:
         for c in ordered[: count - len(out)]:
-            out.append(ClipPlan(f"{c.clip_id}_r{r}", c.source, c.relpath, c.start_s, c.duration_s))
+            out.append(ClipPlan(f"{c.clip_id}_r{r}", c.source, c.relpath, c.start_s, c.duration_s,
+                                c.file_duration_s))
         r += 1
     return out
 
@@ -99,9 +103,24 @@ def make_clip(plan: ClipPlan, out_dir: str, recipe: str, seed: int, rate: int | 
     from archtool.seeding import seed_for
 
     try:
-        audio, sr = read_audio(plan.source, start_s=plan.start_s or None, duration_s=plan.duration_s)
-        if plan.duration_s is not None:
-            audio = audio[:, : int(round(plan.duration_s * sr))]
+        if plan.source in _DECODED:
+            whole, sr = _DECODED[plan.source]
+        elif plan.file_duration_s <= WHOLE_FILE_MAX_S:
+            whole, sr = read_audio(plan.source)
+            _DECODED.clear()
+            _DECODED[plan.source] = (whole, sr)
+        else:
+            whole = None
+        if whole is not None:
+            i0 = int(round(plan.start_s * sr))
+            i1 = whole.shape[1] if plan.duration_s is None else i0 + int(round(plan.duration_s * sr))
+            audio = whole[:, i0:i1]
+            if audio.shape[1] == 0:
+                raise ValueError(f"no audio at {plan.start_s:.3f} s (the file is shorter than its header says)")
+        else:
+            audio, sr = read_audio(plan.source, start_s=plan.start_s or None, duration_s=plan.duration_s)
+            if plan.duration_s is not None:
+                audio = audio[:, : int(round(plan.duration_s * sr))]
         if rate and rate != sr:
             audio = resample(audio, sr, rate)
             sr = rate
@@ -194,9 +213,15 @@ def degrade_corpus(input_path: str | Path, out_dir: str | Path, recipe: str | Pa
     if on_total:
         on_total(len(plans))
     dirs = tuple(None if d is None else str(Path(d).resolve()) for d in (noise_dir, rir_dir, background_dir))
-    args = [(p, str(out), recipe_key, seed, rate, *dirs, fmt) for p in plans]
+    # work file by file (each file decoded once per worker); labels keep the plan's order
+    order = sorted(range(len(plans)), key=lambda i: (plans[i].relpath, plans[i].start_s, i))
+    args = [(plans[i], str(out), recipe_key, seed, rate, *dirs, fmt) for i in order]
+    lines = _parallel(make_clip, args, jobs, on_clip)
+    by_plan = [None] * len(plans)
+    for i, line in zip(order, lines):
+        by_plan[i] = line
     failed_files: set[str] = set()
-    for line in _parallel(make_clip, args, jobs, on_clip):
+    for line in by_plan:
         if "error" in line:
             if line["source"] not in failed_files:
                 failed_files.add(line["source"])
