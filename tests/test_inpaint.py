@@ -164,3 +164,36 @@ def test_packaged_checkpoint_loads_weights_only_and_fills_tone(name):
     out, records = inpaint(y, sr, [[s / sr, e / sr]], filler=filler)
     assert records[0]["method"] == "unet"
     assert snr_db(x[0, s:e], out[0, s:e]) > 10.0
+
+
+def test_chunked_processing_matches_whole_file():
+    sr = 16000
+    x = np.concatenate([speech_like(1.5, sr, seed=3), speech_like(1.5, sr, seed=4)], axis=1)
+    gaps = [[1.0, 1.02], [1.9, 1.93]]
+    restorer = get_restorer("inpaint")
+    whole = restorer.process(torch.from_numpy(x), sr, {"intervals_s": gaps}).numpy()
+    cut = int(1.5 * sr)
+    ctx = int(restorer.context_s * sr)
+    first = restorer.process(torch.from_numpy(x[:, :cut + ctx]), sr, {"intervals_s": gaps}).numpy()
+    second = restorer.process(torch.from_numpy(x[:, cut - ctx:]), sr,
+                              {"intervals_s": gaps, "chunk_offset": cut - ctx}).numpy()
+    stitched = np.concatenate([first[:, :cut], second[:, ctx:]], axis=1)
+    assert np.array_equal(stitched, whole)
+    assert not np.array_equal(whole, x)
+
+
+def test_user_gaps_join_the_profile_and_match_by_path_suffix(tmp_path):
+    from archtool.analyze.profile import Finding, Profile
+    from archtool.restore.gaplist import with_user_gaps
+
+    gl = parse_gap_list("disc/side_a.wav,1.0,1.1\n", "g.csv")
+    iv = gl.intervals_for(tmp_path / "in" / "disc" / "side_a.wav")
+    assert iv == [[1.0, 1.1]]
+    prof = Profile(path="x.wav", duration_s=3.0, sample_rate=16000, channels=1, loudness_lufs=-20.0,
+                   true_peak_dbtp=-1.0, dc_offset=0.0,
+                   findings=[Finding("gaps", True, 0.1, 0.9, {"intervals_s": [[0.5, 0.52]]})])
+    got = with_user_gaps(prof, iv).finding("gaps")
+    assert got.detected and got.confidence == 1.0
+    assert got.measures["intervals_s"] == [[0.5, 0.52], [1.0, 1.1]]
+    assert got.measures["user_intervals_s"] == [[1.0, 1.1]]
+    assert prof.finding("gaps").measures["intervals_s"] == [[0.5, 0.52]]  # original untouched

@@ -7,8 +7,8 @@ Format (UTF-8 text; ``#`` starts a comment; blank lines are ignored)::
     tape01.wav,1:02.250,1:02.4   # ... or [h:]mm:ss(.fff)
     0.75,0.80                 # two columns: applies to every file
 
-``file`` is matched against the input's path relative to the restored folder, then
-against its base name. Rows for the same file are sorted and overlapping intervals
+``file`` is matched against the input's path (equal, or its trailing components),
+then against its base name. Rows for the same file are sorted and overlapping intervals
 merged. A malformed row raises :class:`RecipeError` naming the file and line.
 """
 from __future__ import annotations
@@ -16,9 +16,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from archtool.analyze.profile import Finding, Profile
 from archtool.errors import RecipeError
 
 _HEADER_NAMES = {"file", "path", "start", "end", "start_s", "end_s"}
@@ -50,14 +51,21 @@ class GapList:
     path: str
     by_file: dict[str, list[list[float]]] = field(default_factory=dict)
 
-    def intervals_for(self, relpath: str | Path) -> list[list[float]]:
-        """Merged intervals for an input, by relative path, then base name, plus ``*`` rows."""
-        rel = Path(relpath).as_posix()
+    def intervals_for(self, path: str | Path) -> list[list[float]]:
+        """Merged intervals for an input, plus the ``*`` rows.
+
+        A row's file matches ``path`` (relative or absolute) when equal to it or to its
+        trailing path components; when several rows' files match, the most specific
+        (most components) wins, so ``a/tape.wav`` overrides a bare ``tape.wav``.
+        """
+        rel = Path(path).as_posix()
         rows = list(self.by_file.get("*", []))
-        if rel in self.by_file:
-            rows += self.by_file[rel]
-        elif Path(rel).name in self.by_file:
-            rows += self.by_file[Path(rel).name]
+        hits = [k for k in self.by_file if k != "*" and (rel == k or rel.endswith("/" + k))]
+        if hits:
+            depth = max(k.count("/") for k in hits)
+            for k in hits:
+                if k.count("/") == depth:
+                    rows += self.by_file[k]
         return merge_intervals(rows)
 
     def files(self) -> list[str]:
@@ -109,6 +117,32 @@ def parse_gap_list(text: str, path: str | Path = "<gaps>") -> GapList:
     if not gl.by_file:
         raise RecipeError(path, "the gap list has no intervals")
     return gl
+
+
+def with_user_gaps(profile: Profile, intervals_s: list[list[float]]) -> Profile:
+    """A copy of ``profile`` whose ``gaps`` finding also lists the user's intervals.
+
+    The finding is marked detected (confidence 1: a person listed them) so that a
+    preset mapping ``gaps`` to ``inpaint`` plans the step; its ``intervals_s`` are the
+    union of the analysed and the listed intervals, and ``user_intervals_s`` keeps the
+    listed ones for the report.
+    """
+    if not intervals_s:
+        return profile
+    findings = []
+    found = False
+    for f in profile.findings:
+        if f.kind == "gaps":
+            found = True
+            analysed = [list(map(float, iv)) for iv in (f.measures.get("intervals_s") or [])] if f.detected else []
+            measures = {**f.measures, "intervals_s": merge_intervals(analysed + list(intervals_s)),
+                        "user_intervals_s": merge_intervals(list(intervals_s))}
+            f = replace(f, detected=True, severity=max(f.severity, 0.05), confidence=1.0, measures=measures)
+        findings.append(f)
+    if not found:
+        iv = merge_intervals(list(intervals_s))
+        findings.append(Finding("gaps", True, 0.05, 1.0, {"intervals_s": iv, "user_intervals_s": iv}))
+    return replace(profile, findings=findings)
 
 
 def read_gap_list(path: str | Path) -> GapList:

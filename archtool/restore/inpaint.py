@@ -20,8 +20,9 @@ Models: ``speech16k`` (16 kHz layout) serves rates up to 16 kHz, ``music22k`` th
 higher rates; the gap's neighbourhood is resampled to the model rate and the fill
 resampled back. Params (all optional): ``intervals_s`` ([[start, end], ...],
 seconds from the start of the file; when absent, interior runs of digital silence
-of at least 8 ms are filled), ``offset_s`` (time of the first sample of this chunk
-in the file), ``method`` (``auto`` | ``ar`` | ``unet``), ``ar_max_ms``,
+of at least 8 ms are filled), ``chunk_offset`` (samples) or ``offset_s`` (seconds):
+where this chunk starts in the file (the engine's convention, see
+``archtool.restore.classic.chunk_offset``), ``method`` (``auto`` | ``ar`` | ``unet``), ``ar_max_ms``,
 ``border_ms``, ``max_gap_ms``, ``model`` (``auto``, a packaged model name or a
 checkpoint path), ``iterations`` (Griffin-Lim iterations).
 """
@@ -40,6 +41,7 @@ from archtool.errors import CheckpointError, UsageError
 from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint
 from archtool.models.unet_inpaint import (InpaintUNet, SpecConfig, build_model, from_features,
                                           istft, known_rms, stft, to_features)
+from archtool.restore.classic import chunk_offset
 from archtool.restore.registry import register_restorer
 
 AR_MAX_MS = 50.0
@@ -309,7 +311,7 @@ class InpaintRestorer:
         """Fill the gaps of ``audio`` ``(channels, samples)``; returns a new tensor."""
         x = audio.detach().to("cpu").numpy()
         intervals = params.get("intervals_s")
-        offset = float(params.get("offset_s", 0.0))
+        offset = chunk_offset(params, sample_rate) / sample_rate
         if intervals is None:
             intervals = [[a + offset, b + offset] for a, b in zero_runs(x, sample_rate)]
         method = str(params.get("method", "auto"))
