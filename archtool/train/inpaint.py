@@ -226,6 +226,7 @@ def train_inpaint(cfg: InpaintTrainConfig, log: Callable[[str], None] = print) -
 
     meta_base = {
         "model": "unet_inpaint", "arch": model.arch, "spec": spec.to_dict(), "frames": frames,
+        "sample_rate": spec.sample_rate,
         "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "data": {"train": _sources(train_files, Path(cfg.data_dir)),
                  "held_out": _sources(held, Path(cfg.data_dir))},
@@ -267,3 +268,11 @@ def train_inpaint(cfg: InpaintTrainConfig, log: Callable[[str], None] = print) -
                         "best": best, "history": json.dumps(history)}, state_path)
     _, meta = load_checkpoint(out) if out.exists() else ({}, meta_base)
     return meta
+
+
+def package_checkpoint(src: Path, dst: Path, extra: dict) -> Path:
+    """Copy a trained checkpoint to ``dst`` with ``extra`` merged into its metadata
+    (e.g. benchmark scores), re-saved weights-only."""
+    state, meta = load_checkpoint(src)
+    meta = {**meta, "sample_rate": meta.get("spec", {}).get("sample_rate"), **extra}
+    return save_checkpoint(dst, state, meta)
