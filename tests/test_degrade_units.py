@@ -281,6 +281,14 @@ def test_every_unit_is_deterministic_shape_preserving_and_json_labelled():
         assert 0.0 <= la["severity"] <= 1.0, name
 
 
+@pytest.mark.parametrize("n", [1, 40])
+def test_tiny_and_silent_inputs_do_not_break_units(n):
+    for x in (np.zeros((2, n), np.float32), np.full((2, n), 0.1, np.float32)):
+        for name in list_units():
+            y, label = apply_unit(name, x, SR, {}, np.random.default_rng(20))
+            assert y.shape == x.shape and np.isfinite(y).all(), name
+
+
 def test_bad_parameter_is_refused():
     with pytest.raises(ValueError, match="snr_db"):
         apply_unit("noise", music_like(), SR, {"snr_db": 500.0}, np.random.default_rng(0))

@@ -8,11 +8,11 @@ release); the output keeps the input's RMS.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import butter, lfilter, sosfiltfilt
+from scipy.signal import butter, lfilter
 
 from archtool.degrade.base import STAGE_BAND, Param, add_noise, coloured_noise, power, register_unit, \
     severity_from_snr
-from archtool.degrade.units.bandlimit import bandlimit_severity, steep_lowpass
+from archtool.degrade.units.bandlimit import bandlimit_severity, steep_lowpass, zero_phase
 
 
 def peaking_eq(freq: float, gain_db: float, q: float, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +59,7 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
     nyq = sample_rate / 2
     high = min(params["high_hz"], 0.95 * nyq)
     low = min(params["low_hz"], 0.5 * high)
-    x = sosfiltfilt(butter(2, low, "high", fs=sample_rate, output="sos"), x, axis=-1)
+    x = zero_phase(butter(2, low, "high", fs=sample_rate, output="sos"), x)
     if params["resonance_db"] > 0 and params["resonance_hz"] < 0.9 * nyq:
         b, a = peaking_eq(params["resonance_hz"], params["resonance_db"], 2.0, sample_rate)
         x = lfilter(b, a, x, axis=-1)
