@@ -197,3 +197,12 @@ def test_user_gaps_join_the_profile_and_match_by_path_suffix(tmp_path):
     assert got.measures["intervals_s"] == [[0.5, 0.52], [1.0, 1.1]]
     assert got.measures["user_intervals_s"] == [[1.0, 1.1]]
     assert prof.finding("gaps").measures["intervals_s"] == [[0.5, 0.52]]  # original untouched
+
+
+def test_fill_report_lists_every_interval_with_its_method():
+    from archtool.restore.inpaint import fill_report
+
+    rep = fill_report({"intervals_s": [[1.0, 1.01], [2.0, 2.3], [3.0, 6.0]]}, 16000)
+    assert [(r["start_s"], r["end_s"], r["method"]) for r in rep] == [
+        (1.0, 1.01, "ar"), (2.0, 2.3, "unet"), (3.0, 6.0, "skipped")]
+    assert fill_report({}, 16000) == []

@@ -236,6 +236,21 @@ def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None
     return out
 
 
+def fill_report(params: dict[str, Any], sample_rate: int, n_samples: int | None = None) -> list[dict[str, Any]]:
+    """What an ``inpaint`` step with ``params`` fills, one dict per interval, for reports.
+
+    Keys: ``start_s``, ``end_s``, ``method`` (``ar`` | ``unet`` | ``skipped``) and
+    ``reason`` for skipped ones. Empty when the step fills detected digital silence
+    (no ``intervals_s``): those runs are only known once the audio is read.
+    """
+    if not params.get("intervals_s"):
+        return []
+    recs = plan_fills(params["intervals_s"], sample_rate, n_samples, method=str(params.get("method", "auto")),
+                      ar_max_ms=float(params.get("ar_max_ms", AR_MAX_MS)),
+                      max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)))
+    return [{k: v for k, v in r.items() if k not in ("start", "stop")} for r in recs]
+
+
 def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: UNetFiller | None = None,
             method: str = "auto", ar_max_ms: float = AR_MAX_MS, border_ms: float = BORDER_MS,
             max_gap_ms: float = MAX_GAP_MS, offset_s: float = 0.0,
