@@ -12,6 +12,13 @@ Example::
 (degraded vs the clean reference, after the wow time map when wow was applied; null when
 nothing changed), ``gap_intervals_s``, ``cutoff_hz``, ``clipped_fraction`` and, after
 wow, ``time_map``.
+
+Units run in the physical chain order (see ``archtool.degrade.base``: reverb, background,
+wow, the medium's noises, band limits, codec, DC, gaps, clipping), so the labels hold on
+the final output: gap samples are exactly zero, energy above ``cutoff_hz`` is removed by
+the band limit, ``clipped_fraction`` counts samples at the clipper's rail. A recipe with
+``order = "written"`` may break this (e.g. noise written after gaps fills them), and the
+labels then describe each unit at its own place in the chain.
 """
 from __future__ import annotations
 
@@ -74,7 +81,7 @@ def true_snr_db(reference: np.ndarray, degraded: np.ndarray) -> float | None:
 
 
 class Degrader:
-    """Draws a recipe's units per call and applies them; thread-safe for reading, caches sources.
+    """Draws a recipe's units per call and applies them; decoded source files are cached per rate.
 
     ``recipe``: a built-in name (``list_recipes()``), a TOML path or a :class:`Recipe`.
     ``noise_dir`` (78 RPM groove noise), ``rir_dir`` (impulse responses) and
