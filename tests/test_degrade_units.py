@@ -82,6 +82,15 @@ def test_synthetic_surface_noise_labels_its_crackle_and_scratches(clean):
     assert label["crackle_snr_db"] > label["snr_db"]  # crackle is a part of the total
 
 
+@pytest.mark.skipif(not (DATA / "background").is_dir(), reason="shared/data not present")
+def test_surface_noise_from_a_folder_at_snr(clean):
+    # shared/data/noise_78rpm is empty, so any real recordings stand in for groove noise here
+    sources = Sources(noise_dir=DATA / "background")
+    y, label = apply_unit("surface_noise", clean, SR, {"snr_db": 9.0}, np.random.default_rng(21), sources)
+    assert label["source"] == "folder" and label["noise_file"] and "kinds" not in label
+    assert abs(snr_of(clean, y) - 9.0) < 0.1
+
+
 def test_hum_has_its_fundamental(clean):
     silent = np.zeros_like(clean)
     y, _ = apply_unit("hum", silent, SR, {"freq_hz": 60.0, "drift_hz": 0.0, "level_drift_db": 0.0},
