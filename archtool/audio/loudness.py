@@ -158,16 +158,28 @@ _OS_HISTORY = (len(_OS_FILTER) - 1) // OVERSAMPLE  # input samples of left conte
 _OS_GAIN_BOUND = max(np.abs(_OS_FILTER[p::OVERSAMPLE]).sum() for p in range(OVERSAMPLE))
 
 
+_OS_PHASES = [_OS_FILTER[p::OVERSAMPLE] for p in range(OVERSAMPLE)]
+
+
+def _phase_outputs(x: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Oversampled values as polyphase convolutions: ``out[c, m - start, p]`` is the output
+    ``4 m + p`` of upsampling row ``c`` of ``x``, for ``start <= m < stop``."""
+    out = np.empty((x.shape[0], max(0, stop - start), OVERSAMPLE))
+    for c in range(x.shape[0]):
+        for p, h in enumerate(_OS_PHASES):
+            out[c, :, p] = np.convolve(x[c], h)[start:stop]
+    return out
+
+
 def oversampled_peaks(x: np.ndarray) -> np.ndarray:
     """Per input sample, the largest ``|.|`` among its 4 oversampled phases (any channel).
 
     ``x`` is ``(channels, n)``; values within 6 samples of either edge see zeros
     beyond the edge, so callers pass enough context and crop.
     """
-    n = x.shape[1]
-    up = signal.upfirdn(_OS_FILTER, x.astype(np.float64), up=OVERSAMPLE, axis=1)
-    up = up[:, _OS_DELAY:_OS_DELAY + OVERSAMPLE * n]
-    return np.abs(up).reshape(x.shape[0], n, OVERSAMPLE).max(axis=(0, 2))
+    x = x.astype(np.float64)
+    delay = _OS_DELAY // OVERSAMPLE  # 6 input samples
+    return np.abs(_phase_outputs(x, delay, delay + x.shape[1])).max(axis=(0, 2))
 
 
 class TruePeakMeter:
@@ -186,9 +198,12 @@ class TruePeakMeter:
         self.sample_peak = 0.0
 
     def _valid_peak(self, ext: np.ndarray) -> float:
-        up = signal.upfirdn(_OS_FILTER, ext, up=OVERSAMPLE, axis=1)
-        k0 = len(_OS_FILTER) - 1  # first output whose support lies inside ext
-        return float(np.abs(up[:, k0:OVERSAMPLE * ext.shape[1]]).max(initial=0.0))
+        # outputs 4m+p for m in [history, len): each has its full filter support inside ext
+        if ext.shape[1] <= _OS_HISTORY:
+            return 0.0
+        return float(np.abs(_phase_outputs(ext, _OS_HISTORY, ext.shape[1])).max(initial=0.0))
+
+    SUB_BLOCK = 1 << 14
 
     def update(self, block: np.ndarray) -> None:
         block = np.asarray(block, dtype=np.float64)
@@ -197,11 +212,19 @@ class TruePeakMeter:
         if block.shape[1] == 0:
             return
         ext = np.concatenate([self._history, block], axis=1)
-        local = float(np.abs(ext).max())
         self.sample_peak = max(self.sample_peak, float(np.abs(block).max()))
-        if local * _OS_GAIN_BOUND > self._peak:
-            self._peak = max(self._peak, self._valid_peak(ext))
-        self._history = ext[:, -_OS_HISTORY:]
+        # Sub-blocks of outputs [a, b) need ext[a - history : b]; visit the loudest first and
+        # skip those whose local sample peak times the filter's gain bound cannot beat the max.
+        h, n, size = _OS_HISTORY, ext.shape[1], self.SUB_BLOCK
+        starts = list(range(h, n, size))
+        bounds = [float(np.abs(ext[:, a - h:min(a + size, n)]).max()) * _OS_GAIN_BOUND for a in starts]
+        for i in np.argsort(bounds)[::-1]:
+            if bounds[i] <= self._peak:
+                break
+            a = starts[i]
+            b = min(a + size, n)
+            self._peak = max(self._peak, self._valid_peak(ext[:, a - h:b]))
+        self._history = ext[:, -h:]
 
     @property
     def peak(self) -> float:

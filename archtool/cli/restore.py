@@ -44,7 +44,7 @@ def restore(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print each file's plan; write no audio."),
     keep_residual: bool = typer.Option(False, "--keep-residual", help="Also write NAME.residual.EXT: what restoration removed."),
     seed: int = typer.Option(0, "--seed", help="Global seed for stochastic restorers."),
-    block_s: float = typer.Option(30.0, "--block-seconds", min=0.05, help="Seconds of audio per processing block (memory bound)."),
+    block_s: float = typer.Option(10.0, "--block-seconds", min=0.05, help="Seconds of audio per processing block (memory bound)."),
 ) -> None:
     from rich.console import Console
 

@@ -7,6 +7,7 @@ parent alone writes the manifest, after each file, so it is always valid.
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -60,9 +61,10 @@ def output_stems(candidates: list[Candidate]) -> dict[str, str]:
 
 def _worker(job: Job, settings: RestoreSettings, out_dir: Path, dry_run: bool, resume: bool,
             device: str, threads: int) -> dict[str, Any]:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
+    threads = max(1, threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when a restorer first imports it
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     return process_file(job, settings, out_dir, dry_run=dry_run, resume=resume, device=device)
 
 

@@ -1,14 +1,22 @@
 """Resolve ``--devices auto|cpu|cuda:0,cuda:1`` to a list of torch device names."""
 from __future__ import annotations
 
+import os
+
 from archtool.errors import UsageError
 
 
 def resolve_devices(spec: str = "auto") -> list[str]:
-    """``auto``: every visible GPU, else ``["cpu"]``. Unknown or unavailable devices -> UsageError."""
+    """``auto``: every visible GPU, else ``["cpu"]``. Unknown or unavailable devices -> UsageError.
+
+    torch (hundreds of MB) is imported only when a GPU could be there, so CPU-only and
+    loudness-only runs stay light.
+    """
+    spec = (spec or "auto").strip().lower()
+    if spec == "cpu" or (spec == "auto" and not _gpu_possible()):
+        return ["cpu"]
     import torch
 
-    spec = (spec or "auto").strip().lower()
     n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if spec == "auto":
         return [f"cuda:{i}" for i in range(n_gpu)] or ["cpu"]
@@ -24,3 +32,13 @@ def resolve_devices(spec: str = "auto") -> list[str]:
         else:
             raise UsageError(f"--devices: unknown device {part!r} (use auto, cpu or cuda:N)")
     return devices or ["cpu"]
+
+
+def _gpu_possible() -> bool:
+    """False when this machine clearly has no NVIDIA/AMD GPU device nodes."""
+    from pathlib import Path
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False
+    dev = Path("/dev")
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or not dev.exists()

@@ -187,12 +187,14 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
             with BlockWriter(tmp_out, sr, ch, spec, metadata) as writer:
                 for b in _render(spill, block, gain_db, limiter):
                     meter_out.update(b)
-                    peak_out.update(b)
+                    if limiter is not None:  # otherwise the true peak is exactly the measured one plus the gain
+                        peak_out.update(b)
                     writer.write(b)
+            true_peak_out = peak_out.dbtp if limiter is not None else peak_mid_db + gain_db
             stats = meter_out.stats()
             if spec.fmt == "wav":
                 patch_bext_loudness(tmp_out, BextLoudness(
-                    stats["integrated_lufs"], stats["loudness_range_lu"], peak_out.dbtp,
+                    stats["integrated_lufs"], stats["loudness_range_lu"], true_peak_out,
                     stats["max_momentary_lufs"], stats["max_short_term_lufs"]))
             out_sha = sha256_file(tmp_out)
             out_md5 = audio_data_md5(tmp_out)
@@ -205,7 +207,7 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
             output_format=spec.fmt, output_bits=spec.bits if not spec.float else 32,
             output_float=spec.float, residual=residual_rel, duration_s=round(duration, 3),
             loudness_before_lufs=_finite(loud_in), loudness_after_lufs=_finite(stats["integrated_lufs"]),
-            loudness_range_lu=_finite(stats["loudness_range_lu"]), true_peak_after_dbtp=_finite(peak_out.dbtp),
+            loudness_range_lu=_finite(stats["loudness_range_lu"]), true_peak_after_dbtp=_finite(true_peak_out),
             gain_db=round(gain_db, 3), limited=limiter is not None, coding_history=history,
             time_s=round(elapsed, 3), realtime_factor=round(duration / elapsed, 1) if elapsed > 0 else None,
             timings={"decode_restore_measure_s": round(t_pass1, 3), "normalize_encode_s": round(t_pass2, 3)},

@@ -32,7 +32,7 @@ class RestoreSettings:
     output_format: str = "same"
     keep_residual: bool = False
     seed: int = 0
-    block_s: float = 30.0
+    block_s: float = 10.0
     gaps_file: str | None = None
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 

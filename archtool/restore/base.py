@@ -11,9 +11,10 @@ overlapping chunks.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # torch is imported lazily: planning and loudness-only runs never need it
+    import torch
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Restorer(Protocol):
     kinds: ClassVar[tuple[str, ...]]
     context_s: ClassVar[float]
 
-    def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
-                device: torch.device | str = "cpu") -> torch.Tensor:
+    def process(self, audio: "torch.Tensor", sample_rate: int, params: dict[str, Any],
+                device: "torch.device | str" = "cpu") -> "torch.Tensor":
         """Restore ``audio`` ``(channels, samples)`` float32; returns the same shape."""
         ...

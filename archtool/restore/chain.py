@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from archtool.restore.base import Step
 from archtool.restore.registry import get_restorer
@@ -19,7 +18,7 @@ def context_samples(steps: Sequence[Step], sample_rate: int) -> int:
 
 
 def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
-              device: str | torch.device = "cpu", seed: int = 0) -> np.ndarray:
+              device: str = "cpu", seed: int = 0) -> np.ndarray:
     """Apply ``steps`` in order to float32 ``(channels, samples)`` audio.
 
     Each restorer receives its step's params plus ``seed`` (the file's seed), so
@@ -27,6 +26,8 @@ def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
     """
     if not steps:
         return audio
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
     for step in steps:
         restorer = get_restorer(step.restorer)
