@@ -103,12 +103,14 @@ def make_clip(plan: ClipPlan, out_dir: str, recipe: str, seed: int, rate: int | 
     from archtool.seeding import seed_for
 
     try:
-        if plan.source in _DECODED:
-            whole, sr = _DECODED[plan.source]
+        stat = Path(plan.source).stat()
+        key = f"{plan.source}\0{stat.st_mtime_ns}\0{stat.st_size}"  # a changed file is decoded again
+        if key in _DECODED:
+            whole, sr = _DECODED[key]
         elif plan.file_duration_s <= WHOLE_FILE_MAX_S:
             whole, sr = read_audio(plan.source)
             _DECODED.clear()
-            _DECODED[plan.source] = (whole, sr)
+            _DECODED[key] = (whole, sr)
         else:
             whole = None
         if whole is not None:
