@@ -198,6 +198,16 @@ def test_synthetic_rir_rt60_within_10_percent(rt60):
     assert abs(schroeder_rt60(ir, SR) - rt60) / rt60 < 0.10
 
 
+def test_hf_damping_shortens_the_high_band_decay():
+    from scipy.signal import butter, sosfilt
+
+    ir = synthetic_rir(SR, 1.0, 0.0, np.random.default_rng(22), hf_damping=0.5)
+    low = sosfilt(butter(4, 1000, "low", fs=SR, output="sos"), ir)
+    high = sosfilt(butter(4, 4000, "high", fs=SR, output="sos"), ir)
+    assert abs(schroeder_rt60(low, SR) - 1.0) < 0.1
+    assert schroeder_rt60(high, SR) < 0.7
+
+
 @pytest.mark.parametrize("rt60,drr", [(0.4, 6.0), (1.0, -3.0)])
 def test_reverb_output_has_requested_rt60_and_drr(rt60, drr):
     impulse = np.zeros((1, int(1.6 * rt60 * SR)), np.float32)

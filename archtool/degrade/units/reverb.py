@@ -13,15 +13,29 @@ from scipy.signal import oaconvolve
 from archtool.degrade.base import STAGE_ACOUSTIC, Param, register_unit
 
 
-def synthetic_rir(sample_rate: int, rt60_s: float, drr_db: float, rng: np.random.Generator) -> np.ndarray:
+def synthetic_rir(sample_rate: int, rt60_s: float, drr_db: float, rng: np.random.Generator,
+                  hf_damping: float = 1.0, crossover_hz: float = 2000.0) -> np.ndarray:
     """Mono synthetic IR (float64): direct impulse at 0 then an exponential noise tail.
 
+    The tail falls 60 dB in ``rt60_s``; with ``hf_damping`` < 1 the part above ``crossover_hz``
+    decays faster (its RT60 is ``hf_damping`` x ``rt60_s``), as air and walls absorb highs.
     Length is 1.5 x RT60 (the tail ends 90 dB down), so Schroeder integration recovers RT60.
     """
     n = max(int(1.5 * rt60_s * sample_rate), 16)
     gap = max(1, int(0.001 * sample_rate))
-    t = np.arange(n - gap) / sample_rate
-    tail = rng.standard_normal(n - gap) * np.exp(-3.0 * np.log(10) * t / rt60_s)
+    m = n - gap
+    t = np.arange(m) / sample_rate
+    noise = rng.standard_normal(m)
+    decay = np.exp(-3.0 * np.log(10) * t / rt60_s)
+    if hf_damping < 1.0 and crossover_hz < sample_rate / 2:
+        f = np.fft.rfftfreq(m, 1 / sample_rate)
+        high_share = 1.0 / (1.0 + (crossover_hz / np.maximum(f, 1.0)) ** 4)
+        spec = np.fft.rfft(noise)
+        low = np.fft.irfft(spec * np.sqrt(1 - high_share), n=m)
+        high = np.fft.irfft(spec * np.sqrt(high_share), n=m)
+        tail = low * decay + high * np.exp(-3.0 * np.log(10) * t / (rt60_s * hf_damping))
+    else:
+        tail = noise * decay
     tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail ** 2))
     ir = np.zeros(n)
     ir[0] = 1.0
@@ -65,6 +79,8 @@ def align_ir(ir: np.ndarray, channels: int) -> np.ndarray:
 @register_unit("reverb", "reverb", {
     "rt60_s": Param(float, 0.6, "reverberation time of the synthetic IR (s)", 0.1, 4.0),
     "drr_db": Param(float, 3.0, "direct-to-reverberant energy ratio of the synthetic IR (dB)", -15.0, 25.0),
+    "hf_damping": Param(float, 1.0, "synthetic IR: RT60 above 2 kHz relative to rt60_s (1 = flat decay)",
+                        0.2, 1.0),
     "wet": Param(float, 1.0, "weight of the reverberant part (seed 000's U[0,1] weight; 1 = the IR as is)",
                  0.0, 1.0),
     "source": Param(str, "auto", "folder: rir_dir; synthetic; auto: folder if it holds audio, else synthetic",
@@ -74,7 +90,7 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
     """Convolve with an IR (FFT overlap-add), keeping the input's length and alignment.
 
     output = x + wet * (x * h_late), h_late being the IR without its direct path.
-    Labels the RT60 and effective DRR actually used. Severity: mean of
+    Labels the RT60 (Schroeder, broadband) and effective DRR of the IR actually used. Severity: mean of
     clip(rt60/2 s) and clip((15 - DRR) / 30 dB) (0 when wet = 0).
     """
     c, n = audio.shape
@@ -88,7 +104,8 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
         ir = align_ir(ir, c)
         label["rir_file"] = name
     else:
-        ir = np.repeat(synthetic_rir(sample_rate, params["rt60_s"], params["drr_db"], rng)[None], c, axis=0)
+        ir = synthetic_rir(sample_rate, params["rt60_s"], params["drr_db"], rng, params["hf_damping"])
+        ir = np.repeat(ir[None], c, axis=0)
     late = ir.copy()
     late[:, 0] = 0.0
     wet = params["wet"]
