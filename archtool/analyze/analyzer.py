@@ -15,8 +15,8 @@ from archtool.errors import InvalidAudioError
 BLOCK_S = 2.0
 
 
-def findings_from_features(f: Features) -> list[Finding]:
-    """One Finding per defect kind, in ``archtool.kinds.KINDS`` order."""
+def rule_findings(f: Features) -> dict[str, Finding]:
+    """The hand-made detectors' findings, keyed by kind (severity not yet gated)."""
     bl = bandlimit.detect(f)
     # the noise model is fitted below the effective bandwidth (above it there is nothing)
     top = bl.measures["cutoff_hz"] if bl.measures["cutoff_hz"] < 0.95 * f.sample_rate / 2 else None
@@ -38,9 +38,28 @@ def findings_from_features(f: Features) -> list[Finding]:
         "wow": wow.detect(f),
         "dc_offset": dc_offset.detect(f),
     }
+    return out
+
+
+def findings_from_features(f: Features, *, learned: bool = True) -> list[Finding]:
+    """One Finding per defect kind, in ``archtool.kinds.KINDS`` order.
+
+    With ``learned`` (and the shipped checkpoint installed) the decision layer of
+    :mod:`archtool.analyze.learned` sets ``detected``/``confidence``; otherwise the
+    detectors' own thresholds decide. Severity is 0 for kinds not detected.
+    """
+    from archtool.analyze import learned as learned_layer
     from archtool.kinds import KINDS
 
-    return [out[k] for k in KINDS]
+    found = rule_findings(f)
+    if learned:
+        vec, names = learned_layer.feature_vector(f, found)
+        probs = learned_layer.probabilities(vec, names)
+        if probs is not None:
+            learned_layer.apply(found, probs)
+    for fd in found.values():
+        fd.severity = max(fd.severity, 0.05) if fd.detected else 0.0
+    return [found[k] for k in KINDS]
 
 
 def _profile(path: str, f: Features) -> Profile:

@@ -29,8 +29,8 @@ def detect(f: Features, noise_floor_dbfs: float) -> Finding:
     spread = float(np.percentile(quiet, 75) - np.percentile(quiet, 25))
     excess = q20 - noise_floor_dbfs
     detected = excess >= EXCESS_DB and spread >= SPREAD_DB and q20 > -60.0
-    sev = ramp(q20, -60.0, -20.0) if detected else 0.0
+    sev = ramp(q20, -60.0, -20.0)
     conf = 0.5 * margin_confidence(excess, EXCESS_DB, 6.0) + 0.1
-    return Finding("background", bool(detected), max(sev, 0.05) if detected else 0.0, conf, {
+    return Finding("background", bool(detected), sev, conf, {
         "excess_db": r(excess, 2), "spread_db": r(spread, 2), "level_dbfs": r(q20, 2),
     })

@@ -46,16 +46,18 @@ def effective_cutoff(f: Features) -> tuple[float, float]:
     cand = np.flatnonzero((drop >= EDGE_DB) & stays & lo_ok)
     if cand.size == 0:
         return nyq, float(max(drop.max(initial=0.0), 0.0))
-    # the lowest frequency of the highest contiguous run of candidates, refined to the
+    # the highest contiguous run of candidates, refined to the
     # bin where the level crosses the mid-point of the edge
     runs = np.split(cand, np.flatnonzero(np.diff(cand) > 1) + 1)
-    best = max(runs, key=lambda g: drop[g].max())
+    best = runs[-1]  # the highest-frequency edge: above it nothing is left
     j = best[np.argmax(drop[best])]
-    kk = k[j]
-    mid = 0.5 * (below[j] + above[j])
-    seg = L[kk - w: kk + w]
-    cross = np.flatnonzero(seg < mid)
-    kc = kk - w + (cross[0] if cross.size else w)
+    # refine: the first bin, from the start of the edge region, that falls 6 dB below the
+    # passband level just under it (median over ~500 Hz)
+    k0 = k[best[0]]
+    ref = float(np.median(L[max(k0 - 3 * w, 0): max(k0 - w, 1)]))
+    seg = L[max(k0 - w, 0): k[best[-1]] + w]
+    cross = np.flatnonzero(seg < ref - 6.0)
+    kc = max(k0 - w, 0) + (int(cross[0]) if cross.size else w)
     return float(f.freqs[max(kc, 1)]), float(drop[j])
 
 
@@ -65,7 +67,7 @@ def detect(f: Features) -> Finding:
     limit = min(LIMIT_FRACTION * nyq, LIMIT_HZ)
     detected = cutoff < limit or nyq < LOW_RATE_NYQUIST
     # severity grows as the bandwidth shrinks (log scale: 15 kHz -> 0, 2 kHz -> 1)
-    sev = ramp(np.log2(LIMIT_HZ / max(min(cutoff, nyq), 1.0)), 0.0, np.log2(LIMIT_HZ / 2000.0)) if detected else 0.0
+    sev = ramp(np.log2(LIMIT_HZ / max(min(cutoff, nyq), 1.0)), 0.0, np.log2(LIMIT_HZ / 2000.0))
     conf = margin_confidence(np.log2(limit / max(cutoff, 1.0)), 0.0, 0.15) if nyq >= LOW_RATE_NYQUIST else 0.95
     return Finding("bandlimit", bool(detected), sev, conf,
                    {"cutoff_hz": r(cutoff, 1), "nyquist_hz": r(nyq, 1), "edge_db": r(edge, 1),

@@ -35,7 +35,7 @@ def detect(f: Features) -> Finding:
     count = int(np.count_nonzero(m))
     rate = count / dur
     detected = count >= MIN_COUNT and rate >= MIN_RATE
-    sev = ramp(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), np.log10(20.0)) if detected else 0.0
+    sev = ramp(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), np.log10(20.0))
     conf = margin_confidence(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), 0.4)
     pos = f.click_times_s[m][:MAX_POSITIONS]
     return Finding("clicks", bool(detected), sev, conf, {

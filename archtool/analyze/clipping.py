@@ -34,7 +34,7 @@ def detect(f: Features) -> Finding:
                margin_confidence(near, SOFT_NEAR_PEAK, 0.005)) if detected else \
         min(margin_confidence(np.log10(max(frac, 1e-9)), np.log10(HARD_FRACTION), 0.4),
             margin_confidence(near, SOFT_NEAR_PEAK, 0.005))
-    return Finding("clipping", detected, max(sev, 0.05) if detected else 0.0, conf, {
+    return Finding("clipping", detected, sev, conf, {
         "clipped_fraction": r(frac, 6), "clip_level": r(level, 5), "flat_runs": runs,
         "near_peak_fraction": r(near, 5), "kind": "hard" if hard else ("soft" if soft else "none"),
     })

@@ -26,7 +26,7 @@ def detect(f: Features) -> Finding:
     iso_rate = float(np.count_nonzero((f.click_ratio >= 10) & (f.click_isolation >= 3))) / dur
     all_rate = f.click_ratio.size / dur
     detected = rate >= MIN_RATE
-    sev = ramp(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), np.log10(100.0)) if detected else 0.0
+    sev = ramp(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), np.log10(100.0))
     conf = margin_confidence(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), 0.3)
     return Finding("crackle", bool(detected), sev, conf, {
         "rate_per_s": r(rate, 2), "all_rate_per_s": r(all_rate, 2), "isolated_rate_per_s": r(iso_rate, 2),

@@ -17,7 +17,7 @@ def detect(f: Features) -> Finding:
     off = np.asarray(f.mean, dtype=np.float64)
     worst = float(np.max(np.abs(off))) if off.size else 0.0
     detected = worst >= THRESHOLD
-    sev = ramp(np.log10(max(worst, 1e-9)), np.log10(THRESHOLD), np.log10(0.1)) if detected else 0.0
+    sev = ramp(np.log10(max(worst, 1e-9)), np.log10(THRESHOLD), np.log10(0.1))
     conf = margin_confidence(np.log10(max(worst, 1e-9)), np.log10(THRESHOLD), 0.3)
     return Finding("dc_offset", bool(detected), sev, conf, {
         "offset": [r(v, 6) for v in off],

@@ -32,9 +32,7 @@ LPC_ORDER = 20
 CLICK_SCALE_BLOCK = 64       # samples per residual-scale block
 CLICK_THRESHOLD = 6.0        # residual outlier threshold, in local robust scale units
 SILENCE_LEVEL = 1e-6         # |x| at or below this is digital silence
-WOW_BAND_HZ = (300.0, 3000.0)
-WOW_GRID_CENTS = 5.0
-WOW_MAX_LAG = 8
+WOW_BAND_HZ = (150.0, 4000.0)
 BANDS_HZ = ((0, 300), (300, 1000), (1000, 4000), (4000, 8000), (8000, 1e9))
 
 
@@ -48,7 +46,7 @@ def _noise_bias(frames: int) -> float:
     """
     rng = np.random.default_rng(12345)
     n_fft, hop = 512, 256
-    reps = max(1, 20000 // max(frames, 1))
+    reps = max(1, 6000 // max(frames, 1))
     x = rng.standard_normal(hop * (frames * reps + 1) + n_fft)
     win = signal.get_window("hann", n_fft)
     fr = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop][: frames * reps + 1]
@@ -63,10 +61,13 @@ def _noise_bias(frames: int) -> float:
 
 
 def _smooth_frames(p: np.ndarray, k: int) -> np.ndarray:
+    """Moving average over ``k`` frames (axis 0), 'valid' part only."""
     if p.shape[0] < k:
         return p
-    c = np.cumsum(np.concatenate([np.zeros((1, p.shape[1])), p], axis=0), axis=0)
-    return (c[k:] - c[:-k]) / k
+    from scipy.ndimage import uniform_filter1d
+
+    h = k // 2
+    return uniform_filter1d(p, size=k, axis=0, mode="nearest")[h: p.shape[0] - (k - 1 - h)]
 
 
 _NOISE_BIAS: dict[int, float] = {}
@@ -110,7 +111,7 @@ class Features:
     click_isolation: np.ndarray    # (M,) event peak / largest residual 1.5-10 ms around it
     click_amplitude: np.ndarray    # (M,) residual peak / chunk RMS of the signal
     wow_shift_cents: np.ndarray    # (F,) pitch shift from the previous frame, cents
-    wow_corr: np.ndarray           # (F,) peak normalised cross-correlation of that shift
+    wow_corr: np.ndarray           # (F,) reliability of that shift (partials used / 5, capped at 1)
     hum_seg_prominence: np.ndarray  # (S, HUM_SEG_BINS) dB over a +-4 Hz median, per ~1 s segment
     residual_rms: float            # overall robust residual scale
     mean: np.ndarray               # (C,) DC per channel
@@ -239,12 +240,9 @@ class FeatureAccumulator:
         self.bin_w = _bin_weights(self.freqs.size)
         self.bin_w32 = self.bin_w.astype(np.float32)
         self.flat_sel = (self.freqs > 100) & (self.freqs < 0.45 * self.sr)
-        top = min(WOW_BAND_HZ[1], 0.45 * self.sr)
-        grid = 2.0 ** np.arange(np.log2(WOW_BAND_HZ[0]), np.log2(top), WOW_GRID_CENTS / 1200.0)
-        pos = grid / (self.sr / self.n_fft)
-        self.wow_i0 = np.floor(pos).astype(int)
-        self.wow_w1 = (pos - self.wow_i0).astype(np.float32)
-        self.prev_logspec: np.ndarray | None = None
+        self.wow_bins = np.flatnonzero((self.freqs >= WOW_BAND_HZ[0]) & (self.freqs <= min(WOW_BAND_HZ[1], 0.45 * self.sr)))
+        self.prev_spec: np.ndarray | None = None
+        self.prev_finst: np.ndarray | None = None
         k = np.arange(self.freqs.size)
         self.cos_lags = (self.bin_w[:, None] * np.cos(2 * np.pi * k[:, None] * np.arange(LPC_ORDER + 1)[None, :]
                                                       / self.n_fft)) / self.n_fft
@@ -416,7 +414,7 @@ class FeatureAccumulator:
         lp = np.log(np.maximum(ps, 1e-20))
         flat = 10 / np.log(10) * (lp.mean(axis=1) - np.log(np.maximum(ps.mean(axis=1), 1e-20)))
         self.peaky.append(flat)
-        self._wow(p)
+        self._wow(spec, p)
         live = tot > 1e-11  # > -110 dBFS: digital silence and zeroed frames are excluded
         nl = int(np.count_nonzero(live))
         if nl:
@@ -430,31 +428,34 @@ class FeatureAccumulator:
             self.chunk_noise_w.append(nl)
         return p
 
-    def _wow(self, p: np.ndarray) -> None:
-        """Pitch shift (cents) between consecutive frames, from log-frequency cross-correlation."""
-        g = np.log(p[:, self.wow_i0] * (1 - self.wow_w1) + p[:, self.wow_i0 + 1] * self.wow_w1 + 1e-12)
-        from scipy.ndimage import uniform_filter1d
-
-        g = g - uniform_filter1d(g, size=int(100 / WOW_GRID_CENTS) | 1, axis=1, mode="nearest")
-        g = g / (np.linalg.norm(g, axis=1, keepdims=True) + 1e-9)
-        prev = np.concatenate([self.prev_logspec[None], g[:-1]]) if self.prev_logspec is not None else \
-            np.concatenate([g[:1], g[:-1]])
-        self.prev_logspec = g[-1].copy()
-        M = WOW_MAX_LAG
-        G = g.shape[1]
-        c = np.empty((g.shape[0], 2 * M + 1), dtype=np.float32)
-        for j, lag in enumerate(range(-M, M + 1)):
-            if lag >= 0:
-                c[:, j] = np.einsum("ij,ij->i", g[:, lag:], prev[:, : G - lag])
-            else:
-                c[:, j] = np.einsum("ij,ij->i", g[:, : G + lag], prev[:, -lag:])
-        k = np.clip(np.argmax(c, axis=1), 1, 2 * M - 1)
-        rows = np.arange(c.shape[0])
-        y0, y1, y2 = c[rows, k - 1], c[rows, k], c[rows, k + 1]
-        den = y0 - 2 * y1 + y2
-        frac = np.where(np.abs(den) > 1e-9, 0.5 * (y0 - y2) / den, 0.0)
-        self.wow_shift.append(((k - M) + np.clip(frac, -0.5, 0.5)) * WOW_GRID_CENTS)
-        self.wow_corr.append(y1)
+    def _wow(self, spec: np.ndarray, p: np.ndarray) -> None:
+        """Relative pitch change (cents) between consecutive frames, from phase-vocoder
+        instantaneous frequencies of the strongest partials in WOW_BAND_HZ."""
+        prev = np.concatenate([self.prev_spec[None], spec[:-1]]) if self.prev_spec is not None else \
+            np.concatenate([spec[:1], spec[:-1]])
+        self.prev_spec = spec[-1].copy()
+        k = self.wow_bins
+        expected = 2 * np.pi * k * self.hop / self.n_fft
+        dphi = np.angle(spec[:, k] * np.conj(prev[:, k])) - expected
+        dphi = (dphi + np.pi) % (2 * np.pi) - np.pi
+        finst = (k + dphi * self.n_fft / (2 * np.pi * self.hop)) * self.sr / self.n_fft  # (F, nk) Hz
+        if self.prev_finst is None:
+            self.prev_finst = finst[0]
+        fprev = np.concatenate([self.prev_finst[None], finst[:-1]])
+        self.prev_finst = finst[-1].copy()
+        mag = p[:, k]
+        # strongest local maxima in both this frame and the previous one
+        pk = (mag >= np.roll(mag, 1, axis=1)) & (mag >= np.roll(mag, -1, axis=1))
+        thr = np.max(mag, axis=1, keepdims=True) * 0.01
+        ok = pk & (mag > thr) & (fprev > 0) & (finst > 0)
+        ratio = np.where(ok, finst / np.maximum(fprev, 1e-9), 1.0)
+        cents = 1200 * np.log2(np.clip(ratio, 0.5, 2.0))
+        cents = np.where(ok & (np.abs(cents) < 60.0), cents, np.nan)
+        w = np.where(np.isnan(cents), 0.0, mag)
+        cnt = np.count_nonzero(w > 0, axis=1)
+        val = np.nansum(np.nan_to_num(cents) * w, axis=1) / np.maximum(w.sum(axis=1), 1e-30)
+        self.wow_shift.append(np.where(cnt >= 2, val, 0.0))
+        self.wow_corr.append(np.minimum(cnt / 5.0, 1.0))
 
     def _low(self, mono: np.ndarray) -> None:
         y, self.low_zi = signal.sosfilt(self.low_sos, mono.astype(np.float64), zi=self.low_zi)
@@ -502,7 +503,7 @@ class FeatureAccumulator:
         S = CLICK_SCALE_BLOCK
         m = int(np.ceil(n / S))
         aep = np.pad(ae, (0, m * S - n))
-        blk_med = np.median(aep.reshape(m, S), axis=1)
+        blk_med = aep.reshape(m, S).mean(axis=1) * 0.8453  # mean|e| -> median|e| for Gaussian e
         # local scale: the median over ~20 ms of block medians, robust to the clicks themselves
         span = max(3, int(round(0.02 * self.sr / S)) | 1)
         from scipy.ndimage import median_filter

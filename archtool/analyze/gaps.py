@@ -28,8 +28,8 @@ def intervals(f: Features, noise_floor_dbfs: float) -> list[tuple[float, float]]
     """Gap intervals in seconds, sorted and merged."""
     dur = f.duration_s
     edge = 0.5 / f.sample_rate + 1e-9
-    out = [(a, b) for a, b in f.zero_runs_s
-           if b - a >= MIN_GAP_S and a > edge and b < dur - edge]
+    zeros = [(a, b) for a, b in f.zero_runs_s if b - a >= MIN_GAP_S]
+    out = [(a, b) for a, b in zeros if a > edge and b < dur - edge]
     env = f.env_db
     if env.size:
         thr = min(noise_floor_dbfs - DROP_DB, -60.0)
@@ -43,8 +43,9 @@ def intervals(f: Features, noise_floor_dbfs: float) -> list[tuple[float, float]]
             for a, b in zip(s, e):
                 if a <= first or b > last:
                     continue
-                if (b - a) * hop >= MIN_GAP_S:
-                    out.append((a * hop, b * hop))
+                t0, t1 = a * hop, b * hop
+                if (b - a) * hop >= MIN_GAP_S and not any(za < t1 and zb > t0 for za, zb in zeros):
+                    out.append((t0, t1))
     if not out:
         return []
     out.sort()
@@ -62,9 +63,9 @@ def detect(f: Features, noise_floor_dbfs: float) -> Finding:
     total = float(sum(b - a for a, b in iv))
     frac = total / max(f.duration_s, 1e-9)
     detected = len(iv) > 0
-    sev = ramp(frac, 0.0, 0.2) if detected else 0.0
+    sev = ramp(frac, 0.0, 0.2)
     conf = 0.9 if detected else 0.8
-    return Finding("gaps", bool(detected), max(sev, 0.05) if detected else 0.0, conf, {
+    return Finding("gaps", bool(detected), sev, conf, {
         "intervals_s": [[round(a, 4), round(b, 4)] for a, b in iv[:MAX_INTERVALS]],
         "count": len(iv), "total_s": r(total, 4), "fraction": r(frac, 5),
     })

@@ -111,9 +111,9 @@ def detect(f: Features) -> Finding:
     a = analyse(f)
     detected = len(a["harmonics"]) >= 1 and a["level_db"] >= MIN_LEVEL_DB
     off = abs(a["speed_error"]) > OFF_MAINS_TOLERANCE * 100
-    sev = ramp(a["level_db"], -50.0, -10.0) if detected else 0.0
+    sev = ramp(a["level_db"], -50.0, -10.0)
     conf = margin_confidence(len(a["harmonics"]) + (a["level_db"] - MIN_LEVEL_DB) / 20.0, 0.5, 1.0)
-    return Finding("hum", bool(detected), max(sev, 0.05) if detected else 0.0, conf, {
+    return Finding("hum", bool(detected), sev, conf, {
         "fundamental_hz": r(a["f0"], 3), "harmonics_hz": [r(h, 2) for h in a["harmonics"]],
         "level_db": r(a["level_db"], 2), "level_dbfs": r(a["level_dbfs"], 2),
         "mains_hz": a["mains"], "speed_error_percent": r(a["speed_error"], 3),

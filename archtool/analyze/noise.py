@@ -64,7 +64,7 @@ def detect(f: Features, top_hz: float | None = None) -> Finding:
     snr = e["snr_db"]
     audible = e["noise_floor_dbfs"] > -75.0
     detected = bool(snr < SNR_THRESHOLD_DB and audible)
-    sev = ramp(snr, SNR_THRESHOLD_DB + 5.0, 0.0) if detected else 0.0
+    sev = ramp(snr, SNR_THRESHOLD_DB + 5.0, 0.0)
     conf = margin_confidence(snr, SNR_THRESHOLD_DB, 5.0)
     return Finding("noise", detected, sev, conf, {
         "snr_db": r(snr, 2), "noise_floor_dbfs": r(e["noise_floor_dbfs"], 2),

@@ -72,8 +72,8 @@ def detect(f: Features, noise_floor_dbfs: float) -> Finding:
     else:
         rt60, drr = float("nan"), float("nan")
     detected = bool(rts.size >= MIN_DECAYS and rt60 >= RT60_THRESHOLD_S)
-    sev = ramp(rt60, RT60_THRESHOLD_S, 2.0) if detected else 0.0
+    sev = ramp(rt60, RT60_THRESHOLD_S, 2.0)
     conf = margin_confidence(rt60, RT60_THRESHOLD_S, 0.15) * min(1.0, rts.size / 10.0) if rts.size else 0.3
-    return Finding("reverb", detected, max(sev, 0.05) if detected else 0.0, conf, {
+    return Finding("reverb", detected, sev, conf, {
         "rt60_s": r(rt60, 3), "drr_db": r(drr, 2), "decays": int(rts.size),
     })

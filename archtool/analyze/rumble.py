@@ -33,7 +33,7 @@ def detect(f: Features) -> Finding:
     above = np.flatnonzero((fr >= 20) & (fr <= 200) & (sm_db < ref - 10.0))
     cutoff = float(fr[above[0]]) if above.size else 200.0
     detected = level >= THRESHOLD_DB
-    sev = ramp(level, THRESHOLD_DB, 0.0) if detected else 0.0
+    sev = ramp(level, THRESHOLD_DB, 0.0)
     conf = margin_confidence(level, THRESHOLD_DB, 5.0)
     return Finding("rumble", bool(detected), sev, conf, {
         "level_db": r(level, 2), "cutoff_hz": r(cutoff, 1), "level_dbfs": r(db(p_band) if p_band > 0 else -200.0, 2),

@@ -47,7 +47,9 @@ def analyse(f: Features) -> dict:
             continue
         env = np.log(np.maximum(env, env.max() * 1e-6))
         a = _acf(env, 2 * lag_hi + 2)
-        k = lag_lo + int(np.argmax(a[lag_lo: lag_hi + 1]))
+        ks = np.arange(lag_lo, lag_hi + 1)
+        dbl = np.where(2 * ks < a.size, a[np.minimum(2 * ks, a.size - 1)], 0.0)
+        k = int(ks[np.argmax(a[ks] + 0.5 * dbl - np.maximum(a[ks // 2], 0.0))])
         half = a[max(1, k // 2)] if k // 2 >= 1 else 0.0
         per = float(a[k] - max(half, 0.0))
         if per > best["periodicity"]:
@@ -59,9 +61,9 @@ def detect(f: Features) -> Finding:
     a = analyse(f)
     per = a["periodicity"]
     detected = per >= THRESHOLD
-    sev = ramp(per, THRESHOLD, 0.8) if detected else 0.0
+    sev = ramp(per, THRESHOLD, 0.8)
     conf = margin_confidence(per, THRESHOLD, 0.1)
-    return Finding("surface_noise", bool(detected), max(sev, 0.05) if detected else 0.0, conf, {
+    return Finding("surface_noise", bool(detected), sev, conf, {
         "rotation_hz": r(a["rotation_hz"], 4), "rpm": r(a["rotation_hz"] * 60.0, 2),
         "periodicity": r(per, 3), "band_hz": list(a["band"]) if a["band"] else None,
     })

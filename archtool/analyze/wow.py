@@ -1,9 +1,9 @@
 """Wow and flutter: a periodic drift of pitch shared by all partials.
 
-Features hold, per STFT frame, the pitch shift from the previous frame (cents) found by
-cross-correlating whitened log-frequency spectra (300-3000 Hz, 5-cent grid). Frames with a
-well-defined shift (correlation >= ``MIN_CORR``) are integrated into a pitch-deviation
-track; speed drift shows as a strong periodic component at 0.3-6 Hz (wow) or 6-15 Hz
+Features hold, per STFT frame, the pitch change from the previous frame (cents): the
+magnitude-weighted mean ratio of phase-vocoder instantaneous frequencies of the spectral
+peaks at 150-4000 Hz. Frames with at least a few partials are integrated into a
+pitch-deviation track; speed drift shows as a strong periodic component at 0.3-6 Hz (wow) or 6-15 Hz
 (flutter) in that track, where intonation and note changes are irregular.
 
 Measures: ``rate_hz`` (strongest modulation rate), ``depth_cents`` (peak deviation of that
@@ -17,7 +17,7 @@ from archtool.analyze._util import margin_confidence, r, ramp
 from archtool.analyze.features import Features
 from archtool.analyze.profile import Finding
 
-MIN_CORR = 0.6
+MIN_CORR = 0.4
 RATE_RANGE_HZ = (0.3, 15.0)
 PERIODICITY = 0.35
 MIN_DEPTH_CENTS = 4.0
@@ -26,7 +26,7 @@ MIN_DEPTH_CENTS = 4.0
 def analyse(f: Features) -> dict:
     s = np.where(f.wow_corr >= MIN_CORR, f.wow_shift_cents, 0.0)
     # clamp isolated jumps (note changes) so they do not dominate the track
-    s = np.clip(s, -10.0, 10.0)
+    s = np.clip(s, -5.0, 5.0)
     n = s.size
     out = {"rate": 0.0, "depth": 0.0, "periodicity": 0.0, "usable": float(np.mean(f.wow_corr >= MIN_CORR)) if n else 0.0}
     if n < 32:
@@ -46,8 +46,7 @@ def analyse(f: Features) -> dict:
     width = max(1, int(round(0.15 / df)))
     peak_power = spec[max(k - width, 0): k + width + 1].sum()
     total = spec[(fq >= 0.1)].sum() + 1e-30
-    amp = 2.0 * np.sqrt(peak_power / np.sum(w ** 2) / (nfft / 2 / (2 * width + 1)) + 0) if False else \
-        2.0 * np.sqrt(2.0 * peak_power) / np.sum(w)
+    amp = 2.0 * np.sqrt(spec[k]) / np.sum(w)  # sinusoid amplitude from a Hann-windowed peak
     out.update(rate=float(fq[k]), depth=float(amp), periodicity=float(peak_power / total))
     return out
 
@@ -55,9 +54,9 @@ def analyse(f: Features) -> dict:
 def detect(f: Features) -> Finding:
     a = analyse(f)
     detected = a["periodicity"] >= PERIODICITY and a["depth"] >= MIN_DEPTH_CENTS and a["usable"] >= 0.3
-    sev = ramp(a["depth"], MIN_DEPTH_CENTS, 50.0) if detected else 0.0
+    sev = ramp(a["depth"], MIN_DEPTH_CENTS, 50.0)
     conf = margin_confidence(a["periodicity"], PERIODICITY, 0.1) * (0.5 + 0.5 * min(1.0, a["usable"] / 0.5))
-    return Finding("wow", bool(detected), max(sev, 0.05) if detected else 0.0, conf, {
+    return Finding("wow", bool(detected), sev, conf, {
         "rate_hz": r(a["rate"], 3), "depth_cents": r(a["depth"], 2),
         "depth_percent": r((2 ** (a["depth"] / 1200.0) - 1.0) * 100.0, 3),
         "periodicity": r(a["periodicity"], 3), "usable_fraction": r(a["usable"], 3),
