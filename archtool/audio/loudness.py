@@ -37,6 +37,12 @@ def _k_weighting(sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     return b, a
 
 
+def _as_block(block: np.ndarray) -> np.ndarray:
+    """float64 ``(channels, n)`` view of a block (a 1-D block is one channel)."""
+    block = np.asarray(block, dtype=np.float64)
+    return block[None] if block.ndim == 1 else block
+
+
 def _channel_weights(channels: int) -> np.ndarray:
     return np.array([_CHANNEL_WEIGHTS[i] if i < len(_CHANNEL_WEIGHTS) else 1.0 for i in range(channels)])
 
@@ -59,9 +65,7 @@ class LoudnessMeter:
         return int(BLOCK_S * (k * 0.25) * self.sample_rate)
 
     def update(self, block: np.ndarray) -> None:
-        block = np.asarray(block, dtype=np.float64)
-        if block.ndim == 1:
-            block = block[None]
+        block = _as_block(block)
         if block.shape[1] == 0:
             return
         y, self._zi = signal.lfilter(self._b, self._a, block, axis=1, zi=self._zi)
@@ -206,9 +210,7 @@ class TruePeakMeter:
     SUB_BLOCK = 1 << 14
 
     def update(self, block: np.ndarray) -> None:
-        block = np.asarray(block, dtype=np.float64)
-        if block.ndim == 1:
-            block = block[None]
+        block = _as_block(block)
         if block.shape[1] == 0:
             return
         ext = np.concatenate([self._history, block], axis=1)
