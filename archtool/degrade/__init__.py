@@ -22,8 +22,13 @@ from archtool.degrade.sources import Sources
 
 
 def list_units() -> dict[str, dict]:
-    """Every unit: ``{name: {"kind", "summary", "params": {param: "range (default): meaning"}}}``."""
-    return {name: {"kind": u.kind, "summary": u.summary,
+    """Every unit: ``{name: {"kind", "summary", "doc", "params": {param: "range (default): meaning"}}}``.
+
+    ``doc`` is the unit's full docstring, which states how its 0..1 severity is defined.
+    """
+    import inspect
+
+    return {name: {"kind": u.kind, "summary": u.summary, "doc": inspect.cleandoc(u.apply.__doc__ or ""),
                    "params": {k: p.describe() for k, p in u.params.items()}}
             for name, u in sorted(all_units().items())}
 
