@@ -19,16 +19,21 @@ from archtool.report.writers import report_csv, report_json
 
 def restore_batch(input_path: str | Path, out_dir: str | Path, settings: RestoreSettings | None = None, *,
                   jobs: int | None = None, resume: bool = True, dry_run: bool = False, devices: str = "auto",
-                  on_start: Callable | None = None, on_result: Callable | None = None) -> BatchResult:
+                  scheduler: str | None = None, on_start: Callable | None = None,
+                  on_result: Callable | None = None, on_event: Callable | None = None) -> BatchResult:
     """Restore a folder (or one file) into ``out_dir`` and write report.json / report.csv there.
 
+    ``devices`` (auto | cpu | cuda:0,cuda:1) and ``jobs`` choose the local workers;
+    ``scheduler`` (tcp://HOST:PORT) runs the files on a Dask cluster instead, each worker
+    resolving ``devices`` on its own machine.
     Returns the per-file results; never raises for a bad file (see ``result["status"]``).
     Raises UsageError for unusable paths (e.g. ``out_dir`` equal to the input folder).
     """
     settings = settings or RestoreSettings()
-    device = resolve_devices(devices)[0]
+    resolved = [devices] if scheduler else resolve_devices(devices)
     batch = run_batch(input_path, out_dir, settings, jobs=jobs, resume=resume, dry_run=dry_run,
-                      device=device, on_start=on_start, on_result=on_result)
+                      devices=resolved, scheduler=scheduler, on_start=on_start, on_result=on_result,
+                      on_event=on_event)
     out_dir = Path(out_dir)
     if not dry_run:
         write_text_atomic(out_dir / "report.json", report_json(batch.results, batch.skipped, settings.to_dict()), out_dir)

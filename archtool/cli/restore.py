@@ -23,7 +23,49 @@ Examples:
   archtool restore disc_01.wav -o restored/ --loudness -16 --true-peak -1.5
 
   archtool restore transfers/ -o restored/ --dry-run
+
+  archtool restore transfers/ -o restored/ --devices cuda:0,cuda:1
+
+  archtool restore /shared/transfers -o /shared/restored --scheduler tcp://10.0.0.5:8786
+
+Ctrl-C stops cleanly: files in flight are abandoned (no partial outputs) and the same
+command resumes where it stopped.
 """
+
+
+class DeviceActivity:
+    """Per-worker rows under the batch bar: device, files and audio hours done, speed, current file."""
+
+    def __init__(self, progress):
+        self.progress = progress.progress
+        self.rows: dict[tuple, dict] = {}
+        self.names: list[str] = []
+
+    def start(self, jobs) -> None:
+        self.names = [j.relpath for j in jobs]
+
+    def __call__(self, event) -> None:
+        key = (event.device, event.slot)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = {"task": self.progress.add_task(f"  {event.device} #{event.slot}", total=None,
+                                                                   stats=""),
+                                    "files": 0, "audio_s": 0.0, "busy_s": 0.0, "now": ""}
+        name = self.names[event.index] if event.index is not None and event.index < len(self.names) else ""
+        if event.kind == "start":
+            row["now"] = f"now {name}"
+        elif event.kind == "done":
+            res = event.result if isinstance(event.result, dict) else {}
+            row["files"] += 1
+            row["audio_s"] += res.get("duration_s") or 0.0
+            row["busy_s"] += res.get("time_s") or 0.0
+            row["now"] = "idle"
+        else:
+            row["now"] = f"worker lost ({event.detail}); {name or 'its file'} goes to another worker"
+        speed = row["audio_s"] / row["busy_s"] if row["busy_s"] > 0 else 0.0
+        stats = f"{row['files']} files  {row['audio_s'] / 3600:.3f} h  {speed:.1f}x real time  {row['now']}"
+        self.progress.update(row["task"], completed=row["files"], stats=stats)
+
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +87,7 @@ def restore(
     keep_residual: bool = typer.Option(False, "--keep-residual", help="Also write NAME.residual.EXT: what restoration removed."),
     seed: int = typer.Option(0, "--seed", help="Global seed for stochastic restorers."),
     block_s: float = typer.Option(10.0, "--block-seconds", min=0.05, help="Seconds of audio per processing block (memory bound)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run the files on that cluster (paths must be shared)."),
 ) -> None:
     from rich.console import Console
 
@@ -59,11 +102,30 @@ def restore(
                                normalize=not no_normalize, output_format=fmt, keep_residual=keep_residual,
                                seed=seed, block_s=block_s)
     console = Console(stderr=True)
+    if scheduler is not None and not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
+        raise UsageError(f"--scheduler must look like tcp://HOST:PORT, not {scheduler!r}")
     progress = BatchProgress(console, "Planning" if dry_run else "Restoring")
+    activity = DeviceActivity(progress)
+    done: list[dict] = []
+
+    def on_start(js) -> None:
+        activity.start(js)
+        progress.start(len(js))
+
+    def on_result(res: dict) -> None:
+        done.append(res)
+        progress.advance(res)
+
     try:
         batch = restore_batch(input_dir, out_dir, settings, jobs=jobs, resume=resume, dry_run=dry_run,
-                              devices=devices, on_start=lambda js: progress.start(len(js)),
-                              on_result=progress.advance)
+                              devices=devices, scheduler=scheduler, on_start=on_start, on_result=on_result,
+                              on_event=activity)
+    except KeyboardInterrupt:
+        progress.stop()
+        console.print(f"[yellow]interrupted[/yellow]: {len(done)} file(s) finished and recorded in "
+                      f"{out_dir}/manifest.json; files in flight were abandoned (no partial outputs). "
+                      "Run the same command again to resume.", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     finally:
         progress.stop()
     for s in batch.skipped:

@@ -42,3 +42,21 @@ def _gpu_possible() -> bool:
         return False
     dev = Path("/dev")
     return any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or not dev.exists()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for torch's device out-of-memory error (``torch.cuda.OutOfMemoryError``)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return oom is not None and isinstance(exc, oom)
+
+
+def free_device_memory(device: str) -> None:
+    """Return cached GPU memory to the driver after an out-of-memory error (no-op on CPU)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -22,6 +22,7 @@ from archtool.audio.io import AudioInfo, BlockReader, BlockWriter, OutputSpec, p
 from archtool.audio.loudness import LoudnessMeter, PeakLimiter, TruePeakMeter, decide_gain, settle_gain
 from archtool.engine.atomic import atomic_path, sha256_file, write_text_atomic
 from archtool.engine.chunking import iter_with_context
+from archtool.engine.devices import is_out_of_memory
 from archtool.engine.manifest import is_done
 from archtool.engine.settings import RestoreSettings
 from archtool.engine.spill import Spill
@@ -236,6 +237,8 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
         reason = exc.strerror or str(exc)
         result["error"] = f"{job.path}: {reason}"
     except Exception as exc:  # a restorer bug must not end the batch
+        if is_out_of_memory(exc):
+            raise  # engine.batch.restore_job retries with smaller chunks, then on CPU
         result["error"] = f"{job.path}: internal error ({type(exc).__name__}: {exc})"
     finally:
         if spill is not None:
