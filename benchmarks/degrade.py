@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "_work" / "degrade")
     ap.add_argument("--skip-api", action="store_true")
+    ap.add_argument("--skip-cli", action="store_true")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
@@ -126,7 +127,7 @@ def main() -> None:
             r = api_throughput(recipe, 44100, 2, n=12)
             report["api"].append(r)
             print(f"API {recipe:14s} 44.1k stereo  {r['ms_per_clip']:7.1f} ms/clip {r['audio_s_per_s']:7.1f} s/s", flush=True)
-    for jobs in args.jobs:
+    for jobs in ([] if args.skip_cli else args.jobs):
         r = cli_throughput(args.out, args.count, jobs)
         report["cli"].append(r)
         print(f"CLI mixed-archive jobs={jobs}: {r['clips']} clips in {r['wall_s']:.1f} s = {r['clips_per_s']:.2f} clips/s",

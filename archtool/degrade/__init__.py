@@ -28,7 +28,7 @@ def list_units() -> dict[str, dict]:
     """
     import inspect
 
-    return {name: {"kind": u.kind, "summary": u.summary, "doc": inspect.cleandoc(u.apply.__doc__ or ""),
+    return {name: {"kind": u.kind, "also_labels": list(u.extra_kinds), "summary": u.summary, "doc": inspect.cleandoc(u.apply.__doc__ or ""),
                    "params": {k: p.describe() for k, p in u.params.items()}}
             for name, u in sorted(all_units().items())}
 

@@ -57,11 +57,7 @@ class Dist:
             return float(np.exp(rng.uniform(np.log(self.args[0]), np.log(self.args[1]))))
         if self.kind == "randint":
             return int(rng.integers(self.args[0], self.args[1] + 1))
-        choice = self.args[int(rng.integers(len(self.args)))]
-        return choice
-
-    def to_toml_value(self) -> Any:
-        return self.args[0] if self.kind == "fixed" else {self.kind: list(self.args)}
+        return self.args[int(rng.integers(len(self.args)))]
 
 
 @dataclass(frozen=True)

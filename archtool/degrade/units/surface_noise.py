@@ -64,7 +64,7 @@ def synthetic_surface(n: int, sample_rate: int, rpm: float, crackle_rate_hz: flo
     "rpm": Param(float, 78.0, "disc speed (sets the modulation rate rpm/60 Hz)", 16.0, 90.0),
     "crackle_rate_hz": Param(float, 300.0, "crackle impulses per second (synthetic)", 0.0, 5000.0),
     "scratches": Param(int, 1, "scratches clicking once per revolution (synthetic)", 0, 10),
-}, stage=STAGE_MEDIUM)
+}, stage=STAGE_MEDIUM, extra_kinds=("crackle", "clicks"))
 def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Generator, sources=None):
     """Add 78 RPM surface noise (mono noise on every channel for synthetic; folder noise as recorded).
 
