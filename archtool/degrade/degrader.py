@@ -31,7 +31,7 @@ import numpy as np
 from archtool.degrade.base import ensure_2d, get_unit
 from archtool.degrade.recipe import Recipe, load_recipe
 from archtool.degrade.sources import Sources
-from archtool.degrade.units.wow import TIME_MAP_STEP_S, warp
+from archtool.degrade.units.wow import TIME_MAP_STEP_S, Warp
 
 
 def jsonable(value: Any) -> Any:
@@ -66,7 +66,7 @@ def apply_unit(name: str, audio: np.ndarray, sample_rate: int, params: dict | No
     out = np.asarray(out, dtype=np.float32)
     if out.shape != audio.shape:
         raise AssertionError(f"unit {name!r} changed the shape {audio.shape} -> {out.shape}")
-    return out, label
+    return out, {k: v for k, v in label.items() if not k.startswith("_")}
 
 
 def true_snr_db(reference: np.ndarray, degraded: np.ndarray) -> float | None:
@@ -120,11 +120,14 @@ class Degrader:
             audio = np.asarray(audio, dtype=np.float32)
             label = dict(label)
             pos = label.pop("_positions", None)
+            reader = label.pop("_warp", None)
             if pos is not None:
                 label.pop("time_map", None)  # the composed map is reported once, at top level
-                reference = warp(reference, pos).astype(np.float32)
-                # a sample stays a gap only if every input sample it interpolates from was one
-                gap_mask = np.abs(warp((~gap_mask)[None].astype(np.float64), pos)[0]) < 1e-12
+                reader = reader or Warp(pos, n)
+                reference = reader(reference).astype(np.float32)
+                if gap_mask.any():
+                    # a sample stays a gap only if every input sample it interpolates from was one
+                    gap_mask = np.abs(reader((~gap_mask)[None].astype(np.float64))[0]) < 1e-12
                 positions = pos if positions is None else np.interp(pos, np.arange(n), positions)
             severity = float(label.pop("severity"))
             unit_kinds = label.pop("kinds", {unit.kind: severity})

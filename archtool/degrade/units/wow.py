@@ -24,19 +24,32 @@ def read_positions(n: int, sample_rate: int, components: list[tuple[float, float
     return p * sample_rate
 
 
+class Warp:
+    """Catmull-Rom cubic reading of signals of ``n`` samples at fractional ``positions``
+    (edges clamped). Indices and weights are computed once and reused for every signal."""
+
+    def __init__(self, positions: np.ndarray, n: int):
+        pos = np.clip(np.asarray(positions, dtype=np.float64), 0, n - 1)
+        i = pos.astype(np.int64)
+        f = pos - i
+        f2 = f * f
+        f3 = f2 * f
+        self.index = np.clip(i[None, :] + np.arange(-1, 3)[:, None], 0, n - 1)
+        self.weight = 0.5 * np.stack([-f3 + 2 * f2 - f, 3 * f3 - 5 * f2 + 2, -3 * f3 + 4 * f2 + f, f3 - f2])
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        """``audio`` (C, n) read at the positions: float64 (C, len(positions))."""
+        x = np.asarray(audio, dtype=np.float64)
+        out = x[:, self.index[0]] * self.weight[0]
+        for k in range(1, 4):
+            out += x[:, self.index[k]] * self.weight[k]
+        return out
+
+
 def warp(audio: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Read ``audio`` (C, N) at fractional ``positions`` with Catmull-Rom cubic interpolation
     (edges clamped). Returns float64 (C, len(positions))."""
-    x = np.asarray(audio, dtype=np.float64)
-    n = x.shape[1]
-    pos = np.clip(positions, 0, n - 1)
-    i = np.floor(pos).astype(np.int64)
-    f = pos - i
-    idx = [np.clip(i + k, 0, n - 1) for k in (-1, 0, 1, 2)]
-    p0, p1, p2, p3 = (x[:, j] for j in idx)
-    f2, f3 = f * f, f * f * f
-    return 0.5 * ((2 * p1) + (-p0 + p2) * f + (2 * p0 - 5 * p1 + 4 * p2 - p3) * f2
-                  + (-p0 + 3 * p1 - 3 * p2 + p3) * f3)
+    return Warp(positions, np.asarray(audio).shape[1])(audio)
 
 
 @register_unit("wow", "wow", {
@@ -55,11 +68,12 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
     comps = [(params["wow_depth"], params["wow_rate_hz"], float(rng.uniform(0, 2 * np.pi))),
              (params["flutter_depth"], params["flutter_rate_hz"], float(rng.uniform(0, 2 * np.pi)))]
     pos = read_positions(n, sample_rate, comps)
-    out = warp(audio, pos).astype(np.float32)
+    reader = Warp(pos, n)
+    out = reader(audio).astype(np.float32)
     step = max(1, int(round(TIME_MAP_STEP_S * sample_rate)))
     grid = np.arange(0, n, step)
     time_map = {"step_s": step / sample_rate,
                 "input_s": [round(float(v), 7) for v in pos[grid] / sample_rate]}
     sev = float(min(1.0, (params["wow_depth"] + 3 * params["flutter_depth"]) / 0.015))
     return out, {"severity": sev, "time_map": time_map, "phases": [comps[0][2], comps[1][2]],
-                 "_positions": pos}
+                 "_positions": pos, "_warp": reader}
