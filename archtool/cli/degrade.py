@@ -1,7 +1,6 @@
 """`archtool degrade CLEAN_DIR -o OUT_DIR --recipe NAME|FILE`: build a labelled degraded corpus."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -105,6 +104,4 @@ def degrade_command(
         err.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False)
     typer.echo(f"{len(result.clips)} clips written to {out} ({len(reported)} input(s) failed)")
     if not result.ok:
-        # SystemExit, not typer.Exit: app.main runs Typer with standalone_mode=False, where a
-        # typer.Exit status is returned rather than raised and would be lost.
-        sys.exit(1)
+        raise typer.Exit(1)
