@@ -1,7 +1,8 @@
 """A small U-Net that fills masked time frames of a magnitude spectrogram.
 
 Input is two channels, ``(batch, 2, bins, frames)``: the normalised log-magnitude
-with unknown frames zeroed, and the mask (1 = known, 0 = missing). Output is the
+with unknown frames zeroed or pre-filled by log-domain interpolation across the gap
+(``prefill``), and the mask (1 = known, 0 = missing). Output is the
 predicted normalised log-magnitude for every bin and frame, ``(batch, 1, bins,
 frames)``; callers keep the known frames and take only the missing ones
 (:func:`composite`). The network is fully convolutional: ``bins`` and ``frames``
@@ -79,6 +80,28 @@ def from_features(feat: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (torch.exp(feat * FEATURE_SCALE) - FEATURE_FLOOR).clamp_min(0.0) * ref
 
 
+def interp_fill(feat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Missing frames filled by per-bin linear interpolation between the nearest known
+    frames (held constant beyond the first/last known frame): ``(B, F, T)``, mask ``(B, T)``.
+
+    On log-magnitude features this is log-domain interpolation across each gap; an
+    example with no known frame is returned unchanged.
+    """
+    b, f, t = feat.shape
+    known = mask > 0.5
+    idx = torch.arange(t, device=feat.device).expand(b, t)
+    prev = torch.where(known, idx, torch.full_like(idx, -1)).cummax(dim=1).values
+    nxt = torch.where(known, idx, torch.full_like(idx, t)).flip(1).cummin(dim=1).values.flip(1)
+    prev_ok, next_ok = prev >= 0, nxt < t
+    prev = torch.where(prev_ok, prev, torch.where(next_ok, nxt, idx))
+    nxt = torch.where(next_ok, nxt, prev)
+    span = (nxt - prev).clamp_min(1).to(feat.dtype)
+    w = ((idx - prev).to(feat.dtype) / span).clamp(0.0, 1.0)
+    left = torch.gather(feat, 2, prev[:, None, :].expand(b, f, t))
+    right = torch.gather(feat, 2, nxt[:, None, :].expand(b, f, t))
+    return composite(feat, left * (1.0 - w[:, None, :]) + right * w[:, None, :], mask)
+
+
 def composite(feat: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Known frames from ``feat``, missing ones from ``pred`` (both ``(B, F, T)``; mask ``(B, T)``)."""
     m = mask[:, None, :].to(feat.dtype)
@@ -101,9 +124,12 @@ class _Block(nn.Module):
 class InpaintUNet(nn.Module):
     """U-Net over ``(B, 2, F, T)`` -> ``(B, 1, F, T)``; ``levels`` resolutions, ``base`` channels."""
 
-    def __init__(self, base: int = 16, levels: int = 5, max_channels: int = 128):
+    def __init__(self, base: int = 16, levels: int = 5, max_channels: int = 128, prefill: str = "zero"):
         super().__init__()
-        self.arch = {"base": base, "levels": levels, "max_channels": max_channels}
+        if prefill not in ("zero", "interp"):
+            raise ValueError(f"prefill must be 'zero' or 'interp', not {prefill!r}")
+        self.prefill = prefill
+        self.arch = {"base": base, "levels": levels, "max_channels": max_channels, "prefill": prefill}
         chans = [min(base * 2 ** i, max_channels) for i in range(levels)]
         self.stem = _Block(2, chans[0])
         self.down = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 4, stride=2, padding=1)
@@ -136,13 +162,17 @@ class InpaintUNet(nn.Module):
     def predict(self, feat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Fill missing frames: ``feat`` ``(B, F, T)`` features, ``mask`` ``(B, T)`` -> ``(B, F, T)``.
 
-        Pads frames (reflect) and bins (edge) to the required multiple internally.
+        Missing frames enter the network as zeros (``prefill="zero"``) or as the
+        log-magnitude interpolation across the gap (``"interp"``: the network then
+        learns a correction to it). Pads frames (zeros) and bins (edge) to the required
+        multiple internally.
         """
         b, f, t = feat.shape
         m = self.multiple
         pf, pt = (-f) % m, (-t) % m
         m2 = mask[:, None, :].to(feat.dtype).expand(b, f, t)
-        x = torch.stack([feat * m2, m2], dim=1)
+        first = interp_fill(feat, mask) if self.prefill == "interp" else feat * m2
+        x = torch.stack([first, m2], dim=1)
         if pt:
             x = F.pad(x, (0, pt), mode="constant", value=0.0)
         if pf:

@@ -62,7 +62,7 @@ class InpaintTrainConfig:
     holdout_every: int = 5
     eval_every: int = 100
     resume: bool = False
-    arch: dict = field(default_factory=lambda: {"base": 8, "levels": 5, "max_channels": 128})
+    arch: dict = field(default_factory=lambda: {"base": 8, "levels": 5, "max_channels": 128, "prefill": "interp"})
 
 
 def list_audio(data_dir: Path) -> list[Path]:
