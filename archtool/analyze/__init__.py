@@ -33,14 +33,15 @@ surface_noise   ``rotation_hz``, ``rpm``, ``periodicity`` (0..1), ``band_hz``
 hum             ``fundamental_hz``, ``harmonics_hz`` (list), ``level_db`` (re signal),
                 ``level_dbfs``, ``mains_hz``, ``speed_error_percent``, ``off_mains``,
                 ``prominence_db``, ``score_db``
-rumble          ``level_db`` (5-35 Hz power re signal), ``cutoff_hz``, ``level_dbfs``
+rumble          ``level_db`` (5-35 Hz power re signal), ``cutoff_hz``, ``level_dbfs``,
+                ``lf_to_mid_db``
 gaps            ``intervals_s`` ([[start, end], ...]), ``count``, ``total_s``, ``fraction``
 bandlimit       ``cutoff_hz``, ``nyquist_hz``, ``edge_db``, ``ratio``
 clipping        ``clipped_fraction``, ``clip_level``, ``flat_runs``,
                 ``near_peak_fraction``, ``kind`` (hard/soft/none)
 wow             ``rate_hz``, ``depth_cents``, ``depth_percent``, ``periodicity``,
                 ``usable_fraction``
-dc_offset       ``offset`` (list, per channel), ``offset_db``
+dc_offset       ``offset`` (list, per channel), ``offset_db``, ``offset_to_wander_db``
 ==============  ==========================================================================
 """
 from __future__ import annotations

@@ -24,9 +24,24 @@ MIN_RATE = 0.25
 MAX_POSITIONS = 500
 
 
+EDGE_GUARD_S = 0.005
+
+
+def genuine_events(f: Features) -> np.ndarray:
+    """Residual events not explained by the edges of digital-silence runs (gaps start and
+    end abruptly, which an AR model cannot predict)."""
+    keep = np.ones(f.click_times_s.size, dtype=bool)
+    if f.zero_runs_s and keep.size:
+        edges = np.sort(np.array([t for run in f.zero_runs_s for t in run]))
+        i = np.clip(np.searchsorted(edges, f.click_times_s), 1, edges.size - 1) if edges.size > 1 else np.zeros(keep.size, int)
+        near = np.minimum(np.abs(f.click_times_s - edges[i]), np.abs(f.click_times_s - edges[np.maximum(i - 1, 0)]))
+        keep &= near > EDGE_GUARD_S
+    return keep
+
+
 def click_mask(f: Features) -> np.ndarray:
     """Which residual events count as clicks."""
-    return (f.click_ratio >= RATIO) & (f.click_isolation >= ISOLATION)
+    return (f.click_ratio >= RATIO) & (f.click_isolation >= ISOLATION) & genuine_events(f)
 
 
 def detect(f: Features) -> Finding:

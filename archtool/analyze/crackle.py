@@ -20,11 +20,14 @@ MIN_RATE = 3.0
 
 
 def detect(f: Features) -> Finding:
+    from archtool.analyze.clicks import genuine_events
+
     dur = max(f.duration_s, 1e-9)
-    big = f.click_ratio >= RATIO
+    ok = genuine_events(f)
+    big = (f.click_ratio >= RATIO) & ok
     rate = float(np.count_nonzero(big)) / dur
-    iso_rate = float(np.count_nonzero((f.click_ratio >= 10) & (f.click_isolation >= 3))) / dur
-    all_rate = f.click_ratio.size / dur
+    iso_rate = float(np.count_nonzero((f.click_ratio >= 10) & (f.click_isolation >= 3) & ok)) / dur
+    all_rate = float(np.count_nonzero(ok)) / dur
     detected = rate >= MIN_RATE
     sev = ramp(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), np.log10(100.0))
     conf = margin_confidence(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), 0.3)

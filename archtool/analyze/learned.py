@@ -77,10 +77,13 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     feats["flat_p10"] = float(np.percentile(pk, 10))
     feats["flat_p90"] = float(np.percentile(pk, 90))
     # impulses
+    from archtool.analyze.clicks import genuine_events
+
     dur = max(f.duration_s, 1e-6)
+    ok = genuine_events(f)
     for t in (6, 10, 20, 40, 80):
-        feats[f"ev_rate_{t}"] = _log(np.count_nonzero(f.click_ratio >= t) / dur, 1e-2)
-        feats[f"ev_iso_rate_{t}"] = _log(np.count_nonzero((f.click_ratio >= t) & (f.click_isolation >= 3)) / dur, 1e-2)
+        feats[f"ev_rate_{t}"] = _log(np.count_nonzero((f.click_ratio >= t) & ok) / dur, 1e-2)
+        feats[f"ev_iso_rate_{t}"] = _log(np.count_nonzero((f.click_ratio >= t) & (f.click_isolation >= 3) & ok) / dur, 1e-2)
     feats["ev_med_width"] = float(np.median(f.click_width)) if f.click_width.size else 0.0
     feats["ev_med_amp"] = _log(np.median(f.click_amplitude) if f.click_amplitude.size else 0.0, 1e-3)
     # hum / rumble / low band
@@ -91,6 +94,8 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     feats["hum_mains_dev"] = min(abs(_num(m["hum"]["speed_error_percent"])), 10.0)
     feats["rumble_level_db"] = max(_num(m["rumble"]["level_db"], -120.0), -120.0)
     feats["rumble_cutoff"] = _num(m["rumble"]["cutoff_hz"], 200.0) / 100.0
+    feats["rumble_lf_mid"] = max(_num(m["rumble"]["lf_to_mid_db"]), -60.0)
+    feats["dc_wander_db"] = max(min(_num(m["dc_offset"]["offset_to_wander_db"]), 60.0), -60.0)
     fr, df = f.low_freqs, f.low_freqs[1] - f.low_freqs[0]
     for lo, hi in ((1, 8), (8, 16), (16, 30), (30, 45), (45, 80), (80, 160), (160, 400)):
         sel = (fr >= lo) & (fr < hi)

@@ -5,7 +5,11 @@ From the high-resolution low-band periodogram (hum lines excluded by a running m
 frequency where the smoothed low-band spectrum falls 10 dB below its 5-20 Hz level
 (a suggested high-pass corner).
 
-Measures: ``level_db``, ``cutoff_hz``, ``level_dbfs``.
+Detected when that level is above ``THRESHOLD_DB`` and the 5-35 Hz spectral density
+exceeds the 100-300 Hz density by ``LF_MID_DB`` (broadband noise and crackle are flat
+there; programme material falls towards low frequencies).
+
+Measures: ``level_db``, ``cutoff_hz``, ``level_dbfs``, ``lf_to_mid_db``.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from archtool.analyze.profile import Finding
 
 BAND_HZ = (5.0, 35.0)
 THRESHOLD_DB = -30.0
+LF_MID_DB = -6.0  # rumble: 5-35 Hz density not far below the 100-300 Hz density
 
 
 def detect(f: Features) -> Finding:
@@ -32,9 +37,12 @@ def detect(f: Features) -> Finding:
     sm_db = db(smooth + 1e-30)
     above = np.flatnonzero((fr >= 20) & (fr <= 200) & (sm_db < ref - 10.0))
     cutoff = float(fr[above[0]]) if above.size else 200.0
-    detected = level >= THRESHOLD_DB
+    mid = (fr >= 100.0) & (fr < 300.0)
+    lf_mid = float(db(np.mean(smooth[band]) + 1e-30) - db(np.mean(smooth[mid]) + 1e-30))
+    detected = level >= THRESHOLD_DB and lf_mid >= LF_MID_DB
     sev = ramp(level, THRESHOLD_DB, 0.0)
     conf = margin_confidence(level, THRESHOLD_DB, 5.0)
     return Finding("rumble", bool(detected), sev, conf, {
         "level_db": r(level, 2), "cutoff_hz": r(cutoff, 1), "level_dbfs": r(db(p_band) if p_band > 0 else -200.0, 2),
+        "lf_to_mid_db": r(lf_mid, 2),
     })

@@ -86,10 +86,10 @@ def _charts(results) -> str:
     bw = [v / 1000.0 for v in bw if v is not None]
     imgs = [
         (bar_chart_png(list(KINDS), counts, title="files per defect kind", ylabel="files",
-                       width_px=560, height_px=300), "files per defect kind"),
+                       width_px=520, height_px=300), "files per defect kind"),
         (histogram_png(snr, bins=16, title="estimated SNR (capped at 80 dB)", xlabel="dB",
-                       width_px=400, height_px=300), "SNR distribution"),
-        (histogram_png(bw, bins=16, title="effective bandwidth", xlabel="kHz", width_px=400,
+                       width_px=380, height_px=300), "SNR distribution"),
+        (histogram_png(bw, bins=16, title="effective bandwidth", xlabel="kHz", width_px=380,
                        height_px=300, color="#8a6bb0"), "bandwidth distribution"),
     ]
     return '<div class="charts">' + "".join(
