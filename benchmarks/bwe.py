@@ -37,6 +37,7 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 
 from archtool.models.bwe import effective_cutoff_hz
+from archtool.models.checkpoint import PACKAGED_DIR
 from archtool.restore.bwe import extend_bandwidth, super_resolve
 from archtool.restore.enhance import enhance_phone
 from archtool.train import bwe_data as D
@@ -46,6 +47,15 @@ try:
     from pesq import pesq as _pesq
 except ImportError:  # PESQ is optional (bench extra)
     _pesq = None
+
+
+MODEL_DIR: Path | None = None  # --models: checkpoints from a folder instead of the packaged ones
+GAINS = (1.0, 0.5)
+
+
+def _model(name: str) -> str:
+    """Path of checkpoint ``name`` (file stem) in --models, else in the package."""
+    return str((MODEL_DIR or PACKAGED_DIR) / f"{name}.pt")
 
 
 def pesq_wb(ref: np.ndarray, est: np.ndarray, rate: int) -> float:
@@ -85,7 +95,7 @@ def speech_sr(data: Path, quick: bool) -> dict:
     schemes = ("decimate", "mix") if quick else D.SCHEMES
     for factor in (2, 4):
         low_rate = rate // factor
-        rows: dict[str, list] = {"spline": [], "sinc": [], "ours": []}
+        rows: dict[str, list] = {"spline": [], "sinc": []} | {f"ours_gain{g}": [] for g in GAINS}
         for scheme in schemes:
             for clip in clips:
                 rng = np.random.default_rng([factor, len(scheme), len(clip.name)])
@@ -95,8 +105,9 @@ def speech_sr(data: Path, quick: bool) -> dict:
                     "spline": spline_upsample(low, low_rate, rate, len(s)),
                     "sinc": np.pad(D.resample(low, low_rate, rate), (0, len(s)))[:len(s)],
                 }
-                est["ours"] = super_resolve(low[None].astype(np.float32), low_rate, rate,
-                                            model=f"speech_x{factor}")[0, :len(s)]
+                for g in GAINS:
+                    est[f"ours_gain{g}"] = super_resolve(low[None].astype(np.float32), low_rate, rate, gain=g,
+                                                         model=_model(f"bwe_speech_x{factor}"))[0, :len(s)]
                 for name, y in est.items():
                     y = np.pad(y, (0, max(0, len(s) - len(y))))[:len(s)]
                     rows[name].append({"scheme": scheme, "clip": clip.name, "snr_db": snr_db(s, y),
@@ -118,7 +129,8 @@ def speech_16_to_44(data: Path) -> dict:
         low = D.resample(s, 44100, 16000)
         est = {"spline": spline_upsample(low, 16000, 44100, len(s)),
                "sinc": np.pad(D.resample(low, 16000, 44100), (0, len(s)))[:len(s)],
-               "ours": super_resolve(low[None].astype(np.float32), 16000, 44100, content="music")[0]}
+               "ours": super_resolve(low[None].astype(np.float32), 16000, 44100, content="music",
+                                     model=_model("bwe_music"))[0]}
         for name, y in est.items():
             y = np.pad(y, (0, max(0, len(s) - len(y))))[:len(s)]
             rows[name].append({"snr_db": snr_db(s, y), "lsd": lsd(s, y), "lsd_kuleshov": lsd_kuleshov(s, y)})
@@ -139,7 +151,7 @@ def music_bwe(data: Path, quick: bool) -> dict:
                 s = _norm(D.resample(clip.audio, clip.rate, rate))
                 x = signal.sosfiltfilt(signal.butter(8, cut / (rate / 2), output="sos"), s).astype(np.float32)
                 det = effective_cutoff_hz(x, rate)
-                y = extend_bandwidth(x[None], rate, det, content="music")[0]
+                y = extend_bandwidth(x[None], rate, det, content="music", model=_model("bwe_music"))[0]
                 spec_x, spec_y = np.fft.rfft(x.astype(np.float64)), np.fft.rfft(y.astype(np.float64))
                 below = np.fft.rfftfreq(len(x), 1 / rate) < det
                 max_dev = max(max_dev, float(np.max(np.abs(spec_y[below] - spec_x[below]))
@@ -193,7 +205,7 @@ def phone(data: Path, quick: bool) -> dict:
                     nc = noises[i % len(noises)]
                     x = D.phone_degrade(s, rate, D.resample(nc.audio, nc.rate, rate), rng)
                 x32 = x[None].astype(np.float32)
-                est = {"degraded": x32[0], "enhance": enhance_phone(x32, rate)[0]}
+                est = {"degraded": x32[0], "enhance": enhance_phone(x32, rate, model=_model("enhance_phone"))[0]}
                 for preset in ("speech", "phone"):
                     steps = _preset_steps(preset, x32, rate)
                     if steps is not None:
@@ -213,7 +225,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="fewer schemes and clips")
     ap.add_argument("--only", default="speech,speech44,music,phone")
+    ap.add_argument("--models", type=Path, default=None, help="folder of checkpoints to test instead of the packaged ones")
     args = ap.parse_args()
+    global MODEL_DIR
+    MODEL_DIR = args.models
     only = set(args.only.split(","))
     t0 = time.time()
     res: dict = {"machine": f"{platform.machine()} {platform.system()}, python {platform.python_version()}",

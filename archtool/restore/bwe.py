@@ -8,7 +8,8 @@ generates the missing band. The input is never re-synthesised: the output is
 input unchanged. ``params``:
 
 * ``cutoff_hz`` (float): where the content stops; extension starts there;
-* ``gain`` (float, default 1, alias ``bwe_gain``): level of the generated band (0 = off);
+* ``gain`` (float, default 1): level of the generated band (0 = off); ``bwe_gain`` (the
+  restore command's ``--bwe-gain``) overrides it;
 * ``content`` (``auto`` | ``speech`` | ``music``): which model; ``auto`` takes the speech
   models at 16 kHz and below and the music model above;
 * ``seed`` (int, default 0): the random phases of the noise excitation.
@@ -118,7 +119,7 @@ class BandwidthExtension:
 
     def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
                 device: torch.device | str = "cpu") -> torch.Tensor:
-        gain = float(params.get("gain", params.get("bwe_gain", 1.0)))
+        gain = float(params.get("bwe_gain", params.get("gain", 1.0)))
         cutoff = params.get("cutoff_hz")
         out = extend_bandwidth(audio.detach().cpu().numpy(), int(sample_rate),
                                None if cutoff is None else float(cutoff), gain,

@@ -96,7 +96,7 @@ class PhoneEnhance:
         cutoff = params.get("cutoff_hz")
         out = enhance_phone(audio.detach().cpu().numpy(), int(sample_rate),
                             None if cutoff is None else float(cutoff),
-                            float(params.get("gain", params.get("bwe_gain", 1.0))),
+                            float(params.get("bwe_gain", params.get("gain", 1.0))),
                             bool(params.get("extend", True)), int(params.get("seed", 0)),
                             str(params.get("model", "phone")))
         return torch.from_numpy(out).to(device=audio.device, dtype=audio.dtype)
