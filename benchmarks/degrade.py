@@ -3,7 +3,7 @@
     python benchmarks/degrade.py [--count 100] [--jobs 1 2] [--out benchmarks/_work/degrade]
 
 Clean material: ../shared/data/speech and music (synthetic tones when absent). The API is
-timed in this process (one core) for every built-in recipe on 4 s clips at 16 kHz mono and,
+timed in this process (one core; wall time and CPU time, the latter including ffmpeg children) for every built-in recipe on 4 s clips at 16 kHz mono and,
 for mixed-archive and rar, 44.1 kHz stereo, with the shared rir/ and background/ folders.
 The CLI is timed end to end (process start, scan, decode, degrade, two encodes per clip,
 labels) for ``mixed-archive`` with 4 s clips at 16 kHz; outputs of different --jobs are
@@ -65,12 +65,24 @@ def api_throughput(recipe: str, rate: int, channels: int, seconds: float = 4.0, 
     deg = Degrader(recipe, **folders)
     clips = clean_clips(rate, channels, seconds, 8)
     deg(clips[0], rate, np.random.default_rng(10_000))  # warm the source caches
+    cpu0 = _cpu_seconds()
     start = time.perf_counter()
     for i in range(n):
         deg(clips[i % len(clips)], rate, np.random.default_rng(i))
     elapsed = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu0
     return {"recipe": recipe, "rate": rate, "channels": channels, "clip_s": seconds, "clips": n,
-            "ms_per_clip": 1000 * elapsed / n, "audio_s_per_s": n * seconds / elapsed}
+            "ms_per_clip": 1000 * elapsed / n, "audio_s_per_s": n * seconds / elapsed,
+            "cpu_ms_per_clip": 1000 * cpu / n, "audio_s_per_cpu_s": n * seconds / cpu}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (ffmpeg for the codec unit)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def cli_throughput(work: Path, count: int, jobs: int) -> dict:
@@ -122,11 +134,13 @@ def main() -> None:
         for recipe in list_recipes():
             r = api_throughput(recipe, 16000, 1)
             report["api"].append(r)
-            print(f"API {recipe:14s} 16 kHz mono   {r['ms_per_clip']:7.1f} ms/clip {r['audio_s_per_s']:7.1f} s/s", flush=True)
+            print(f"API {recipe:14s} 16 kHz mono   {r['ms_per_clip']:7.1f} ms/clip {r['audio_s_per_s']:7.1f} s/s"
+                  f"  (CPU {r['cpu_ms_per_clip']:6.1f} ms/clip {r['audio_s_per_cpu_s']:7.1f} s/CPU-s)", flush=True)
         for recipe in ("mixed-archive", "rar"):
             r = api_throughput(recipe, 44100, 2, n=12)
             report["api"].append(r)
-            print(f"API {recipe:14s} 44.1k stereo  {r['ms_per_clip']:7.1f} ms/clip {r['audio_s_per_s']:7.1f} s/s", flush=True)
+            print(f"API {recipe:14s} 44.1k stereo  {r['ms_per_clip']:7.1f} ms/clip {r['audio_s_per_s']:7.1f} s/s"
+                  f"  (CPU {r['cpu_ms_per_clip']:6.1f} ms/clip {r['audio_s_per_cpu_s']:7.1f} s/CPU-s)", flush=True)
     for jobs in ([] if args.skip_cli else args.jobs):
         r = cli_throughput(args.out, args.count, jobs)
         report["cli"].append(r)
