@@ -85,3 +85,15 @@ def test_bad_recipe_is_a_usage_error_naming_the_line(clean_dir, tmp_path):
 def test_list_units(tmp_path):
     r = run("--list-units")
     assert r.exit_code == 0 and "surface_noise" in r.output and "mixed-archive" in r.output
+
+
+def test_exit_status_through_the_console_entry_point(clean_dir, tmp_path):
+    import subprocess
+    import sys
+
+    bad = subprocess.run([sys.executable, "-m", "archtool", "degrade", str(clean_dir / "notes.wav"), "-o",
+                          str(tmp_path / "o"), "--recipe", "tape"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "notes.wav" in bad.stderr
+    usage = subprocess.run([sys.executable, "-m", "archtool", "degrade", str(clean_dir), "-o", str(tmp_path / "u"),
+                            "--recipe", "no-such-recipe"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "no-such-recipe" in usage.stderr
