@@ -22,7 +22,8 @@ _LAZY = {
     "Profile": "archtool.analyze", "Finding": "archtool.analyze",
     "restore_file": "archtool.api", "restore_batch": "archtool.api", "restore_audio": "archtool.api",
     "RestoreSettings": "archtool.engine.settings",
-    "degrade_audio": "archtool.degrade", "Degrader": "archtool.degrade", "apply_unit": "archtool.degrade",
+    "degrade_audio": "archtool.degrade", "degrade_corpus": "archtool.degrade", "Degrader": "archtool.degrade",
+    "apply_unit": "archtool.degrade",
     "integrated_loudness": "archtool.audio.loudness", "normalize_loudness": "archtool.audio.loudness",
 }
 
