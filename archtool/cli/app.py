@@ -49,26 +49,21 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Console entry point; maps errors to exit codes (see module docstring)."""
+    """Console entry point; maps errors to exit codes (see module docstring).
+
+    Typer runs in standalone mode, so it handles --help, usage errors (exit 2) and
+    ``typer.Exit`` codes itself; archtool's own errors propagate here.
+    """
     from archtool.errors import ArchtoolError, UsageError
 
     try:
-        code = app(standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
+        app()
     except UsageError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
     except ArchtoolError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.secho("aborted", fg="red", err=True)
-        sys.exit(130)
     except KeyboardInterrupt:
         typer.secho("interrupted", fg="red", err=True)
         sys.exit(130)
-    except __import__("click").exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
