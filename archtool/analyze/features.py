@@ -32,6 +32,7 @@ LPC_ORDER = 20
 CLICK_SCALE_BLOCK = 64       # samples per residual-scale block
 CLICK_THRESHOLD = 6.0        # residual outlier threshold, in local robust scale units
 SILENCE_LEVEL = 1e-6         # |x| at or below this is digital silence
+MIN_SILENCE_RUN_S = 0.001    # shorter runs are not recorded
 WOW_BAND_HZ = (150.0, 4000.0)
 BANDS_HZ = ((0, 300), (300, 1000), (1000, 4000), (4000, 8000), (8000, 1e9))
 
@@ -123,7 +124,7 @@ class Features:
     clip_runs: np.ndarray          # (C, 2) number of flat runs at +peak / -peak
     near_peak: np.ndarray          # (C,) samples with |x| >= 0.95 x channel peak (from histogram)
     abs_hist: np.ndarray           # (C, H) histogram of |x| on [0, 2)
-    zero_runs_s: list[tuple[float, float]]  # digital silence runs (all channels), seconds
+    zero_runs_s: list[tuple[float, float]]  # digital silence runs >= 1 ms (all channels), seconds
     loudness_lufs: float | None
     true_peak_dbtp: float | None
     chunk_noise: list[np.ndarray] = field(default_factory=list)
@@ -290,6 +291,7 @@ class FeatureAccumulator:
         self.abs_hist = np.zeros((self.channels, 4000), dtype=np.int64)
         self.zero_runs: list[list[int]] = []
         self.zero_open: int | None = None  # start sample of a run still open at the chunk end
+        self.min_zero_run = max(2, int(round(MIN_SILENCE_RUN_S * self.sr)))
         self.n = 0
         self.loud = self.tp = None
         if loudness:
@@ -371,6 +373,10 @@ class FeatureAccumulator:
         # digital silence runs (all channels)
         silent = np.all(np.abs(x) <= SILENCE_LEVEL, axis=0)
         s, e = _runs(silent)
+        if self.zero_open is not None and (s.size == 0 or s[0] != 0):
+            # a run left open at the previous chunk's end stopped exactly at the boundary
+            self._zero_run(self.zero_open, start)
+            self.zero_open = None
         for a, b in zip(s, e):
             a_abs, b_abs = start + int(a), start + int(b)
             if a == 0 and self.zero_open is not None:
@@ -379,11 +385,12 @@ class FeatureAccumulator:
             if b == x.shape[1] and not final:
                 self.zero_open = a_abs
                 continue
-            self.zero_runs.append([a_abs, b_abs])
-        if self.zero_open is not None and (s.size == 0 or s[0] != 0):
-            # an open run ended exactly at the previous chunk boundary
-            self.zero_runs.append([self.zero_open, start])
-            self.zero_open = None
+            self._zero_run(a_abs, b_abs)
+
+    def _zero_run(self, a: int, b: int) -> None:
+        # runs shorter than MIN_SILENCE_RUN_S are zero crossings of a quiet signal, not silence
+        if b - a >= self.min_zero_run:
+            self.zero_runs.append([a, b])
 
     def _envelope(self, mono: np.ndarray) -> None:
         m = mono.shape[0] // self.env_block
