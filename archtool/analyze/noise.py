@@ -68,6 +68,6 @@ def detect(f: Features, top_hz: float | None = None) -> Finding:
     conf = margin_confidence(snr, SNR_THRESHOLD_DB, 5.0)
     return Finding("noise", detected, sev, conf, {
         "snr_db": r(snr, 2), "noise_floor_dbfs": r(e["noise_floor_dbfs"], 2),
-        "noise_psd": [float(v) for v in np.asarray(e["noise_psd"], dtype=np.float64)],
+        "noise_psd": [float(f"{v:.4g}") for v in np.asarray(e["noise_psd"], dtype=np.float64)],
         "noise_psd_n_fft": int(f.n_fft), "noise_slope_db_per_octave": r(e["slope"], 2),
     })
