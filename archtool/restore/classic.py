@@ -5,7 +5,8 @@ whole file's analysis) and enough context on each side, processing overlapping c
 cropping gives the same samples as processing the whole file. Restorers that work on a
 block grid (declick, decrackle, denoise, dereverb) align that grid to absolute sample
 positions using ``params["chunk_offset"]``: the index, in the whole file, of the first
-sample of the audio passed to ``process`` (0 when absent). The engine sets it per chunk.
+sample of the audio passed to ``process`` (or ``params["offset_s"]``, the same in seconds;
+0 when both are absent). The engine sets it per chunk.
 """
 from __future__ import annotations
 
@@ -31,9 +32,12 @@ def to_tensor(x: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).to(device=like.device, dtype=like.dtype)
 
 
-def chunk_offset(params: dict[str, Any]) -> int:
-    """Absolute sample index of the chunk's first sample (0 when not chunked)."""
-    return int(params.get(OFFSET_PARAM, 0) or 0)
+def chunk_offset(params: dict[str, Any], sample_rate: int) -> int:
+    """Absolute sample index of the chunk's first sample (0 when not chunked): from
+    ``params["chunk_offset"]`` (samples) or else ``params["offset_s"]`` (seconds)."""
+    if params.get(OFFSET_PARAM) is not None:
+        return int(params[OFFSET_PARAM])
+    return int(round(float(params.get("offset_s", 0.0) or 0.0) * sample_rate))
 
 
 def number(params: dict[str, Any], key: str, default: float, lo: float | None = None,

@@ -45,6 +45,6 @@ class Declick:
         if x.shape[1] == 0:
             return audio.clone()
         settings = click_settings(params, self.defaults)
-        y, _ = declick(x, sample_rate, settings, offset=chunk_offset(params),
+        y, _ = declick(x, sample_rate, settings, offset=chunk_offset(params, sample_rate),
                        stereo_link=bool(params.get("stereo_link", True)))
         return to_tensor(y, audio)

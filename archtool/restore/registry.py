@@ -12,7 +12,10 @@ _INSTANCES: dict[tuple[str, str], Any] = {}
 T = TypeVar("T")
 
 # Modules that register restorers when imported. Each later issue adds its module here.
-_RESTORER_MODULES: tuple[str, ...] = ("archtool.restore.opgan", "archtool.restore.bwe", "archtool.restore.enhance", "archtool.restore.inpaint")
+_RESTORER_MODULES: tuple[str, ...] = ("archtool.restore.opgan", "archtool.restore.bwe", "archtool.restore.enhance", "archtool.restore.inpaint",
+                                     "archtool.restore.declick", "archtool.restore.decrackle", "archtool.restore.dehum",
+                                     "archtool.restore.rumble", "archtool.restore.denoise", "archtool.restore.declip",
+                                     "archtool.restore.dereverb")
 
 
 def register_restorer(name: str) -> Callable[[T], T]:
