@@ -90,6 +90,8 @@ def evaluate_rule(rule: Any, profile: Profile, finding: Finding | None) -> Any:
             value = max(float(rule["min"]), value)
         if "max" in rule:
             value = min(float(rule["max"]), value)
+        if isinstance(value, float) and ("lerp" in rule or "map" in rule):
+            value = float(f"{value:.4g}")  # computed settings: 4 significant digits
     return value
 
 

@@ -1,7 +1,10 @@
 """Plan one file's restoration: the hook the engine calls before processing a file.
 
-``plan_file`` returns the ordered steps (and the analysis they came from). With no
-restorers installed the chain is empty and ``restore`` only normalises loudness.
+``plan_file`` analyses the file (:func:`archtool.analyze.analyze_file`, streamed), adds the
+user's listed gaps (``--gaps``), and turns the profile into ordered steps with the
+preset (:func:`archtool.restore.plan.make_plan`). Restorer options given on the command
+line (``options`` beyond ``gaps_file``) are added to the parameters of every step whose
+restorer is named in the option (``bwe_gain`` -> ``bwe``) or, for plain names, to all steps.
 """
 from __future__ import annotations
 
@@ -41,4 +44,41 @@ def plan_file(path: Path, info: AudioInfo, preset: str, options: dict[str, Any])
     """
     if preset == NO_RESTORATION:
         return Plan(notes=["preset none: loudness only"])
-    return Plan()
+    from archtool.analyze import analyze_file
+    from archtool.restore.plan import make_plan
+    from archtool.restore.presets import load_preset
+
+    p = load_preset(preset)  # bad presets fail before the (slower) analysis
+    profile = analyze_file(path)
+    notes: list[str] = []
+    gaps_file = options.get("gaps_file")
+    if gaps_file:
+        from archtool.restore.gaplist import read_gap_list, with_user_gaps
+
+        intervals = read_gap_list(gaps_file).intervals_for(path)
+        if intervals:
+            profile = with_user_gaps(profile, intervals)
+            notes.append(f"{len(intervals)} gap interval(s) from {gaps_file}")
+    steps = make_plan(profile, p)
+    extra = {k: v for k, v in options.items() if k != "gaps_file" and v is not None}
+    for step in steps:
+        for k, v in extra.items():
+            prefix = k.split("_", 1)[0]
+            if "_" not in k or prefix == step.restorer:
+                step.params.setdefault(k, _option_value(v))
+    if not steps:
+        notes.append(f"preset {p.name}: no defect called for restoration")
+    return Plan(steps=steps, profile=profile, notes=notes)
+
+
+def _option_value(v: Any) -> Any:
+    """CLI option strings as numbers/bools where they read as such."""
+    if not isinstance(v, str):
+        return v
+    low = v.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(low) if low.lstrip("+-").isdigit() else float(low)
+    except ValueError:
+        return v
