@@ -43,6 +43,8 @@ class ClickSettings:
             ``c`` is the residual's normalised pitch-lag correlation (voiced speech, tones).
         low_threshold: hysteresis threshold: a detected click extends over adjacent
             samples above this many robust standard deviations.
+        short_ms, long_factor: runs longer than ``short_ms`` are kept only when their
+            residual peaks at ``long_factor`` x the threshold or more.
         pre: samples added before each flagged run.
         post_ms: milliseconds added after each flagged run (smooth click tails are well
             predicted by the model, so their residual hides them).
@@ -61,6 +63,8 @@ class ClickSettings:
     sub_block: int = 256
     low_threshold: float = 3.5
     periodic_boost: float = 2.0
+    short_ms: float = 1.5
+    long_factor: float = 3.0
 
     def scaled(self, sample_rate: int) -> tuple[int, int]:
         """(AR order, block length in samples, a multiple of ``sub_block``) for ``sample_rate``."""
@@ -218,6 +222,7 @@ def detect_clicks(x: np.ndarray, sample_rate: int, settings: ClickSettings = Cli
     mask = _unframe(flag, starts, n)
     if not mask.any():
         return Detection(mask, a, starts)
+    ratio = _unframe(np.abs(res) / (settings.threshold * scale), starts, n)
     low = _unframe(low, starts, n)
     # Hysteresis: a click found at the high threshold extends over the neighbouring
     # samples above the low one. Widen (onset smear before, tail after), join runs closer
@@ -232,9 +237,15 @@ def detect_clicks(x: np.ndarray, sample_rate: int, settings: ClickSettings = Cli
         out[a0:a1] = True
         prev_stop = a1
     keep = np.zeros(n, dtype=bool)
+    short = int(round(settings.short_ms * 1e-3 * sample_rate))
     for r0, r1 in missing_runs(out):
-        if r1 - r0 <= max_len and mask[r0:r1].any():
-            keep[r0:r1] = True
+        if r1 - r0 > max_len or not mask[r0:r1].any():
+            continue
+        # Long events need stronger evidence: loud voiced onsets and plucks give long,
+        # moderately large residual bursts; real long clicks give very large ones.
+        if r1 - r0 > short and ratio[r0:r1].max() < settings.long_factor:
+            continue
+        keep[r0:r1] = True
     return Detection(keep, a, starts)
 
 

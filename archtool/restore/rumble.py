@@ -25,10 +25,11 @@ def highpass(x: np.ndarray, sample_rate: int, cutoff_hz: float, order: int = 2) 
 
 @register_restorer("derumble")
 class Derumble:
-    """Rumble: zero-phase 2nd-order Butterworth high-pass (12 dB/octave each way).
+    """Rumble: zero-phase Butterworth high-pass (order 4 run both ways: -6 dB at the cutoff,
+    48 dB/octave below it, flat within 0.1 dB an octave above).
 
     Params: ``cutoff_hz`` (the analysed rumble band edge; default 30 Hz; clamped to 10-120 Hz),
-    ``order`` (2).
+    ``order`` (4).
     """
 
     name: ClassVar[str] = "derumble"
@@ -41,7 +42,7 @@ class Derumble:
             return audio.clone()
         cutoff = number(params, "cutoff_hz", 30.0, 1.0, 20000.0)
         cutoff = float(np.clip(cutoff, 10.0, 120.0))
-        order = int(number(params, "order", 2, 1, 8))
+        order = int(number(params, "order", 4, 1, 8))
         return to_tensor(highpass(to_numpy(audio), sample_rate, cutoff, order), audio)
 
 
