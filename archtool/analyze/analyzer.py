@@ -52,6 +52,16 @@ def findings_from_features(f: Features, *, learned: bool = True) -> list[Finding
     from archtool.kinds import KINDS
 
     found = rule_findings(f)
+    if _room_tone_only(f, found):
+        # nothing but a quiet, steady floor (silence with room tone): there is no programme
+        # whose noise, hum or background could be judged, so only exact defects remain
+        for k, fd in found.items():
+            if k not in ("gaps", "clipping", "dc_offset"):
+                fd.detected = False
+            fd.measures["room_tone_only"] = True
+        for fd in found.values():
+            fd.severity = max(fd.severity, 0.05) if fd.detected else 0.0
+        return [found[k] for k in KINDS]
     if learned:
         vec, names = learned_layer.feature_vector(f, found)
         probs = learned_layer.probabilities(vec, names)
@@ -60,6 +70,19 @@ def findings_from_features(f: Features, *, learned: bool = True) -> list[Finding
     for fd in found.values():
         fd.severity = max(fd.severity, 0.05) if fd.detected else 0.0
     return [found[k] for k in KINDS]
+
+
+ROOM_TONE_MAX_DBFS = -50.0
+ROOM_TONE_MAX_DYNAMICS_DB = 10.0
+
+
+def _room_tone_only(f: Features, found: dict[str, Finding]) -> bool:
+    """True for a quiet recording whose level never rises far above its steady floor."""
+    level = 10 * np.log10(max(f.mono_mean_square, 1e-20))
+    live = f.frame_db[f.frame_db > -110.0]
+    if level > ROOM_TONE_MAX_DBFS or live.size == 0:
+        return level <= -110.0
+    return float(np.percentile(live, 95) - np.percentile(live, 10)) < ROOM_TONE_MAX_DYNAMICS_DB
 
 
 def _profile(path: str, f: Features) -> Profile:

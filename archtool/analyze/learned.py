@@ -10,7 +10,8 @@ MLP (about 15 k weights) trained on ``archtool degrade`` corpora; its checkpoint
 
 The measures of every finding stay those of its detector; the layer decides ``detected``
 and ``confidence`` (the detector's own verdict is kept as ``measures["rule_detected"]``).
-Kinds listed in ``RULE_KINDS`` keep the detector's verdict (their rules are exact).
+Kinds listed in ``RULE_KINDS``, and those for which cross-validation found the rule better
+(checkpoint metadata ``rule_kinds``), keep the detector's verdict.
 """
 from __future__ import annotations
 
@@ -192,6 +193,8 @@ def probabilities(vec: np.ndarray, names: list[str]) -> dict[str, float] | None:
     probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
     out = {}
     for k, p in zip(meta["kinds"], probs):
+        if k in meta.get("rule_kinds", ()):
+            continue
         # re-centre so that the tuned threshold maps to 0.5
         t = float(th.get(k, 0.5))
         out[k] = float(0.5 * p / t) if p < t else float(0.5 + 0.5 * (p - t) / max(1 - t, 1e-9))
