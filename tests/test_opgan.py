@@ -236,7 +236,7 @@ def test_cli_trains_a_checkpoint(tmp_path):
                                    "--depth", "3", "--q", "2", "--val-every", "2", "--adv-weight", "0"])
     assert res.exit_code == 0, res.output
     _, meta = load_checkpoint(out)
-    assert meta["arch"] == {"width": 4, "depth": 3, "q": 2, "residual": True, "max_mult": 8}
+    assert meta["arch"] == {"width": 4, "depth": 3, "q": 2, "residual": True, "max_mult": 4}
     bad = CliRunner().invoke(app, ["train", "opgan", "--data", str(data), "-o", str(out), "--segment",
                                    "2050", "--steps", "1"])
     assert bad.exit_code != 0
