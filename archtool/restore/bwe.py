@@ -10,8 +10,9 @@ input unchanged. ``params``:
 * ``cutoff_hz`` (float): where the content stops; extension starts there;
 * ``gain`` (float, default 1): level of the generated band (0 = off); ``bwe_gain`` (the
   restore command's ``--bwe-gain``) overrides it;
-* ``content`` (``auto`` | ``speech`` | ``music``): which model; ``auto`` takes the speech
-  models at 16 kHz and below and the music model above;
+* ``content`` (``auto`` | ``speech`` | ``music``): which model; the speech models (trained
+  at 16 kHz, factors 2 and 4) serve speech and ``auto`` at rates up to 16 kHz, the music
+  model (trained at 22.05 and 44.1 kHz) everything else;
 * ``seed`` (int, default 0): the random phases of the noise excitation.
 
 Also the library functions :func:`extend_bandwidth` (numpy in, numpy out) and
@@ -60,9 +61,9 @@ def choose_model(rate: int, cutoff_hz: float, content: str = "auto") -> str:
     """Packaged model name for ``content`` at ``rate`` with content up to ``cutoff_hz``."""
     if content not in ("auto", "speech", "music"):
         raise UsageError(f"bwe content {content!r}: one of auto, speech, music")
-    if content == "music" or (content == "auto" and rate > 16000):
-        return "music"
-    return "speech_x4" if cutoff_hz <= 0.3 * rate else "speech_x2"
+    if content == "music" or rate > 16800:
+        return "music"  # the speech models were trained at 16 kHz only
+    return "speech_x4" if cutoff_hz <= 0.1875 * rate else "speech_x2"
 
 
 def extend_bandwidth(audio: np.ndarray, rate: int, cutoff_hz: float | None = None, gain: float = 1.0,
