@@ -199,6 +199,34 @@ def fragmentation_benchmark(domain: str, filler: UNetFiller, seed: int) -> dict:
             for k, v in scores.items() if v}
 
 
+def to_markdown(out: dict) -> str:
+    """Tables for benchmarks/RESULTS.md: one per domain (rows: length; cells: SNR / LSD / PSNR)."""
+    lines = []
+    for domain in ("speech", "music"):
+        if domain not in out:
+            continue
+        d = out[domain]
+        lines.append(f"**{domain}** (held out: {', '.join(d['held_out'])}); cell = SNR in gap dB / LSD / patch PSNR dB")
+        lines.append("")
+        lines.append("| gap | n | " + " | ".join(METHODS) + " |")
+        lines.append("|---|---|" + "---|" * len(METHODS))
+        for ms, row in d["by_length_ms"].items():
+            cells = [f"{row[m]['snr_db']:.2f} / {row[m]['lsd']:.3f} / {row[m]['patch_psnr_db']:.2f}" for m in METHODS]
+            lines.append(f"| {ms} ms | {row['zero']['gaps']} | " + " | ".join(cells) + " |")
+        lines.append("")
+        fr = d.get("fragmentation", {})
+        if fr:
+            lines.append(f"{domain}, seed-001 fragmentation (10-70 % of frames, 128x128 patches at 16 kHz, "
+                         f"{fr['zeroed']['patches']} patches): PSNR linear-magnitude / dB-[0,1]")
+            lines.append("")
+            lines.append("| input | " + " | ".join(fr) + " |")
+            lines.append("|---|" + "---|" * len(fr))
+            lines.append("| PSNR dB | " + " | ".join(f"{v['psnr_linear_db']:.2f} / {v['psnr_db01_db']:.2f}"
+                                                     for v in fr.values()) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--positions", type=int, default=4, help="gaps per held-out clip and length")
@@ -223,6 +251,7 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))
+    print(to_markdown(out))
     print(f"done in {out['time_s']} s")
 
 
