@@ -12,9 +12,10 @@ def register(group: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Folder of clean audio to train on (every 5th file is held out)."),
         rate: int = typer.Option(16000, "--rate", help="Model sample rate in Hz (16000: speech layout; 22050+: music layout)."),
         out: Path = typer.Option(..., "-o", "--out", help="Checkpoint to write (NAME.pt, with NAME.json metadata)."),
-        steps: int = typer.Option(4000, "--steps", help="Optimiser steps."),
+        steps: int = typer.Option(2000, "--steps", help="Optimiser steps (cosine learning-rate schedule over them)."),
         seed: int = typer.Option(0, "--seed", help="Seed for patches and masks."),
-        batch: int = typer.Option(8, "--batch", help="Patches per step."),
+        batch: int = typer.Option(4, "--batch", help="Patches per step."),
+        frames: int = typer.Option(0, "--frames", help="Patch length in STFT frames, a multiple of 16 (0: 160 at 16 kHz, 112 above)."),
         resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from OUT.pt.state.pt if present."),
     ) -> None:
         """Train the gap-inpainting U-Net on magnitude spectrograms (gaps + fragmentation masks)."""
@@ -29,6 +30,6 @@ def register(group: typer.Typer) -> None:
             raise UsageError(f"--rate {rate}: must be between 8000 and 192000 Hz")
         torch.set_num_threads(1)
         cfg = InpaintTrainConfig(data_dir=data, out=out, sample_rate=rate, steps=steps, seed=seed,
-                                 batch=batch, resume=resume)
+                                 batch=batch, frames=frames, resume=resume)
         meta = train_inpaint(cfg, log=lambda s: typer.echo(s))
         typer.echo(f"wrote {out} (steps {meta.get('steps')}, validation {meta.get('validation')})")

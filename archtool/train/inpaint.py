@@ -54,11 +54,11 @@ class InpaintTrainConfig:
     data_dir: Path
     out: Path
     sample_rate: int = 16000
-    steps: int = 4000
+    steps: int = 2000
     seed: int = 0
-    batch: int = 8
+    batch: int = 4
     lr: float = 2e-3
-    frames: int = 0  # 0: 192 frames at 16 kHz layouts, 128 otherwise
+    frames: int = 0  # 0: 160 frames at the 16 kHz layout, 112 otherwise
     holdout_every: int = 5
     eval_every: int = 100
     resume: bool = False
@@ -201,7 +201,9 @@ def train_inpaint(cfg: InpaintTrainConfig, log: Callable[[str], None] = print) -
     """
     torch.manual_seed(cfg.seed)
     spec = default_spec(cfg.sample_rate)
-    frames = cfg.frames or (192 if spec.n_fft == 256 else 128)
+    frames = cfg.frames or (160 if spec.n_fft == 256 else 112)
+    if frames % 16:
+        raise UsageError(f"--frames {frames}: must be a multiple of 16")
     files = list_audio(Path(cfg.data_dir))
     train_files, held = split_files(files, cfg.holdout_every)
     log(f"training on {len(train_files)} files, holding out {len(held)}: {[f.name for f in held]}")
