@@ -112,6 +112,14 @@ def dehum(x: torch.Tensor, sample_rate: int, f0: float, harmonics: list[int], *,
     step = max(1, int(round(0.01 * rate)))
     gate_w = max(1, int(round(gate_s * rate / step)) | 1)
     cbox = max(1, int(round(0.2 * rate)) | 1)
+    # The gate is evaluated every `step` decimated samples on the file's absolute grid
+    # (not the chunk's), then interpolated back, so chunks and whole files agree.
+    j0 = (-((offset + i0) // D)) % step
+    L = len(range(j0, M, step))
+    grid = ((m - j0) / step).clamp(0, max(L - 1, 0))
+    lo = grid.floor().long()
+    hi = (lo + 1).clamp(max=max(L - 1, 0))
+    frac = grid - lo
     hum = torch.zeros_like(z0)
     for k in ks:
         fk = k * f0
@@ -122,7 +130,7 @@ def dehum(x: torch.Tensor, sample_rate: int, f0: float, harmonics: list[int], *,
         a = torch.complex(_smooth(_smooth(_smooth(z.real, box), box), box),
                           _smooth(_smooth(_smooth(z.imag, box), box), box)).reshape(3, C, M)
         env_full = a.abs()
-        env = env_full[..., ::step]
+        env = env_full[..., j0::step]
         med_h = _sliding_median(env[0], gate_w)
         med_nb = torch.maximum(_sliding_median(env[1], gate_w), _sliding_median(env[2], gate_w))
         prom_db = 20 * torch.log10((med_h + 1e-12) / (med_nb + 1e-12))
@@ -130,13 +138,13 @@ def dehum(x: torch.Tensor, sample_rate: int, f0: float, harmonics: list[int], *,
         # Hum is a steady sinusoid: its track keeps its phase over ~0.2 s (coherence) and
         # its level over ~1 s (low/high quantile ratio); programme partials rarely do both.
         coh = (torch.complex(_smooth(a[0].real, cbox), _smooth(a[0].imag, cbox)).abs()
-               / (_smooth(env_full[0], cbox) + 1e-12))[..., ::step]
+               / (_smooth(env_full[0], cbox) + 1e-12))[..., j0::step]
         gate = gate * ((coh - 0.6) / 0.3).clamp(0.0, 1.0)
         q = _sliding_quantile_ratio(env[0], gate_w)
         gate = gate * ((q - 0.35) / 0.3).clamp(0.0, 1.0)
         limit = (cap * med_h / (env[0] + 1e-12)).clamp(max=1.0)
-        g = F.interpolate((gate * limit).unsqueeze(1), size=M, mode="linear", align_corners=False).squeeze(1) \
-            if env.shape[-1] > 1 else (gate * limit).expand(C, M)
+        v = gate * limit
+        g = v[..., lo] * (1 - frac) + v[..., hi] * frac if L > 0 else torch.zeros(C, M, dtype=v.dtype, device=dev)
         hum += 2 * (a[0] * g * rot[0].conj()).real
     hum_full = resample_poly(hum.cpu().numpy(), D, 1, axis=1)[:, : N - i0] if D > 1 else hum.cpu().numpy()
     out = xn.copy()

@@ -65,6 +65,17 @@ def _render(spill: Spill, block: int, gain_db: float, limiter: PeakLimiter | Non
         yield (y * limiter.gain_curve(y)[None])[:, left:left + n]
 
 
+def _restored_chunks(reader: BlockReader, block: int, context: int, plan: Plan, sample_rate: int,
+                     device: str, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Pass-1 chunks ``(input core, restored core)``: each core is restored with its context
+    and told where it starts in the file, so block-grid restorers stay chunk-invariant."""
+    core_start = 0
+    for ext, left, n in iter_with_context(iter(reader), block, context):
+        out = run_steps(ext, sample_rate, plan.steps, device, seed, offset=core_start - left)
+        yield ext[:, left:left + n], out[:, left:left + n]
+        core_start += n
+
+
 def _history(info: AudioInfo, plan: Plan, spec: OutputSpec, gain_db: float, limited: bool,
              settings: RestoreSettings) -> list[str]:
     sr, ch = info.sample_rate, info.channels
@@ -132,8 +143,7 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
                 residual_writer.__enter__()
             try:
                 if plan.steps:
-                    chunks = ((ext[:, left:left + n], run_steps(ext, sr, plan.steps, device, file_seed)[:, left:left + n])
-                              for ext, left, n in iter_with_context(iter(reader), block, ctx))
+                    chunks = _restored_chunks(reader, block, ctx, plan, sr, device, file_seed)
                 else:
                     chunks = ((b, b) for b in reader)
                 for inp, out in chunks:

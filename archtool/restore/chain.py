@@ -18,11 +18,13 @@ def context_samples(steps: Sequence[Step], sample_rate: int) -> int:
 
 
 def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
-              device: str = "cpu", seed: int = 0) -> np.ndarray:
+              device: str = "cpu", seed: int = 0, offset: int = 0) -> np.ndarray:
     """Apply ``steps`` in order to float32 ``(channels, samples)`` audio.
 
     Each restorer receives its step's params plus ``seed`` (the file's seed), so
-    stochastic restorers are reproducible and independent of worker placement.
+    stochastic restorers are reproducible and independent of worker placement, and
+    ``chunk_offset``: the index in the whole file of ``audio``'s first sample, so
+    restorers working on a block grid align it to the file, not to the chunk.
     """
     if not steps:
         return audio
@@ -33,6 +35,7 @@ def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
         restorer = get_restorer(step.restorer)
         params = dict(step.params)
         params.setdefault("seed", seed)
+        params["chunk_offset"] = int(offset)
         x = restorer.process(x, sample_rate, params, device)
         if x.shape != audio.shape:
             raise RuntimeError(f"restorer {step.restorer} changed the shape {tuple(audio.shape)} -> {tuple(x.shape)}")
