@@ -41,10 +41,26 @@ def models() -> None:
     for path in packaged_checkpoints():
         meta_path = path.with_suffix(".json")
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        scores = meta.get("metrics") or meta.get("validation") or {}
+        scores = meta.get("metrics") or meta.get("validation") or meta.get("scores") or {}
         ck.add_row(path.name, str(meta.get("model", "?")), str(meta.get("sample_rate", "?")),
-                   str(meta.get("steps", "?")), f"{path.stat().st_size / 1e6:.1f}",
-                   ", ".join(f"{k}={v:.3g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in scores.items()))
+                   str(meta.get("steps", "?")), f"{path.stat().st_size / 1e6:.1f}", _summarise(scores))
     if not packaged_checkpoints():
         ck.caption = "no checkpoints installed"
     console.print(ck)
+
+
+def _summarise(scores: object, limit: int = 6) -> str:
+    """Short text for a checkpoint's recorded scores, whatever shape its metadata uses."""
+    flat: list[str] = []
+
+    def walk(value: object, prefix: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{prefix}{k}." if isinstance(v, dict) else f"{prefix}{k}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            flat.append(f"{prefix}={value}" if prefix else str(value))
+        else:
+            flat.append(f"{prefix}={value:.3g}")
+
+    walk(scores, "")
+    return ", ".join(flat[:limit]) + (" ..." if len(flat) > limit else "")
