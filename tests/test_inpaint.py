@@ -228,3 +228,17 @@ def test_gap_phase_reconstruction_beats_plain_griffin_lim_on_steady_tone():
     plain = filler.fill(y, s, e, sr, iterations=30, phase="plain")
     assert snr_db(x[s:e], ours) > 40.0
     assert snr_db(x[s:e], plain) < 10.0
+
+
+def test_default_unet_fill_changes_only_gap_samples(random_filler):
+    sr = 16000
+    clean = speech_like(1.0, sr, seed=5)
+    s, e = 6000, 6000 + int(0.12 * sr)
+    damaged = clean.copy()
+    damaged[:, s:e] = 0.0
+    out, records = inpaint(damaged, sr, [[s / sr, e / sr]], filler=random_filler)
+    assert records[0]["method"] == "unet" and records[0]["border_s"] == 0.0
+    assert np.array_equal(out[:, :s], damaged[:, :s]) and np.array_equal(out[:, e:], damaged[:, e:])
+    # the first samples of the fill follow the AR continuation, not the (untrained) U-Net
+    ar = ar_fill(damaged[0].astype(np.float64), s, e, sr, order=256)
+    assert snr_db(ar[:8], out[0, s:s + 8]) > 20.0

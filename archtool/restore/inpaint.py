@@ -8,11 +8,16 @@
   the gap touches; the phase starts from a bidirectional AR prediction of the
   gap (so it continues the surrounding phase) and is refined by Griffin-Lim
   iterations that change only the samples inside the gap (fast Griffin-Lim,
-  momentum 0.99), with the known samples held fixed. The fill then replaces the
-  gap and is cross-faded (raised cosine) with the original over ``border_ms`` on
-  each side.
+  momentum 0.99), with the known samples held fixed. Over the first and last
+  ``xfade_ms`` of the gap (at most a quarter of it) the fill is cross-faded
+  (raised cosine) from the Janssen AR interpolation, which joins the untouched
+  signal seamlessly, into the U-Net fill. On held-out clips this lowered the LSD
+  at 50-200 ms (e.g. 1.06 -> 0.99 speech, 0.70 -> 0.57 music at 100 ms) where a
+  3 ms cross-fade *outside* the gap (``border_ms``) scored worse on every measure,
+  so ``border_ms`` defaults to 0.
 
-Samples farther than ``border_ms`` from every gap are bit-identical to the input.
+Samples outside the gaps (and outside ``border_ms`` when set) are bit-identical to
+the input.
 Each filled interval is described by :func:`plan_fills` (the same decision the
 restorer makes), so plans and reports can list what was done.
 
@@ -23,7 +28,7 @@ seconds from the start of the file; when absent, interior runs of digital silenc
 of at least 8 ms are filled), ``chunk_offset`` (samples) or ``offset_s`` (seconds):
 where this chunk starts in the file (the engine's convention, see
 ``archtool.restore.classic.chunk_offset``), ``method`` (``auto`` | ``ar`` | ``unet``), ``ar_max_ms``,
-``border_ms``, ``max_gap_ms``, ``model`` (``auto``, a packaged model name or a
+``border_ms``, ``xfade_ms``, ``max_gap_ms``, ``model`` (``auto``, a packaged model name or a
 checkpoint path), ``iterations`` (Griffin-Lim iterations).
 """
 from __future__ import annotations
@@ -45,7 +50,8 @@ from archtool.restore.classic import chunk_offset
 from archtool.restore.registry import register_restorer
 
 AR_MAX_MS = 50.0
-BORDER_MS = 3.0
+BORDER_MS = 0.0
+XFADE_MS = 10.0
 MAX_GAP_MS = 2000.0
 GL_ITERATIONS = 60
 CONTEXT_FRAMES = 64
@@ -253,7 +259,7 @@ def fill_report(params: dict[str, Any], sample_rate: int, n_samples: int | None 
 
 def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: UNetFiller | None = None,
             method: str = "auto", ar_max_ms: float = AR_MAX_MS, border_ms: float = BORDER_MS,
-            max_gap_ms: float = MAX_GAP_MS, offset_s: float = 0.0,
+            xfade_ms: float = XFADE_MS, max_gap_ms: float = MAX_GAP_MS, offset_s: float = 0.0,
             iterations: int = GL_ITERATIONS) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Fill gaps of ``audio`` ``(channels, samples)``; returns ``(new audio, fill records)``.
 
@@ -282,6 +288,15 @@ def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: U
                 fill = ar_fill(x, fs, fe, sample_rate)
             elif rec["method"] == "unet":
                 fill = filler.fill(x, fs, fe, sample_rate, iterations)
+                k = min(int(round(xfade_ms * sample_rate / 1000.0)), (fe - fs) // 4)
+                if k > 0:
+                    # Order capped at 256: only the gap's edges are used, and long gaps
+                    # at high rates stay cheap (banded solve, O(gap * order^2)).
+                    ar = ar_fill(x, fs, fe, sample_rate, order=min(ar_order_for(fe - fs, sample_rate), 256))
+                    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
+                    v = np.ones(fe - fs)
+                    v[:k], v[-k:] = ramp, ramp[::-1]
+                    fill = v * fill + (1.0 - v) * ar
             else:
                 fill = bidirectional_extrapolate(x, fs, fe, sample_rate)
             w = np.ones(fe - fs)
@@ -339,6 +354,7 @@ class InpaintRestorer:
                 filler = self.filler(str(params.get("model", "auto")), sample_rate)
         out, records = inpaint(x, sample_rate, intervals, filler=filler, method=method, ar_max_ms=ar_max,
                                border_ms=float(params.get("border_ms", BORDER_MS)),
+                               xfade_ms=float(params.get("xfade_ms", XFADE_MS)),
                                max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)), offset_s=offset,
                                iterations=int(params.get("iterations", GL_ITERATIONS)))
         return torch.from_numpy(out).to(audio.device)
