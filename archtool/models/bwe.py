@@ -194,13 +194,17 @@ class BandwidthExtender(nn.Module):
 
     # ----- synthesis ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor, rate: int, cutoff_hz: torch.Tensor | float, gain: float = 1.0,
-                generator: torch.Generator | None = None, return_parts: bool = False) -> Any:
+                generator: torch.Generator | None = None, return_parts: bool = False,
+                eq_mode: str = "dynamic", eq_amount: float = 1.0) -> Any:
         """Extend ``x`` ``(B, N)`` above ``cutoff_hz`` (scalar or ``(B,)``, Hz).
 
         Returns ``y`` ``(B, N)`` = equalised ``x`` plus the generated band (``gain`` scales
         the generated band; 0 returns the input band unchanged). With ``return_parts``
         returns a dict with ``y``, ``extension`` (the generated waveform alone), the
         predicted ``log_density`` ``(B, n_bands, T)`` (absolute log10) and ``known``.
+        With ``config.eq``, ``eq_mode`` chooses how the known band is equalised:
+        ``dynamic`` (per frame, as trained), ``static`` (the per-band mean over the
+        signal, one fixed equaliser) or ``off``; ``eq_amount`` scales the gains in dB.
         """
         b, n = x.shape
         n_fft, hop = stft_sizes(rate)
@@ -240,8 +244,10 @@ class BandwidthExtender(nn.Module):
         fill = torch.sqrt(torch.relu(want - have) + 1e-3 * want) * gen_mask * gain
         extension_spec = excitation * fill
         base = spec
-        if self.config.eq:
-            eq_db = torch.tanh(out[:, 2 * nb:]) * self.config.eq_max_db
+        if self.config.eq and eq_mode != "off":
+            eq_db = torch.tanh(out[:, 2 * nb:]) * self.config.eq_max_db * eq_amount
+            if eq_mode == "static":
+                eq_db = eq_db.mean(dim=-1, keepdim=True).expand_as(eq_db)
             eq_bins = 10 ** (self.to_bins(eq_db, rate) / 20.0)
             base = spec * torch.where(gen_mask.bool(), torch.ones_like(eq_bins), eq_bins)
         y_spec = base + extension_spec

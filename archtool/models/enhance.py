@@ -45,14 +45,16 @@ class PhoneEnhancer(nn.Module):
         return ext.istft(spec_d, rate, x.shape[-1]), spec_d
 
     def forward(self, x: torch.Tensor, rate: int, cutoff_hz: torch.Tensor | float, gain: float = 1.0,
-                generator: torch.Generator | None = None, return_parts: bool = False) -> Any:
+                generator: torch.Generator | None = None, return_parts: bool = False,
+                eq_mode: str = "dynamic", eq_amount: float = 1.0) -> Any:
         """Enhance ``x`` ``(B, N)``; ``cutoff_hz`` is the phone band's upper edge (Hz)."""
         b = x.shape[0]
         if not torch.is_tensor(cutoff_hz):
             cutoff_hz = torch.full((b,), float(cutoff_hz), device=x.device)
         cutoff_hz = cutoff_hz.to(x.device, torch.float32)
         y1, spec_d = self.denoise(x, rate, cutoff_hz)
-        parts = self.extender(y1, rate, cutoff_hz, gain=gain, generator=generator, return_parts=True)
+        parts = self.extender(y1, rate, cutoff_hz, gain=gain, generator=generator, return_parts=True,
+                              eq_mode=eq_mode, eq_amount=eq_amount)
         if not return_parts:
             return parts["y"]
         ext = self.extender
