@@ -138,6 +138,11 @@ def restore(
             console.print(f"{r['input']}: {r.get('error') or line}", highlight=False, soft_wrap=True)
     else:
         console.print(results_table(batch.results))
+        if batch.results:
+            from archtool.report.restore_html import write_restore_report
+
+            page = write_restore_report(out_dir, batch.results, preset=preset)
+            console.print(f"report: {page}", highlight=False, soft_wrap=True)
     if not batch.results:
         console.print(f"[red]error:[/red] {input_dir}: no audio files found", highlight=False, soft_wrap=True)
         raise typer.Exit(1)

@@ -1,0 +1,190 @@
+"""OUT_DIR/report.html for ``archtool restore``: one self-contained page (inline PNGs and
+audio as data URIs) with, per file, the plan, measures before and after (``analyze`` run
+on the input and on the restored output), before/after spectrograms and players for a
+short excerpt of the input, the output and the residual (what restoration removed).
+
+The residual is the ``--keep-residual`` file when it was written; otherwise it is
+computed from the excerpts (input minus output with the loudness gain undone, so it is
+exact wherever the limiter did not act).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import wave
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["write_restore_report", "wav_data_uri"]
+
+EXCERPT_S = 6.0
+MAX_PLAYERS = 25
+_SHOWN_MEASURES = ("snr_db", "noise_floor_dbfs", "rate_per_s", "fundamental_hz", "level_db", "cutoff_hz",
+                   "clipped_fraction", "rt60_s", "drr_db", "count", "offset_db")
+
+
+def wav_data_uri(audio: np.ndarray, sample_rate: int) -> str:
+    """16-bit PCM WAV data URI of float ``(channels, n)`` audio (clipped to [-1, 1])."""
+    a = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
+    pcm = (a.T * 32767.0).round().astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(a.shape[0])
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(pcm.tobytes())
+    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _read_excerpt(path: Path, start_s: float, seconds: float) -> tuple[np.ndarray, int] | None:
+    from archtool.audio.io import BlockReader, probe
+
+    try:
+        info = probe(path)
+        sr = info.sample_rate
+        need0, need1 = int(start_s * sr), int((start_s + seconds) * sr)
+        got, pos = [], 0
+        with BlockReader(path, max(4096, sr), info=info) as reader:
+            for block in reader:
+                n = block.shape[1]
+                lo, hi = max(need0 - pos, 0), min(need1 - pos, n)
+                if hi > lo:
+                    got.append(block[:, lo:hi])
+                pos += n
+                if pos >= need1:
+                    break
+        if not got:
+            return None
+        return np.concatenate(got, axis=1), sr
+    except Exception:  # the report must not fail a finished batch; the page says "unavailable"
+        return None
+
+
+def _findings_table(before: dict | None, after: dict | None) -> str:
+    if not before:
+        return "<p class=dim>no analysis</p>"
+    after_by = {f["kind"]: f for f in (after or {}).get("findings", [])}
+    rows = []
+    for f in before.get("findings", []):
+        a = after_by.get(f["kind"])
+        if not f.get("detected") and not (a and a.get("detected")):
+            continue
+        mb = f.get("measures") or {}
+        ma = (a or {}).get("measures") or {}
+        shown = []
+        for k in _SHOWN_MEASURES:
+            if isinstance(mb.get(k), (int, float)) and not isinstance(mb.get(k), bool):
+                va = ma.get(k)
+                after_txt = f"{va:.4g}" if isinstance(va, (int, float)) and not isinstance(va, bool) else "–"
+                shown.append(f"{k} {mb[k]:.4g} → {after_txt}")
+        sev_a = f"{a['severity']:.2f}" if a else "–"
+        det_a = ("yes" if a.get("detected") else "no") if a else "–"
+        rows.append(f"<tr><td>{html.escape(f['kind'])}</td><td>{'yes' if f.get('detected') else 'no'} → {det_a}</td>"
+                    f"<td>{f.get('severity', 0):.2f} → {sev_a}</td><td>{html.escape('; '.join(shown))}</td></tr>")
+    if not rows:
+        return "<p class=dim>no defect detected before or after</p>"
+    return ("<table><tr><th>kind</th><th>detected</th><th>severity</th><th>measures (before → after)</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _plan_list(steps: Sequence[dict]) -> str:
+    if not steps:
+        return "<p class=dim>no restoration step (loudness only)</p>"
+    items = []
+    for s in steps:
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in s.get("params", {}).items() if not isinstance(v, (list, dict)))
+        lists = [k for k, v in s.get("params", {}).items() if isinstance(v, (list, dict))]
+        extra = f" <span class=dim>(+ {', '.join(lists)})</span>" if lists else ""
+        items.append(f"<li><b>{html.escape(s['restorer'])}</b>({html.escape(params)}){extra}"
+                     f"<br><span class=dim>{html.escape(s.get('reason', ''))}</span></li>")
+    return "<ol>" + "".join(items) + "</ol>"
+
+
+def _file_section(res: dict[str, Any], out_dir: Path, players: bool, excerpt_s: float) -> str:
+    from archtool.report.plots import png_data_uri, spectrogram_pair_png
+
+    name = html.escape(str(res.get("input", "?")))
+    status = res.get("status")
+    head = f"<h2>{name} <span class='st {html.escape(str(status))}'>{html.escape(str(status))}</span></h2>"
+    if status not in ("ok", "done"):
+        return f"<section>{head}<p class=err>{html.escape(str(res.get('error') or ''))}</p>" \
+               f"{_plan_list(res.get('steps') or [])}</section>"
+    out_path = out_dir / str(res.get("output"))
+    after_profile = None
+    try:
+        from archtool.analyze import analyze_file
+
+        after_profile = analyze_file(out_path).to_dict()
+    except Exception as exc:  # keep the page; say why the "after" column is empty
+        after_profile = {"findings": [], "error": str(exc)}
+    parts = [head, f"<p class=dim>{res.get('duration_s', 0):.1f} s, {res.get('sample_rate')} Hz, "
+                   f"{res.get('channels')} ch; loudness {res.get('loudness_before_lufs')} → "
+                   f"{res.get('loudness_after_lufs')} LUFS (gain {res.get('gain_db')} dB"
+                   f"{', limited' if res.get('limited') else ''}); {res.get('realtime_factor')}x real time</p>",
+             "<h3>Plan</h3>", _plan_list(res.get("steps") or []),
+             "<h3>Measures before → after</h3>", _findings_table(res.get("profile"), after_profile)]
+    src = _read_excerpt(Path(str(res.get("path"))), 0.0, excerpt_s)
+    out = _read_excerpt(out_path, 0.0, excerpt_s)
+    if src is not None and out is not None and src[1] == out[1]:
+        x, sr = src
+        y = out[0][:, : x.shape[1]]
+        x = x[:, : y.shape[1]]
+        gain = 10 ** (float(res.get("gain_db") or 0.0) / 20.0)
+        resid = None
+        if res.get("residual"):
+            r = _read_excerpt(out_dir / str(res["residual"]), 0.0, excerpt_s)
+            resid = r[0][:, : x.shape[1]] if r is not None else None
+        if resid is None:
+            resid = x - y / gain
+        png = spectrogram_pair_png(x, y / gain, sr, width_px=720, height_px=320,
+                                   titles=("before", "after (before loudness gain)"))
+        parts.append(f"<h3>Spectrograms (first {x.shape[1] / sr:.1f} s)</h3><img src='{png_data_uri(png)}'>")
+        if players:
+            parts.append("<h3>Listen</h3><div class=players>" + "".join(
+                f"<figure><figcaption>{label}</figcaption><audio controls preload=none src='{wav_data_uri(a, sr)}'>"
+                f"</audio></figure>" for label, a in (("input", x), ("output", y), ("residual (removed)", resid)))
+                + "</div>")
+        else:
+            parts.append(f"<p class=dim>players are included for the first {MAX_PLAYERS} files only</p>")
+    else:
+        parts.append("<p class=dim>excerpt unavailable</p>")
+    return "<section>" + "".join(parts) + "</section>"
+
+
+_CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1000px;color:#222}
+section{border-top:1px solid #ccc;padding:.5em 0 1em}h2{font-size:1.1em}h3{font-size:.95em;margin:.8em 0 .3em}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}
+.dim{color:#777}.err{color:#b00}.st{font-size:.75em;padding:1px 6px;border-radius:3px;background:#eee}
+.st.ok,.st.done{background:#d8f0d8}.st.failed{background:#f6d0d0}.players{display:flex;gap:1em;flex-wrap:wrap}
+figure{margin:0}figcaption{font-size:.8em;color:#555}img{max-width:100%}"""
+
+
+def write_restore_report(out_dir: str | Path, results: Sequence[dict[str, Any]], *, preset: str = "",
+                         excerpt_s: float = EXCERPT_S, max_players: int = MAX_PLAYERS) -> Path:
+    """Write ``out_dir/report.html`` for a finished restore batch; returns its path.
+
+    Args:
+        out_dir: the restore output folder (outputs and residuals are read from it).
+        results: the engine's per-file result records (``report.json``'s ``files``).
+        preset: the preset used (shown in the header).
+        excerpt_s: seconds of each file shown and playable.
+        max_players: files beyond this many get spectrograms but no players (page size).
+    """
+    out_dir = Path(out_dir)
+    ok = sum(1 for r in results if r.get("status") in ("ok", "done"))
+    sections = [_file_section(r, out_dir, i < max_players, excerpt_s) for i, r in enumerate(results)]
+    page = (f"<!doctype html><html><head><meta charset=utf-8><title>archtool restore report</title>"
+            f"<style>{_CSS}</style></head><body><h1>archtool restore</h1>"
+            f"<p>{ok} of {len(results)} file(s) restored{f' with preset {html.escape(preset)}' if preset else ''}. "
+            "Each file: the plan (restorers in order, with parameters and the analysis behind them), "
+            "the analysis of the input and of the output, spectrograms and an excerpt to listen to.</p>"
+            + "".join(sections) + "</body></html>")
+    path = out_dir / "report.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
