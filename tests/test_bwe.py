@@ -169,3 +169,30 @@ def test_enhance_keeps_shape(tmp_path: Path) -> None:
     x = _lowpass(_music_like(22050, 0.5, 6, channels=2), 22050, 3400.0)
     y = enhance_phone(x, 22050, model=str(path), extend=False)
     assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+
+
+def test_train_bwe_writes_resumable_checkpoint(tmp_path: Path) -> None:
+    from archtool.audio.io import write_audio
+    from archtool.train.bwe import train_bwe
+
+    data = tmp_path / "clean"
+    data.mkdir()
+    for i in range(3):
+        write_audio(data / f"clip{i}.flac", speech_like(1.0, 16000, seed=i), 16000)
+    out = tmp_path / "bwe_test.pt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = BweTrainConfig(data_dir=data, out=out, steps=2, batch=2, segment_s=0.3, eval_every=2,
+                             model={"width": 8, "depth": 1}, log=lambda s: None)
+        train_bwe(cfg)
+        _, meta = load_checkpoint(out)
+        assert meta["steps"] == 2 and meta["model"] == "bandwidth_extender"
+        assert {r["file"] for r in meta["data"]["train"]} == set()  # no MANIFEST beside a tmp folder
+        cfg.steps, cfg.resume = 3, True
+        train_bwe(cfg)
+        state, meta = load_checkpoint(out)
+        assert meta["steps"] == 3
+        BandwidthExtender(BweConfig(**meta["arch"])).load_state_dict(state)
+    finally:
+        torch.set_num_threads(threads)
