@@ -27,7 +27,7 @@ def clipped_mask(x: np.ndarray, level: float, tol: float = 1e-3, min_run: int = 
     return m
 
 
-def _constrained_fill(x: np.ndarray, miss: np.ndarray, lev: float, p: int, cap: float = 1.5) -> np.ndarray:
+def _constrained_fill(x: np.ndarray, miss: np.ndarray, lev: float, p: int, cap: float = 1.25) -> np.ndarray:
     """Per cluster of clipped runs: minimise the AR prediction error over the missing
     samples subject to ``sign * value >= lev`` (bounded least squares)."""
     from scipy.optimize import lsq_linear

@@ -139,9 +139,9 @@ def dehum(x: torch.Tensor, sample_rate: int, f0: float, harmonics: list[int], *,
         # its level over ~1 s (low/high quantile ratio); programme partials rarely do both.
         coh = (torch.complex(_smooth(a[0].real, cbox), _smooth(a[0].imag, cbox)).abs()
                / (_smooth(env_full[0], cbox) + 1e-12))[..., j0::step]
-        gate = gate * ((coh - 0.6) / 0.3).clamp(0.0, 1.0)
+        gate = gate * ((coh - 0.7) / 0.25).clamp(0.0, 1.0)
         q = _sliding_quantile_ratio(env[0], gate_w)
-        gate = gate * ((q - 0.35) / 0.3).clamp(0.0, 1.0)
+        gate = gate * ((q - 0.5) / 0.3).clamp(0.0, 1.0)
         limit = (cap * med_h / (env[0] + 1e-12)).clamp(max=1.0)
         v = gate * limit
         g = v[..., lo] * (1 - frac) + v[..., hi] * frac if L > 0 else torch.zeros(C, M, dtype=v.dtype, device=dev)

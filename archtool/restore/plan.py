@@ -44,9 +44,10 @@ from archtool.analyze.profile import Finding, Profile
 from archtool.restore.base import Step
 from archtool.restore.presets import KindRule, Preset, load_preset
 
-__all__ = ["make_plan", "evaluate_rule"]
+__all__ = ["make_plan", "evaluate_rule", "MISSING"]
 
 _MISSING = object()
+MISSING = _MISSING  # what evaluate_rule returns when a rule cannot be computed
 
 
 def _measure(profile: Profile, finding: Finding | None, name: str) -> Any:

@@ -13,14 +13,14 @@ from archtool.restore.registry import register_restorer
 
 def highpass(x: np.ndarray, sample_rate: int, cutoff_hz: float, order: int = 2) -> np.ndarray:
     """Zero-phase Butterworth high-pass of ``x`` ``(C, N)``: order ``order`` run forwards and
-    backwards (-6 dB at ``cutoff_hz``, 4 x order dB/octave below). Padding is by odd
-    reflection of at most one second."""
+    backwards (-6 dB at ``cutoff_hz``, 4 x order dB/octave below). Padding is by even
+    reflection of at most one second (even extension: no edge transient)."""
     cutoff = min(max(cutoff_hz, 1.0), 0.45 * sample_rate)
     sos = butter(order, cutoff, btype="highpass", fs=sample_rate, output="sos")
     pad = int(min(x.shape[-1] - 1, sample_rate))
     if pad < 1:
         return x.copy()
-    return sosfiltfilt(sos, x, axis=-1, padlen=pad)
+    return sosfiltfilt(sos, x, axis=-1, padtype="even", padlen=pad)
 
 
 @register_restorer("derumble")
