@@ -204,11 +204,17 @@ def memory(args: argparse.Namespace) -> dict:
 
         th = threading.Thread(target=sample, daemon=True)
         th.start()
-        out_text, err = proc.communicate()
+        try:
+            out_text, err = proc.communicate(timeout=args.deadline_s)
+            res = json.loads(out_text.strip().splitlines()[-1]) if proc.returncode == 0 else {"error": err[-500:]}
+        except subprocess.TimeoutExpired:  # report how far it got and the peak up to then
+            spilled = sum(p.stat().st_size for p in (out / ".archtool-tmp").glob("*.f32"))
+            proc.kill()
+            proc.communicate()
+            res = {"status": "stopped at the deadline", "restored_minutes_at_stop": round(spilled / 8 / RATE / 60, 1)}
         stop.set()
         th.join()
         wall = time.perf_counter() - t0
-        res = json.loads(out_text.strip().splitlines()[-1]) if proc.returncode == 0 else {"error": err[-500:]}
         rows.append({"minutes": minutes, "peak_rss_mb": round(peak / 2**20, 1),
                      "median_rss_mb": round(float(np.median(samples)) / 2**20, 1) if samples else None,
                      "wall_s": round(wall, 1), "x_real_time": round(minutes * 60 / wall, 1), **res,
@@ -230,7 +236,7 @@ def dask_overhead(args: argparse.Namespace) -> dict:
     from archtool.engine.settings import RestoreSettings
 
     src = WORK / f"tiny_{args.files}"
-    if not src.exists():
+    if args.files and not src.exists():
         tmp = src.with_name(src.name + ".part")
         from archtool.audio.io import write_audio
 
@@ -241,10 +247,14 @@ def dask_overhead(args: argparse.Namespace) -> dict:
         tmp.rename(src)
     out: dict = {"section": "dask", "machine": machine(), "workers": args.workers, "load_before": loadavg()}
     t0 = time.perf_counter()
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=False, dashboard_address=None,
+                      memory_limit=0) as cluster, \
             Client(cluster) as client:
         out["cluster_start_s"] = round(time.perf_counter() - t0, 2)
         client.submit(_noop, -1).result()
+        c0 = time.process_time()  # background CPU of 100 idle workers (heartbeats...), to subtract
+        time.sleep(args.idle_s)
+        idle_rate = (time.process_time() - c0) / args.idle_s
         t0, c0 = time.perf_counter(), time.process_time()
         futs = client.map(_noop, range(args.tasks), pure=False)
         wait(futs)
@@ -252,6 +262,10 @@ def dask_overhead(args: argparse.Namespace) -> dict:
         out["noop_tasks"] = args.tasks
         out["noop_ms_per_task"] = round(1000 * dt / args.tasks, 3)
         out["noop_cpu_ms_per_task"] = round(1000 * cpu / args.tasks, 3)  # scheduler + workers + client, all here
+        out["idle_cpu_fraction"] = round(idle_rate, 3)
+        out["noop_cpu_ms_per_task_minus_idle"] = round(1000 * (cpu - idle_rate * dt) / args.tasks, 3)
+        if not args.files:
+            return out
         del futs
         d_out = WORK / "tiny_out_dask"
         subprocess.run(["rm", "-rf", str(d_out)], check=True)
@@ -283,6 +297,7 @@ def main() -> None:
     p = sub.add_parser("memory")
     p.add_argument("--minutes", type=float, nargs="+", default=[10, 60, 180])
     p.add_argument("--chain", choices=["auto", "auto+registered"], default="auto+registered")
+    p.add_argument("--deadline-s", type=float, default=None, help="stop a file's run after this long (peak so far)")
     p = sub.add_parser("memrun")
     p.add_argument("--file", required=True)
     p.add_argument("--out", required=True)
@@ -290,7 +305,8 @@ def main() -> None:
     p = sub.add_parser("dask")
     p.add_argument("--workers", type=int, default=100)
     p.add_argument("--tasks", type=int, default=2000)
-    p.add_argument("--files", type=int, default=300)
+    p.add_argument("--files", type=int, default=300, help="tiny files through the engine (0: skip)")
+    p.add_argument("--idle-s", type=float, default=5.0)
     args = ap.parse_args()
     if args.cmd == "memrun":
         memrun(args)
