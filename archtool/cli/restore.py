@@ -87,6 +87,7 @@ def restore(
     keep_residual: bool = typer.Option(False, "--keep-residual", help="Also write NAME.residual.EXT: what restoration removed."),
     seed: int = typer.Option(0, "--seed", help="Global seed for stochastic restorers."),
     block_s: float = typer.Option(10.0, "--block-seconds", min=0.05, help="Seconds of audio per processing block (memory bound)."),
+    gaps: Optional[Path] = typer.Option(None, "--gaps", help="CSV of gap intervals to fill: 'file,start,end' or 'start,end' rows, seconds or [h:]mm:ss."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run the files on that cluster (paths must be shared)."),
 ) -> None:
     from rich.console import Console
@@ -100,7 +101,11 @@ def restore(
         raise UsageError(f"--format must be same, flac or wav, not {fmt!r}")
     settings = RestoreSettings(preset=preset, target_lufs=loudness, true_peak_dbtp=true_peak,
                                normalize=not no_normalize, output_format=fmt, keep_residual=keep_residual,
-                               seed=seed, block_s=block_s)
+                               seed=seed, block_s=block_s, gaps_file=str(gaps) if gaps else None)
+    if gaps is not None:
+        from archtool.restore.gaplist import read_gap_list
+
+        read_gap_list(gaps)  # a bad list stops here, naming the file and line
     console = Console(stderr=True)
     if scheduler is not None and not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
         raise UsageError(f"--scheduler must look like tcp://HOST:PORT, not {scheduler!r}")
