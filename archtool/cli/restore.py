@@ -86,6 +86,7 @@ def restore(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print each file's plan; write no audio."),
     keep_residual: bool = typer.Option(False, "--keep-residual", help="Also write NAME.residual.EXT: what restoration removed."),
     seed: int = typer.Option(0, "--seed", help="Global seed for stochastic restorers."),
+    bwe_gain: Optional[float] = typer.Option(None, "--bwe-gain", min=0.0, help="Level of the generated band of bandwidth extension (0 = off; default: the preset's)."),
     block_s: float = typer.Option(10.0, "--block-seconds", min=0.05, help="Seconds of audio per processing block (memory bound)."),
     gaps: Optional[Path] = typer.Option(None, "--gaps", help="CSV of gap intervals to fill: 'file,start,end' or 'start,end' rows, seconds or [h:]mm:ss."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run the files on that cluster (paths must be shared)."),
@@ -101,7 +102,8 @@ def restore(
         raise UsageError(f"--format must be same, flac or wav, not {fmt!r}")
     settings = RestoreSettings(preset=preset, target_lufs=loudness, true_peak_dbtp=true_peak,
                                normalize=not no_normalize, output_format=fmt, keep_residual=keep_residual,
-                               seed=seed, block_s=block_s, gaps_file=str(gaps) if gaps else None)
+                               seed=seed, block_s=block_s, gaps_file=str(gaps) if gaps else None,
+                               extra=(("bwe_gain", str(bwe_gain)),) if bwe_gain is not None else ())
     if gaps is not None:
         from archtool.restore.gaplist import read_gap_list
 
