@@ -9,9 +9,11 @@ degraded clip the script runs, on the same clips in the same run:
   is comparable sample by sample);
 * ``archtool-<restorer>``: the kind's restorer alone, with the parameters the preset
   rule derives from the analysis (kind known in advance);
-* peers: noisereduce (stationary, noise clip not given); ffmpeg ``adeclick``,
-  ``adeclip``, ``afftdn``, ``anlmdn`` (imageio-ffmpeg's binary); ``nara-wpe`` (its numpy
-  WPE with 10 taps, delay 3, 3 iterations); each only for the kinds it addresses.
+* peers: noisereduce (library defaults, no noise clip); ffmpeg ``adeclick``,
+  ``adeclip``, ``afftdn``, ``anlmdn``, ``highpass`` (imageio-ffmpeg's binary, default
+  settings, output latency removed by a blind cross-correlation with the degraded input);
+  ``nara-wpe`` (its numpy WPE with 10 taps, delay 3, 3 iterations); each only for the
+  kinds it addresses.
 
 Reported per kind and method: mean improvement (output minus degraded input) of SDR and
 SI-SDR in dB, mean log-spectral distance of the output (dB), PESQ and STOI of the output
@@ -102,7 +104,7 @@ def run_peer(name: str, y: np.ndarray, sr: int) -> np.ndarray:
     if name == "noisereduce":
         import noisereduce
 
-        return np.asarray(noisereduce.reduce_noise(y=y, sr=sr, stationary=True), dtype=np.float32).reshape(y.shape)
+        return np.asarray(noisereduce.reduce_noise(y=y[0], sr=sr), dtype=np.float32).reshape(y.shape)
     if name == "nara-wpe":
         from nara_wpe.utils import istft, stft
         from nara_wpe.wpe import wpe
@@ -117,7 +119,19 @@ def run_peer(name: str, y: np.ndarray, sr: int) -> np.ndarray:
         return out
     filt = {"ffmpeg-adeclick": "adeclick", "ffmpeg-adeclip": "adeclip", "ffmpeg-afftdn": "afftdn",
             "ffmpeg-anlmdn": "anlmdn", "ffmpeg-highpass": "highpass=f=30:poles=2"}[name]
-    return ffmpeg_filter(y, sr, filt)
+    return align_to(ffmpeg_filter(y, sr, filt), y, int(0.1 * sr))
+
+
+def align_to(z: np.ndarray, y: np.ndarray, max_lag: int) -> np.ndarray:
+    """Undo a filter's latency: shift ``z`` by the lag (0..max_lag) that best matches the
+    degraded input ``y`` (blind: the clean reference is not used)."""
+    n = y.shape[1]
+    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    xc = np.fft.irfft(np.fft.rfft(z[0], nfft) * np.conj(np.fft.rfft(y[0], nfft)), nfft)[: max_lag + 1]
+    lag = int(np.argmax(xc))
+    out = np.zeros_like(z)
+    out[:, : n - lag] = z[:, lag:]
+    return out
 
 
 def kind_params(kind: str, profile) -> dict:
@@ -236,7 +250,23 @@ def chain_speed(seconds: float = 20.0) -> dict:
         t0 = cpu_time()
         z = get_restorer(s.restorer).process(z, sr, dict(s.params))
         per_step[s.restorer] = round(dur / max(cpu_time() - t0, 1e-6), 1)
+    # The planned chain depends on what the analysis found; also time the whole classic
+    # chain (every classic restorer a 78 RPM transfer may need, parameters from the rules).
+    preset = load_preset("auto")
+    classic = []
+    for kind in ("clipping", "rumble", "clicks", "crackle", "hum", "noise"):
+        rule = preset.kinds[kind]
+        f = profile.finding(kind)
+        params = {k: v for k, r in rule.params.items() if (v := evaluate_rule(r, profile, f)) is not MISSING}
+        classic.append((rule.order, rule.restorer, params))
+    classic.sort(key=lambda t: t[0])
+    t0 = cpu_time()
+    z = torch.from_numpy(y)
+    for _, name, params in classic:
+        z = get_restorer(name).process(z, sr, params)
+    t_classic = cpu_time() - t0
     return {"seconds": dur, "sample_rate": sr, "steps": [s.history_line() for s in steps],
+            "classic_chain": [n for _, n, _ in classic], "classic_chain_xrt": dur / max(t_classic, 1e-6),
             "restore_xrt": dur / max(t_re, 1e-6), "analyze_xrt": dur / max(t_an, 1e-6),
             "analyze_plus_restore_xrt": dur / max(t_an + t_re, 1e-6), "per_step_xrt": per_step}
 
@@ -255,7 +285,8 @@ def print_table(results: dict) -> None:
     cs = results["auto_chain_speed"]
     print(f"\nauto chain on {cs['seconds']:.0f} s of 44.1 kHz mono (78rpm recipe): {cs['steps']}; restore "
           f"{cs['restore_xrt']:.1f}x, analyze {cs['analyze_xrt']:.1f}x, both {cs['analyze_plus_restore_xrt']:.1f}x real "
-          f"time; per step {cs['per_step_xrt']}")
+          f"time; per step {cs['per_step_xrt']}; full classic chain {cs['classic_chain']}: "
+          f"{cs['classic_chain_xrt']:.1f}x real time")
 
 
 if __name__ == "__main__":
