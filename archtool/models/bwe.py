@@ -46,6 +46,7 @@ class BweConfig:
     kernel: int = 5
     eq: bool = False          # predict an equalisation gain for the known band
     eq_max_db: float = 15.0   # bound of that gain
+    norm: bool = False        # GroupNorm in every block (keeps activations bounded in deep training)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,15 +91,17 @@ def _band_matrices(n_bands: int, n_fft: int, rate: int) -> tuple[torch.Tensor, t
 
 
 class _Block(nn.Module):
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = False):
         super().__init__()
         self.conv1 = nn.Conv1d(cin, cout, kernel, stride=stride, padding=kernel // 2)
         self.conv2 = nn.Conv1d(cout, cout, kernel, padding=kernel // 2)
         self.act1, self.act2 = nn.PReLU(cout), nn.PReLU(cout)
+        self.norm1 = nn.GroupNorm(1, cout) if norm else nn.Identity()
+        self.norm2 = nn.GroupNorm(1, cout) if norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act1(self.conv1(x))
-        return self.act2(self.conv2(x)) + x
+        x = self.act1(self.norm1(self.conv1(x)))
+        return self.act2(self.norm2(self.conv2(x))) + x
 
 
 class EnvelopeUNet(nn.Module):
@@ -109,15 +112,15 @@ class EnvelopeUNet(nn.Module):
     (normalised), copy-up/flat mix logit, equalisation gain (tanh units).
     """
 
-    def __init__(self, n_bands: int, width: int, depth: int, kernel: int):
+    def __init__(self, n_bands: int, width: int, depth: int, kernel: int, norm: bool = False):
         super().__init__()
         self.depth = depth
-        self.inp = _Block(2 * n_bands, width, kernel)
+        self.inp = _Block(2 * n_bands, width, kernel, norm=norm)
         chans = [width * min(2 ** i, 4) for i in range(depth + 1)]
-        self.down = nn.ModuleList(_Block(chans[i], chans[i + 1], kernel, stride=2) for i in range(depth))
+        self.down = nn.ModuleList(_Block(chans[i], chans[i + 1], kernel, stride=2, norm=norm) for i in range(depth))
         self.up = nn.ModuleList(
             nn.ConvTranspose1d(chans[i + 1], chans[i], 4, stride=2, padding=1) for i in reversed(range(depth)))
-        self.merge = nn.ModuleList(_Block(2 * chans[i], chans[i], kernel) for i in reversed(range(depth)))
+        self.merge = nn.ModuleList(_Block(2 * chans[i], chans[i], kernel, norm=norm) for i in reversed(range(depth)))
         self.out = nn.Conv1d(width, 3 * n_bands, 1)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
@@ -143,7 +146,7 @@ class BandwidthExtender(nn.Module):
         super().__init__()
         self.config = config or BweConfig(**kwargs)
         c = self.config
-        self.net = EnvelopeUNet(c.n_bands, c.width, c.depth, c.kernel)
+        self.net = EnvelopeUNet(c.n_bands, c.width, c.depth, c.kernel, c.norm)
 
     # ----- analysis helpers -------------------------------------------------------------
     def stft(self, x: torch.Tensor, rate: int) -> torch.Tensor:

@@ -31,7 +31,7 @@ class PhoneEnhancer(nn.Module):
         super().__init__()
         self.config = config or BweConfig(**({"eq": True} | kwargs))
         c = self.config
-        self.denoiser = EnvelopeUNet(c.n_bands, c.width, c.depth, c.kernel)
+        self.denoiser = EnvelopeUNet(c.n_bands, c.width, c.depth, c.kernel, c.norm)
         self.extender = BandwidthExtender(c)
 
     def denoise(self, x: torch.Tensor, rate: int, cutoff_hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -149,7 +149,7 @@ def build_model(task: str, overrides: dict[str, Any]) -> torch.nn.Module:
     """A fresh model for ``task`` (``phone`` builds the two-stage enhancer)."""
     if task == "phone":
         from archtool.models.enhance import PhoneEnhancer
-        return PhoneEnhancer(BweConfig(**({"width": 32, "eq": True} | overrides)))
+        return PhoneEnhancer(BweConfig(**({"width": 32, "eq": True, "norm": True} | overrides)))
     return BandwidthExtender(BweConfig(**({"width": 32} | overrides)))
 
 
