@@ -73,7 +73,7 @@ def _shared_clips(names=("speech/cmu_arctic_us_aew_a0001.flac", "music/vibe_ace_
 @pytest.mark.parametrize("name,unit,uparams,params,margins", [
     ("declick", "clicks", {"rate_hz": 8.0}, {}, (3.0, 8.0)),
     ("decrackle", "crackle", {"snr_db": 15.0}, {}, (0.5, 8.0)),
-    ("dehum", "hum", {"snr_db": 10.0}, {"fundamental_hz": 50.0}, (2.5, -0.5)),
+    ("dehum", "hum", {"snr_db": 10.0}, {"fundamental_hz": 50.0, "max_harmonics": 10}, (2.5, -0.5)),
     ("derumble", "rumble", {"snr_db": 5.0}, {"cutoff_hz": 30.0}, (8.0, 8.0)),
     ("declip", "clipping", {"fraction": 0.02}, {}, (0.2, 0.05)),
 ])
@@ -151,7 +151,7 @@ def _clean_clips() -> list[tuple[str, np.ndarray, int]]:
 
 
 @pytest.mark.parametrize("name,params", [
-    ("declick", {}), ("decrackle", {}), ("dehum", {"fundamental_hz": 50.0}),
+    ("declick", {}), ("decrackle", {}), ("dehum", {"fundamental_hz": 50.0, "max_harmonics": 10}),
     ("derumble", {"cutoff_hz": 20.0}), ("declip", {}), ("dc_remove", {"offset": 0.0}),
 ])
 def test_clean_audio_essentially_untouched(name, params):
@@ -174,7 +174,7 @@ def test_denoise_leaves_clean_audio_with_its_own_floor_untouched():
 @pytest.mark.parametrize("name,unit,uparams,params", [
     ("declick", "clicks", {"rate_hz": 10.0}, {}),
     ("decrackle", "crackle", {"snr_db": 15.0}, {}),
-    ("dehum", "hum", {"snr_db": 10.0}, {"fundamental_hz": 50.0}),
+    ("dehum", "hum", {"snr_db": 10.0}, {"fundamental_hz": 50.0, "harmonics_hz": [50.0, 100.0, 150.0, 200.0]}),
     ("derumble", "rumble", {"snr_db": 5.0}, {"cutoff_hz": 30.0}),
     ("denoise", "noise", {"snr_db": 10.0}, {}),
     ("declip", "clipping", {"fraction": 0.02}, {}),
