@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from archtool.analyze._util import margin_confidence, r, ramp
+from archtool.analyze._util import r, ramp
 from archtool.analyze.features import Features, _runs
 from archtool.analyze.profile import Finding
 

@@ -176,7 +176,8 @@ def load_default():
 
 
 def probabilities(vec: np.ndarray, names: list[str]) -> dict[str, float] | None:
-    """P(kind present) from the shipped model, or None without a checkpoint."""
+    """P(kind present) from the shipped model; None (with a warning when stale) when no
+    checkpoint matching these features is installed."""
     loaded = load_default()
     if loaded is None:
         return None
@@ -184,9 +185,11 @@ def probabilities(vec: np.ndarray, names: list[str]) -> dict[str, float] | None:
 
     model, meta = loaded
     if list(meta["feature_names"]) != list(names):
-        from archtool.errors import CheckpointError
+        import warnings
 
-        raise CheckpointError(f"{CHECKPOINT}: feature names differ from this version's (retrain the detector)")
+        warnings.warn(f"{CHECKPOINT}: its features differ from this version's; the detectors' own "
+                      "thresholds decide (retrain with python -m archtool.analyze.train_detector)")
+        return None
     with torch.no_grad():
         logits = model(torch.from_numpy(vec[None].astype(np.float32)))[0].numpy()
     th = meta.get("thresholds", {})
