@@ -157,8 +157,8 @@ def test_packaged_checkpoint_loads_weights_only_and_fills_tone(name):
     assert set(blob) == {"state_dict", "meta_json"}
     filler = UNetFiller.load(path)
     sr = filler.spec.sample_rate
-    # A steady 220 Hz tone (in the speech model's f0 range): measured 22-27 dB (speech16k)
-    # and 17-20 dB (music22k) for 100-400 ms gaps. (The speech model under-predicts
+    # A steady 220 Hz tone (in the speech model's f0 range): measured 20-26 dB (speech16k)
+    # and 24-29 dB (music22k) for 100-400 ms gaps. (The speech model under-predicts
     # steady tones near 1 kHz -- a known weakness, see benchmarks/RESULTS.md.)
     x = tone(220.0, 2.0, sr, amplitude=0.5)
     s, e = sr // 2, sr // 2 + int(0.2 * sr)
