@@ -34,25 +34,27 @@ class PhoneEnhancer(nn.Module):
         self.denoiser = EnvelopeUNet(c.n_bands, c.width, c.depth, c.kernel, c.norm)
         self.extender = BandwidthExtender(c)
 
-    def denoise(self, x: torch.Tensor, rate: int, cutoff_hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stage 1: ``(B, N) -> (B, N)`` and its spectrum ``(B, F, T)``."""
+    def denoise(self, x: torch.Tensor, rate: int, cutoff_hz: torch.Tensor,
+                mask_floor: float = MASK_FLOOR) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 1: ``(B, N) -> (B, N)`` and its spectrum ``(B, F, T)``; ``mask_floor`` is the
+        smallest band gain (a higher floor than trained with denoises more gently)."""
         ext = self.extender
         spec = ext.stft(x, rate)
         feats, _, _ = ext.features(spec, rate, cutoff_hz)
         out = self.denoiser(feats)
-        mask = MASK_FLOOR + (1 - MASK_FLOOR) * torch.sigmoid(out[:, :self.config.n_bands])
+        mask = mask_floor + (1 - mask_floor) * torch.sigmoid(out[:, :self.config.n_bands])
         spec_d = spec * ext.to_bins(mask, rate)
         return ext.istft(spec_d, rate, x.shape[-1]), spec_d
 
     def forward(self, x: torch.Tensor, rate: int, cutoff_hz: torch.Tensor | float, gain: float = 1.0,
                 generator: torch.Generator | None = None, return_parts: bool = False,
-                eq_mode: str = "dynamic", eq_amount: float = 1.0) -> Any:
+                eq_mode: str = "dynamic", eq_amount: float = 1.0, mask_floor: float = MASK_FLOOR) -> Any:
         """Enhance ``x`` ``(B, N)``; ``cutoff_hz`` is the phone band's upper edge (Hz)."""
         b = x.shape[0]
         if not torch.is_tensor(cutoff_hz):
             cutoff_hz = torch.full((b,), float(cutoff_hz), device=x.device)
         cutoff_hz = cutoff_hz.to(x.device, torch.float32)
-        y1, spec_d = self.denoise(x, rate, cutoff_hz)
+        y1, spec_d = self.denoise(x, rate, cutoff_hz, mask_floor)
         parts = self.extender(y1, rate, cutoff_hz, gain=gain, generator=generator, return_parts=True,
                               eq_mode=eq_mode, eq_amount=eq_amount)
         if not return_parts:
