@@ -32,8 +32,9 @@ __all__ = ["ar_order_for", "lsar_contiguous", "janssen_interpolate", "bidirectio
 def ar_order_for(gap_samples: int, sample_rate: int) -> int:
     """Model order for a gap: twice the gap length, within [16, 20 ms of samples].
 
-    On held-out speech and music (10-50 ms gaps) this beat orders of one gap length
-    capped at 10 ms by 0-2.5 dB SNR, most for tonal music.
+    Against orders of one gap length capped at 10 ms, on held-out clips with 10-50 ms
+    gaps (16 gaps each), this gained 2.1-3.8 dB SNR on music and changed speech by
+    -0.3 to +0.1 dB.
     """
     cap = max(16, int(round(0.020 * sample_rate)))
     return int(min(max(16, 2 * gap_samples), cap))
