@@ -17,7 +17,10 @@
   so ``border_ms`` defaults to 0.
 
 Samples outside the gaps (and outside ``border_ms`` when set) are bit-identical to
-the input.
+the input. The restorer declares ``context_s = 1.0``: a gap up to ~1 s that
+crosses a chunk boundary is filled identically in both chunks (the U-Net window is
+the gap plus max(64 frames, half the gap) per side); longer gaps near a boundary may
+differ slightly between chunks.
 Each filled interval is described by :func:`plan_fills` (the same decision the
 restorer makes), so plans and reports can list what was done.
 
