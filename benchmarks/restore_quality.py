@@ -158,6 +158,7 @@ def evaluate(x: np.ndarray, y: np.ndarray, z: np.ndarray, sr: int, speech: bool)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 speech + 2 music clips of 3 s")
+    ap.add_argument("--clips", type=int, default=5, help="speech and music clips per kind (each)")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "restore_quality.json"))
@@ -165,7 +166,7 @@ def main() -> None:
     torch.set_num_threads(1)
     if not SHARED.is_dir():
         sys.exit(f"{SHARED}: shared data not found")
-    speech, music = (SPEECH[:2], MUSIC[:2]) if args.quick else (SPEECH, MUSIC)
+    speech, music = (SPEECH[:2], MUSIC[:2]) if args.quick else (SPEECH[: args.clips], MUSIC[: args.clips])
     seconds = 3.0 if args.quick else args.seconds
     clips = [(rel, True) for rel in speech] + [(rel, False) for rel in music]
     results: dict = {"kinds": {}, "machine": os.uname().nodename, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -220,6 +221,7 @@ def main() -> None:
                           "d_sdr_speech": mean("d_sdr", sp), "d_sdr_music": mean("d_sdr", [r for r in ok if not r["speech"]]),
                           "errors": len(rs) - len(ok)}
         results["kinds"][kind] = {"unit": unit, "params": uparams, "summary": summary, "rows": rows}
+        Path(args.out).write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
         print(f"== {kind}: " + "; ".join(f"{m} dSDR {s.get('d_sdr', float('nan')):.2f}" for m, s in summary.items()
                                          if s.get('n')), flush=True)
     results["auto_chain_speed"] = chain_speed()

@@ -27,7 +27,8 @@ def clipped_mask(x: np.ndarray, level: float, tol: float = 1e-3, min_run: int = 
     return m
 
 
-def _constrained_fill(x: np.ndarray, miss: np.ndarray, lev: float, p: int, cap: float = 1.25) -> np.ndarray:
+def _constrained_fill(x: np.ndarray, miss: np.ndarray, lev: float, p: int, cap: float = 1.25,
+                      max_span: int = 400) -> np.ndarray:
     """Per cluster of clipped runs: minimise the AR prediction error over the missing
     samples subject to ``sign * value >= lev`` (bounded least squares)."""
     from scipy.optimize import lsq_linear
@@ -38,7 +39,8 @@ def _constrained_fill(x: np.ndarray, miss: np.ndarray, lev: float, p: int, cap: 
     groups: list[tuple[int, int]] = []
     g0 = 0
     for i in range(1, len(runs) + 1):
-        if i == len(runs) or runs[i, 0] - runs[i - 1, 1] > p:
+        # Runs closer than p interact; long chains are cut (bounded solve size).
+        if i == len(runs) or runs[i, 0] - runs[i - 1, 1] > p or runs[i, 1] - runs[g0, 0] > max_span:
             groups.append((int(runs[g0, 0]), int(runs[i - 1, 1])))
             g0 = i
     for start, stop in groups:
