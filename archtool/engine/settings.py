@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
 from archtool import __version__
@@ -44,11 +45,9 @@ class RestoreSettings:
         d = self.to_dict()
         d.pop("block_s")
         d["archtool_version"] = __version__
-        preset_path = None
-        from pathlib import Path
-
-        if self.preset.endswith(".toml") and Path(self.preset).exists():
-            preset_path = Path(self.preset).read_text(encoding="utf-8")
-        d["preset_text"] = preset_path
+        # Files named by the settings change results through their contents, not their names.
+        for key, name in (("preset_text", self.preset), ("gaps_text", self.gaps_file)):
+            path = Path(name) if name else None
+            d[key] = path.read_text(encoding="utf-8") if path and path.suffix and path.is_file() else None
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
