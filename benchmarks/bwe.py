@@ -123,14 +123,15 @@ def speech_sr(data: Path, quick: bool) -> dict:
 
 def speech_16_to_44(data: Path) -> dict:
     names = ("freesound_xmas_male", "vctk_p286_011")
-    rows: dict[str, list] = {"spline": [], "sinc": [], "ours": []}
+    rows: dict[str, list] = {"spline": [], "sinc": []} | {f"ours_gain{g}": [] for g in GAINS}
     for clip in D.load_clips(data / "speech", True, names):
         s = _norm(D.resample(clip.audio, clip.rate, 44100))
         low = D.resample(s, 44100, 16000)
         est = {"spline": spline_upsample(low, 16000, 44100, len(s)),
-               "sinc": np.pad(D.resample(low, 16000, 44100), (0, len(s)))[:len(s)],
-               "ours": super_resolve(low[None].astype(np.float32), 16000, 44100, content="music",
-                                     model=_model("bwe_music"))[0]}
+               "sinc": np.pad(D.resample(low, 16000, 44100), (0, len(s)))[:len(s)]}
+        for g in GAINS:
+            est[f"ours_gain{g}"] = super_resolve(low[None].astype(np.float32), 16000, 44100, gain=g,
+                                                 content="music", model=_model("bwe_music"))[0]
         for name, y in est.items():
             y = np.pad(y, (0, max(0, len(s) - len(y))))[:len(s)]
             rows[name].append({"snr_db": snr_db(s, y), "lsd": lsd(s, y), "lsd_kuleshov": lsd_kuleshov(s, y)})
