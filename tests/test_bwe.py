@@ -196,3 +196,16 @@ def test_train_bwe_writes_resumable_checkpoint(tmp_path: Path) -> None:
         BandwidthExtender(BweConfig(**meta["arch"])).load_state_dict(state)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_chunks_with_context_match_whole_file(random_ckpt: Path) -> None:
+    rate, cutoff = 22050, 5000.0
+    x = _lowpass(_music_like(rate, 3.0, 7, channels=1), rate, cutoff)
+    whole = extend_bandwidth(x, rate, cutoff, model=str(random_ckpt)) - x
+    ctx, mid = rate, int(1.5 * rate)
+    a = extend_bandwidth(x[:, :mid + ctx], rate, cutoff, model=str(random_ckpt), offset=0)[:, :mid]
+    b_in = x[:, mid - ctx - 37:]  # a start off the STFT grid
+    b = extend_bandwidth(b_in, rate, cutoff, model=str(random_ckpt), offset=mid - ctx - 37)[:, ctx + 37:]
+    chunked = np.concatenate([a, b], axis=-1) - x
+    err = np.sum((chunked - whole).astype(np.float64) ** 2) / np.sum(whole.astype(np.float64) ** 2)
+    assert err < 1e-3

@@ -198,7 +198,7 @@ class BandwidthExtender(nn.Module):
     # ----- synthesis ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor, rate: int, cutoff_hz: torch.Tensor | float, gain: float = 1.0,
                 generator: torch.Generator | None = None, return_parts: bool = False,
-                eq_mode: str = "dynamic", eq_amount: float = 1.0) -> Any:
+                eq_mode: str = "dynamic", eq_amount: float = 1.0, phase: torch.Tensor | None = None) -> Any:
         """Extend ``x`` ``(B, N)`` above ``cutoff_hz`` (scalar or ``(B,)``, Hz).
 
         Returns ``y`` ``(B, N)`` = equalised ``x`` plus the generated band (``gain`` scales
@@ -208,6 +208,8 @@ class BandwidthExtender(nn.Module):
         With ``config.eq``, ``eq_mode`` chooses how the known band is equalised:
         ``dynamic`` (per frame, as trained), ``static`` (the per-band mean over the
         signal, one fixed equaliser) or ``off``; ``eq_amount`` scales the gains in dB.
+        ``phase`` ``(B or 1, F, T)`` (radians) replaces the random phases drawn from
+        ``generator`` (see :func:`frame_phases`).
         """
         b, n = x.shape
         n_fft, hop = stft_sizes(rate)
@@ -234,9 +236,11 @@ class BandwidthExtender(nn.Module):
         copy = torch.gather(spec, 1, src[..., None].expand(-1, -1, spec.shape[-1]))
         copy_pow = copy.real ** 2 + copy.imag ** 2
         copy_norm = copy / torch.sqrt(10 ** self.to_bins(self.band_log_density(copy_pow, rate, gen_mask), rate) + 1e-12)
-        if generator is None:
-            generator = torch.Generator(device="cpu").manual_seed(0)
-        phase = torch.rand(spec.shape, generator=generator).to(x.device) * (2 * math.pi)
+        if phase is None:
+            if generator is None:
+                generator = torch.Generator(device="cpu").manual_seed(0)
+            phase = torch.rand(spec.shape, generator=generator).to(x.device) * (2 * math.pi)
+        phase = phase.to(x.device, torch.float32).expand(spec.shape)
         flat = torch.polar(torch.ones_like(phase), phase)
         mix_bins = self.to_bins(mix, rate)
         excitation = torch.sqrt(1 - mix_bins) * copy_norm + torch.sqrt(mix_bins) * flat
@@ -259,6 +263,16 @@ class BandwidthExtender(nn.Module):
             return y
         return {"y": y, "extension": self.istft(extension_spec, rate, n), "log_density": log_target,
                 "known": known, "spec": y_spec}
+
+
+def frame_phases(first_frame: int, n_frames: int, n_bins: int, seed: int = 0) -> torch.Tensor:
+    """Pseudo-random phases ``(1, n_bins, n_frames)`` in [0, 2 pi) that depend only on the
+    absolute frame index, the bin and ``seed``: chunks of a long file processed apart get the
+    same phases where they overlap (with the STFT grid aligned to absolute positions)."""
+    j = np.arange(first_frame, first_frame + n_frames, dtype=np.float64)[None, :]
+    k = np.arange(n_bins, dtype=np.float64)[:, None]
+    u = np.sin(j * 12.9898 + k * 78.233 + (seed % 100003) * 37.719) * 43758.5453
+    return torch.from_numpy((2 * np.pi * (u - np.floor(u)))[None].astype(np.float32))
 
 
 def highpass_exact(signal: np.ndarray, rate: int, cutoff_hz: float) -> np.ndarray:

@@ -29,7 +29,8 @@ import torch
 from scipy import signal
 
 from archtool.errors import CheckpointError, UsageError
-from archtool.models.bwe import BandwidthExtender, BweConfig, effective_cutoff_hz, highpass_exact
+from archtool.models.bwe import (BandwidthExtender, BweConfig, effective_cutoff_hz, frame_phases, highpass_exact,
+                                 stft_sizes)
 from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint
 from archtool.restore.registry import register_restorer
 
@@ -67,12 +68,16 @@ def choose_model(rate: int, cutoff_hz: float, content: str = "auto") -> str:
 
 
 def extend_bandwidth(audio: np.ndarray, rate: int, cutoff_hz: float | None = None, gain: float = 1.0,
-                     content: str = "auto", seed: int = 0, model: str | None = None) -> np.ndarray:
+                     content: str = "auto", seed: int = 0, model: str | None = None,
+                     offset: int = 0) -> np.ndarray:
     """Generate the band above ``cutoff_hz`` of ``audio`` ``(C, N)`` float32; same shape.
 
     Below the cutoff the output equals the input (to float rounding); ``gain`` scales
     the generated band. ``cutoff_hz`` None: estimated with
-    :func:`~archtool.models.bwe.effective_cutoff_hz`.
+    :func:`~archtool.models.bwe.effective_cutoff_hz`. ``offset`` is the position (samples)
+    of ``audio`` in a longer file: the STFT grid and the noise phases follow absolute
+    positions, so overlapping chunks generate the same band where they overlap (up to
+    the network's context).
     """
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 2:
@@ -86,11 +91,15 @@ def extend_bandwidth(audio: np.ndarray, rate: int, cutoff_hz: float | None = Non
     if gain == 0 or audio.shape[-1] < 64 or cutoff_hz >= 0.95 * nyq or cutoff_hz < 500.0:
         return audio.copy()
     extender = load_extender(model or choose_model(rate, cutoff_hz, content))
-    gen = torch.Generator().manual_seed(int(seed))
+    n_fft, hop = stft_sizes(rate)
+    lead = int(offset) % hop
+    padded = np.pad(audio, ((0, 0), (lead, 0)))
+    n_frames = padded.shape[-1] // hop + 1
+    phase = frame_phases((int(offset) - lead) // hop, n_frames, n_fft // 2 + 1, int(seed))
     with torch.no_grad():
-        parts = extender(torch.from_numpy(audio), rate, cutoff_hz, gain=float(gain), generator=gen,
+        parts = extender(torch.from_numpy(padded), rate, cutoff_hz, gain=float(gain), phase=phase,
                          return_parts=True)
-    ext = highpass_exact(parts["extension"].numpy(), rate, cutoff_hz)
+    ext = highpass_exact(parts["extension"].numpy()[:, lead:], rate, cutoff_hz)
     return (audio.astype(np.float64) + ext).astype(np.float32)
 
 
@@ -116,14 +125,17 @@ class BandwidthExtension:
 
     name: ClassVar[str] = "bwe"
     kinds: ClassVar[tuple[str, ...]] = ("bandlimit",)
-    context_s: ClassVar[float] = 0.25
+    context_s: ClassVar[float] = 1.0  # about the envelope network's receptive field
 
     def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
                 device: torch.device | str = "cpu") -> torch.Tensor:
         gain = float(params.get("bwe_gain", params.get("gain", 1.0)))
         cutoff = params.get("cutoff_hz")
+        offset = params.get("chunk_offset")
+        if offset is None:
+            offset = round(float(params.get("offset_s", 0.0)) * sample_rate)
         out = extend_bandwidth(audio.detach().cpu().numpy(), int(sample_rate),
                                None if cutoff is None else float(cutoff), gain,
                                str(params.get("content", "auto")), int(params.get("seed", 0)),
-                               params.get("model"))
+                               params.get("model"), int(offset))
         return torch.from_numpy(out).to(device=audio.device, dtype=audio.dtype)
