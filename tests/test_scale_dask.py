@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -91,10 +90,9 @@ def test_dask_worker_killed_mid_file_is_retried_elsewhere(cluster, collection, t
     assert not (out / ".archtool-tmp").exists()
 
 
-def test_unreachable_scheduler_is_a_usage_error(tmp_path, collection):
+def test_unreachable_scheduler_is_a_usage_error():
     from archtool.errors import UsageError
 
-    d, _ = collection
     t0 = time.time()
     with pytest.raises(UsageError, match="cannot connect"):
         from archtool.engine.distributed import connect
