@@ -171,7 +171,7 @@ def load_default():
     model = build_model(len(meta["feature_names"]), len(meta["kinds"]))
     model.load_state_dict(state)
     model.eval()
-    torch.set_grad_enabled(False)
+    model.requires_grad_(False)  # inference only; never switch autograd off process-wide
     return model, meta
 
 
