@@ -50,12 +50,23 @@ _MISSING = object()
 MISSING = _MISSING  # what evaluate_rule returns when a rule cannot be computed
 
 
+# The kind whose finding a measure is read from when the step's own finding lacks it
+# (e.g. denoise for surface noise reuses the noise finding's spectrum). Names measured by
+# several kinds (cutoff_hz: rumble and bandlimit) fall back only to their owner.
+_MEASURE_OWNER = {
+    "noise_psd": "noise", "noise_psd_n_fft": "noise", "snr_db": "noise", "noise_floor_dbfs": "noise",
+    "cutoff_hz": "bandlimit", "fundamental_hz": "hum", "harmonics_hz": "hum", "intervals_s": "gaps",
+    "clip_level": "clipping", "clipped_fraction": "clipping", "rt60_s": "reverb", "drr_db": "reverb",
+    "offset": "dc_offset",
+}
+
+
 def _measure(profile: Profile, finding: Finding | None, name: str) -> Any:
     if finding is not None and name in finding.measures and finding.measures[name] is not None:
         return finding.measures[name]
-    for f in profile.findings:
-        if name in f.measures and f.measures[name] is not None:
-            return f.measures[name]
+    owner = profile.finding(_MEASURE_OWNER[name]) if name in _MEASURE_OWNER else None
+    if owner is not None and owner is not finding and owner.measures.get(name) is not None:
+        return owner.measures[name]
     if name in ("dc_offset",) and profile.dc_offset is not None:
         return profile.dc_offset
     return _MISSING

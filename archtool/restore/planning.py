@@ -64,11 +64,16 @@ def plan_file(path: Path, info: AudioInfo, preset: str, options: dict[str, Any])
     for step in steps:
         for k, v in extra.items():
             prefix = k.split("_", 1)[0]
-            if "_" not in k or prefix == step.restorer:
+            if "_" not in k or step.restorer in _OPTION_TARGETS.get(prefix, (prefix,)):
                 step.params.setdefault(k, _option_value(v))
     if not steps:
         notes.append(f"preset {p.name}: no defect called for restoration")
     return Plan(steps=steps, profile=profile, notes=notes)
+
+
+# Restorers an option prefix reaches besides the one of the same name: `enhance` also
+# generates the extension band, so --bwe-gain sets its level too.
+_OPTION_TARGETS = {"bwe": ("bwe", "enhance")}
 
 
 def _option_value(v: Any) -> Any:
