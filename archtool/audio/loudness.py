@@ -69,16 +69,18 @@ class LoudnessMeter:
         if block.shape[1] == 0:
             return
         y, self._zi = signal.lfilter(self._b, self._a, block, axis=1, zi=self._zi)
-        energy = np.cumsum(y * y, axis=1)
-        start = self._n
-        end = start + block.shape[1]
-        base = self._sums[-1] + self._acc
-        while self._boundary(self._k) <= end:
-            idx = self._boundary(self._k) - start  # samples of this block before the boundary
-            self._sums.append(base + (energy[:, idx - 1] if idx > 0 else 0.0))
+        y *= y
+        start, end = self._n, self._n + block.shape[1]
+        running = self._sums[-1] + self._acc  # cumulative energy at the block's start
+        pos = 0
+        while self._boundary(self._k) <= end:  # record the cumulative energy at each boundary
+            b = self._boundary(self._k) - start
+            if b > pos:
+                running = running + y[:, pos:b].sum(axis=1)
+                pos = b
+            self._sums.append(running)
             self._k += 1
-        last = self._sums[-1]
-        self._acc = base + energy[:, -1] - last
+        self._acc = running + y[:, pos:].sum(axis=1) - self._sums[-1]
         self._n = end
 
     @property
@@ -162,16 +164,25 @@ _OS_HISTORY = (len(_OS_FILTER) - 1) // OVERSAMPLE  # input samples of left conte
 _OS_GAIN_BOUND = max(np.abs(_OS_FILTER[p::OVERSAMPLE]).sum() for p in range(OVERSAMPLE))
 
 
-_OS_PHASES = [_OS_FILTER[p::OVERSAMPLE] for p in range(OVERSAMPLE)]
+_OS_PHASES = [_OS_FILTER[p::OVERSAMPLE].copy() for p in range(OVERSAMPLE)]
+# Phase 0 of a Nyquist filter has one tap (the others are rounding noise, ~1e-17): it is a
+# scaled, delayed copy of the input, computed without a convolution.
+_OS_PHASES[0][np.abs(_OS_PHASES[0]) < 1e-12] = 0.0
+_PHASE0_TAP = int(np.flatnonzero(_OS_PHASES[0])[0]) if np.count_nonzero(_OS_PHASES[0]) == 1 else None
 
 
 def _phase_outputs(x: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Oversampled values as polyphase convolutions: ``out[c, m - start, p]`` is the output
     ``4 m + p`` of upsampling row ``c`` of ``x``, for ``start <= m < stop``."""
     out = np.empty((x.shape[0], max(0, stop - start), OVERSAMPLE))
+    k = _PHASE0_TAP
+    fast0 = k is not None and start - k >= 0 and stop - k <= x.shape[1]
     for c in range(x.shape[0]):
         for p, h in enumerate(_OS_PHASES):
-            out[c, :, p] = np.convolve(x[c], h)[start:stop]
+            if p == 0 and fast0:
+                out[c, :, 0] = h[k] * x[c, start - k:stop - k]
+            else:
+                out[c, :, p] = np.convolve(x[c], h)[start:stop]
     return out
 
 

@@ -85,6 +85,8 @@ def restore(
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip files already restored with the same input and settings."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print each file's plan; write no audio."),
     keep_residual: bool = typer.Option(False, "--keep-residual", help="Also write NAME.residual.EXT: what restoration removed."),
+    html: bool = typer.Option(True, "--html/--no-html",
+                              help="Write OUT_DIR/report.html (each output analysed again, spectrograms, players)."),
     seed: int = typer.Option(0, "--seed", help="Global seed for stochastic restorers."),
     bwe_gain: Optional[float] = typer.Option(None, "--bwe-gain", min=0.0, help="Level of the generated band of bandwidth extension (0 = off; default: the preset's)."),
     block_s: float = typer.Option(10.0, "--block-seconds", min=0.05, help="Seconds of audio per processing block (memory bound)."),
@@ -145,7 +147,7 @@ def restore(
             console.print(f"{r['input']}: {r.get('error') or line}", highlight=False, soft_wrap=True)
     else:
         console.print(results_table(batch.results))
-        if batch.results:
+        if batch.results and html:
             from archtool.report.restore_html import write_restore_report
 
             page = write_restore_report(out_dir, batch.results, preset=preset)

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -53,14 +53,15 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 3)
 
 
-def _render(spill: Spill, block: int, gain_db: float, limiter: PeakLimiter | None) -> Iterator[np.ndarray]:
-    """Pass 2: the spilled signal with gain and, if needed, the limiter (given its context)."""
+def _render(source: Callable[[], Iterator[np.ndarray]], block: int, gain_db: float,
+            limiter: PeakLimiter | None) -> Iterator[np.ndarray]:
+    """Pass 2: the signal from ``source()`` with gain and, if needed, the limiter (given its context)."""
     gain = 10 ** (gain_db / 20)
     if limiter is None:
-        for b in spill.blocks(block):
+        for b in source():
             yield b * gain
         return
-    for ext, left, n in iter_with_context(spill.blocks(block), block, limiter.context):
+    for ext, left, n in iter_with_context(source(), block, limiter.context):
         y = ext * gain
         yield (y * limiter.gain_curve(y)[None])[:, left:left + n]
 
@@ -128,9 +129,13 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
         ctx = context_samples(plan.steps, sr)
 
         # Pass 1: decode, restore chunk by chunk, spill, measure.
-        meter_in, meter_mid = LoudnessMeter(sr, ch), LoudnessMeter(sr, ch)
+        # With an empty chain the output of pass 1 is the input: it is measured once and
+        # pass 2 decodes the input again instead of spilling it.
+        meter_in = LoudnessMeter(sr, ch)
+        meter_mid = LoudnessMeter(sr, ch) if plan.steps else meter_in
         peak_mid = TruePeakMeter(ch)
-        spill = Spill(out_dir, ch)
+        spill = Spill(out_dir, ch) if plan.steps else None
+        n_samples = 0
         residual_rel = None
         t_pass1 = time.perf_counter()
         with BlockReader(job.path, block, info=info) as reader:
@@ -150,9 +155,12 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
                     if not np.isfinite(out).all():
                         raise InvalidAudioError(job.path, "restoration produced NaN or infinite samples")
                     meter_in.update(inp)
-                    meter_mid.update(out)
+                    if meter_mid is not meter_in:
+                        meter_mid.update(out)
                     peak_mid.update(out)
-                    spill.write(out)
+                    n_samples += out.shape[1]
+                    if spill is not None:
+                        spill.write(out)
                     if residual_ctx is not None:
                         residual_writer.write(inp - out)
             except BaseException as exc:
@@ -166,6 +174,11 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
         t_pass1 = time.perf_counter() - t_pass1
 
         # Loudness decision (and refinement when limiting is needed).
+        def pass2_source() -> Iterator[np.ndarray]:
+            if spill is not None:
+                return spill.blocks(block)
+            return (b.astype(np.float64) for b in BlockReader(job.path, block, info=info))
+
         loud_in = meter_in.integrated()
         loud_mid, peak_mid_db = meter_mid.integrated(), peak_mid.dbtp
         limiter = None
@@ -177,7 +190,7 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
 
             def render_loudness(g: float) -> float:
                 m = LoudnessMeter(sr, ch)
-                for b in _render(spill, block, g, limiter):
+                for b in _render(pass2_source, block, g, limiter):
                     m.update(b)
                 return m.integrated()
 
@@ -196,7 +209,7 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
                     if spec.fmt == "wav" else {"CODING_HISTORY": "\n".join(history)})
         with atomic_path(out_path, out_dir) as tmp_out:
             with BlockWriter(tmp_out, sr, ch, spec, metadata) as writer:
-                for b in _render(spill, block, gain_db, limiter):
+                for b in _render(pass2_source, block, gain_db, limiter):
                     meter_out.update(b)
                     if limiter is not None:  # otherwise the true peak is exactly the measured one plus the gain
                         peak_out.update(b)
@@ -212,7 +225,7 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
         t_pass2 = time.perf_counter() - t_pass2
 
         elapsed = time.perf_counter() - t0
-        duration = spill.samples / sr
+        duration = n_samples / sr
         result.update(
             status="ok", output=out_rel, output_sha256=out_sha, output_audio_md5=out_md5,
             output_format=spec.fmt, output_bits=spec.bits if not spec.float else 32,
