@@ -163,8 +163,6 @@ def load_default():
     """``(model, meta)`` from the shipped checkpoint, or None when it is not installed."""
     if not CHECKPOINT.exists():
         return None
-    import torch
-
     from archtool.models.checkpoint import load_checkpoint
 
     state, meta = load_checkpoint(CHECKPOINT)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from archtool.errors import CheckpointError
+from archtool.errors import CheckpointError, UsageError
 
 MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024
 PACKAGED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -55,3 +55,33 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def packaged_checkpoints() -> list[Path]:
     """Checkpoints shipped inside the package (archtool/checkpoints/*.pt)."""
     return sorted(PACKAGED_DIR.glob("*.pt"))
+
+
+_LOADED: dict[str, Any] = {}
+
+
+def load_model(name_or_path: str | Path, *, packaged: dict[str, str], expected_model: str,
+               build: Callable[[dict[str, Any]], "torch.nn.Module"], what: str) -> "torch.nn.Module":
+    """A model from a packaged checkpoint name (a key of ``packaged``) or a ``.pt`` path.
+
+    ``build(meta)`` constructs the architecture from the checkpoint's metadata; the
+    weights are loaded, the model frozen for inference and cached per process (so each
+    worker loads it once). Raises UsageError for an unknown name or missing file and
+    CheckpointError for a checkpoint of another model or with mismatched weights.
+    """
+    path = PACKAGED_DIR / packaged[name_or_path] if name_or_path in packaged else Path(name_or_path)
+    key = str(path)
+    if key not in _LOADED:
+        if not path.exists():
+            raise UsageError(f"{name_or_path}: no such {what} checkpoint "
+                             f"(give a .pt path or one of {', '.join(packaged)})")
+        state, meta = load_checkpoint(path)
+        if meta.get("model") != expected_model:
+            raise CheckpointError(f"{path}: not a {what} checkpoint (model={meta.get('model')!r})")
+        model = build(meta)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not match the architecture ({exc})") from None
+        _LOADED[key] = model.eval().requires_grad_(False)
+    return _LOADED[key]

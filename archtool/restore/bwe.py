@@ -21,41 +21,25 @@ Also the library functions :func:`extend_bandwidth` (numpy in, numpy out) and
 from __future__ import annotations
 
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from scipy import signal
 
-from archtool.errors import CheckpointError, UsageError
+from archtool.errors import UsageError
 from archtool.models.bwe import (BandwidthExtender, BweConfig, effective_cutoff_hz, frame_phases, highpass_exact,
                                  stft_sizes)
-from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint
+from archtool.models.checkpoint import load_model
 from archtool.restore.registry import register_restorer
 
 PACKAGED = {"speech_x2": "bwe_speech_x2.pt", "speech_x4": "bwe_speech_x4.pt", "music": "bwe_music.pt"}
-_MODELS: dict[str, BandwidthExtender] = {}
 
 
 def load_extender(name_or_path: str) -> BandwidthExtender:
     """A packaged model (``speech_x2``, ``speech_x4``, ``music``) or a checkpoint path; cached."""
-    path = PACKAGED_DIR / PACKAGED[name_or_path] if name_or_path in PACKAGED else Path(name_or_path)
-    key = str(path)
-    if key not in _MODELS:
-        if not path.exists():
-            raise UsageError(f"{name_or_path}: no such bandwidth-extension checkpoint "
-                             f"(give a .pt path or one of {', '.join(PACKAGED)})")
-        state, meta = load_checkpoint(path)
-        if meta.get("model") != "bandwidth_extender":
-            raise CheckpointError(f"{path}: not a bandwidth-extension checkpoint (model={meta.get('model')!r})")
-        model = BandwidthExtender(BweConfig(**meta["arch"]))
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not match the architecture ({exc})") from None
-        _MODELS[key] = model.eval().requires_grad_(False)
-    return _MODELS[key]
+    return load_model(name_or_path, packaged=PACKAGED, expected_model="bandwidth_extender",
+                      build=lambda meta: BandwidthExtender(BweConfig(**meta["arch"])), what="bandwidth-extension")
 
 
 def choose_model(rate: int, cutoff_hz: float, content: str = "auto") -> str:

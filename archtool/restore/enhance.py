@@ -15,43 +15,27 @@ re-synthesises the whole signal (it denoises and equalises the known band too).
 from __future__ import annotations
 
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from scipy import signal
 
-from archtool.errors import CheckpointError, UsageError
+from archtool.errors import UsageError
 from archtool.models.bwe import BweConfig, effective_cutoff_hz
-from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint
+from archtool.models.checkpoint import load_model
 from archtool.models.enhance import PhoneEnhancer
 from archtool.restore.bwe import extend_bandwidth
 from archtool.restore.registry import register_restorer
 
 PACKAGED = {"phone": "enhance_phone.pt"}
 MODEL_RATE = 16000
-_MODELS: dict[str, PhoneEnhancer] = {}
 
 
 def load_enhancer(name_or_path: str = "phone") -> PhoneEnhancer:
     """The packaged ``phone`` enhancer or a checkpoint path; cached per process."""
-    path = PACKAGED_DIR / PACKAGED[name_or_path] if name_or_path in PACKAGED else Path(name_or_path)
-    key = str(path)
-    if key not in _MODELS:
-        if not path.exists():
-            raise UsageError(f"{name_or_path}: no such enhancement checkpoint "
-                             f"(give a .pt path or one of {', '.join(PACKAGED)})")
-        state, meta = load_checkpoint(path)
-        if meta.get("model") != "phone_enhancer":
-            raise CheckpointError(f"{path}: not a phone-enhancer checkpoint (model={meta.get('model')!r})")
-        model = PhoneEnhancer(BweConfig(**meta["arch"]))
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not match the architecture ({exc})") from None
-        _MODELS[key] = model.eval().requires_grad_(False)
-    return _MODELS[key]
+    return load_model(name_or_path, packaged=PACKAGED, expected_model="phone_enhancer",
+                      build=lambda meta: PhoneEnhancer(BweConfig(**meta["arch"])), what="phone-enhancer")
 
 
 def _resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
