@@ -59,7 +59,7 @@ class WorkerEvent:
 
 
 class TaskLost(Exception):
-    """Raised (as the task's result placeholder) when a task killed every worker it ran on."""
+    """Returned as a task's result when the task killed every worker it ran on."""
 
 
 def plan_slots(devices: Sequence[str], jobs: int | None = None, cores: int | None = None) -> list[Slot]:
