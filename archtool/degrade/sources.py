@@ -103,6 +103,15 @@ class Sources:
         self.background = Folder(background_dir)
 
 
+def uses_folder(folder: "Folder | None", source: str, unit: str, needs: str) -> bool:
+    """Whether a unit draws from its folder: ``source`` is ``folder``, or ``auto`` with a
+    folder given. Raises ValueError when ``folder`` is asked for but there is none."""
+    use = source == "folder" or (source == "auto" and bool(folder))
+    if use and not folder:
+        raise ValueError(f"{unit} source='folder' needs {needs}")
+    return use
+
+
 def excerpt(source: np.ndarray, channels: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """A random ``(channels, n)`` excerpt of ``source`` (looped when shorter); returns (x, offset)."""
     src = source

@@ -156,6 +156,11 @@ def bar_chart_png(labels: Sequence[str], values: Sequence[float], *, title: str 
             ax.text(b.get_width(), b.get_y() + b.get_height() / 2, " " + text, va="center", fontsize=6)
         else:
             ax.text(b.get_x() + b.get_width() / 2, b.get_height(), text, ha="center", va="bottom", fontsize=6)
+    return _finish(fig, ax, title, xlabel, ylabel)
+
+
+def _finish(fig, ax, title: str, xlabel: str, ylabel: str) -> bytes:
+    """Title and axis labels in the report's small type, then the figure as PNG bytes."""
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
@@ -176,9 +181,4 @@ def histogram_png(values: Sequence[float], *, bins: int | Sequence[float] = 20, 
         ax.hist(v, bins=bins, color=color, edgecolor="white")
     else:
         ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel(ylabel, fontsize=8)
-    ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    return _to_png(fig)
+    return _finish(fig, ax, title, xlabel, ylabel)

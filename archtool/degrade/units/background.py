@@ -5,7 +5,7 @@ import numpy as np
 
 from archtool.degrade.base import STAGE_MIX, Param, add_noise, coloured_noise, register_unit, \
     severity_from_snr
-from archtool.degrade.sources import excerpt
+from archtool.degrade.sources import excerpt, uses_folder
 from archtool.degrade.units.noise import GAIN
 
 
@@ -43,11 +43,9 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
     """
     c, n = audio.shape
     folder = None if sources is None else sources.background
-    use_folder = params["source"] == "folder" or (params["source"] == "auto" and bool(folder))
+    use_folder = uses_folder(folder, params["source"], "background", "a background folder with audio")
     label: dict = {}
     if use_folder:
-        if not folder:
-            raise ValueError("background source='folder' needs a background folder with audio")
         name, src = folder.pick(sample_rate, rng)
         bg, offset = excerpt(src, c, n, rng)
         label |= {"background_file": name, "background_offset_s": round(offset / sample_rate, 6)}

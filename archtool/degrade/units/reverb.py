@@ -11,6 +11,7 @@ import numpy as np
 from scipy.signal import oaconvolve
 
 from archtool.degrade.base import STAGE_ACOUSTIC, Param, register_unit
+from archtool.degrade.sources import uses_folder
 
 
 def synthetic_rir(sample_rate: int, rt60_s: float, drr_db: float, rng: np.random.Generator,
@@ -95,11 +96,9 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
     """
     c, n = audio.shape
     folder = None if sources is None else sources.rir
-    use_folder = params["source"] == "folder" or (params["source"] == "auto" and bool(folder))
+    use_folder = uses_folder(folder, params["source"], "reverb", "an impulse-response folder with audio (--rir-dir)")
     label: dict = {}
     if use_folder:
-        if not folder:
-            raise ValueError("reverb source='folder' needs an impulse-response folder with audio (--rir-dir)")
         name, ir = folder.pick(sample_rate, rng)
         ir = align_ir(ir, c)
         label["rir_file"] = name

@@ -11,7 +11,7 @@ import numpy as np
 
 from archtool.degrade.base import STAGE_MEDIUM, Param, add_noise, power, reference_power, register_unit, \
     severity_from_snr
-from archtool.degrade.sources import excerpt
+from archtool.degrade.sources import excerpt, uses_folder
 from archtool.degrade.units.clicks import click_shape
 from archtool.degrade.units.crackle import crackle_signal
 from archtool.degrade.units.noise import GAIN
@@ -74,11 +74,9 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
     """
     c, n = audio.shape
     folder = None if sources is None else sources.noise
-    use_folder = params["source"] == "folder" or (params["source"] == "auto" and bool(folder))
+    use_folder = uses_folder(folder, params["source"], "surface_noise", "a noise folder with audio (--noise-dir)")
     label: dict = {}
     if use_folder:
-        if not folder:
-            raise ValueError("surface_noise source='folder' needs a noise folder with audio (--noise-dir)")
         name, src = folder.pick(sample_rate, rng)
         noise, offset = excerpt(src, c, n, rng)
         label |= {"noise_file": name, "noise_offset_s": round(offset / sample_rate, 6)}
