@@ -19,20 +19,25 @@ from archtool.report.writers import report_csv, report_json
 
 def restore_batch(input_path: str | Path, out_dir: str | Path, settings: RestoreSettings | None = None, *,
                   jobs: int | None = None, resume: bool = True, dry_run: bool = False, devices: str = "auto",
-                  scheduler: str | None = None, on_start: Callable | None = None,
+                  scheduler: str | None = None, transfer: str = "auto", ship_limit_mb: float = 1024.0,
+                  on_start: Callable | None = None,
                   on_result: Callable | None = None, on_event: Callable | None = None) -> BatchResult:
     """Restore a folder (or one file) into ``out_dir`` and write report.json / report.csv there.
 
     ``devices`` (auto | cpu | cuda:0,cuda:1) and ``jobs`` choose the local workers;
     ``scheduler`` (tcp://HOST:PORT) runs the files on a Dask cluster instead, each worker
-    resolving ``devices`` on its own machine.
+    resolving ``devices`` on its own machine. ``transfer`` says how its workers reach the
+    files: ``shared`` (a filesystem mounted at the same path everywhere), ``ship`` (each
+    input's bytes sent through the cluster, outputs sent back; inputs over ``ship_limit_mb``
+    fail with a message) or ``auto`` (``shared`` when every worker sees the files, else ``ship``).
     Returns the per-file results; never raises for a bad file (see ``result["status"]``).
     Raises UsageError for unusable paths (e.g. ``out_dir`` equal to the input folder).
     """
     settings = settings or RestoreSettings()
     resolved = [devices] if scheduler else resolve_devices(devices)
     batch = run_batch(input_path, out_dir, settings, jobs=jobs, resume=resume, dry_run=dry_run,
-                      devices=resolved, scheduler=scheduler, on_start=on_start, on_result=on_result,
+                      devices=resolved, scheduler=scheduler, transfer=transfer, ship_limit_mb=ship_limit_mb,
+                      on_start=on_start, on_result=on_result,
                       on_event=on_event)
     out_dir = Path(out_dir)
     if not dry_run:

@@ -28,6 +28,8 @@ Examples:
 
   archtool restore /shared/transfers -o /shared/restored --scheduler tcp://10.0.0.5:8786
 
+  archtool restore transfers/ -o restored/ --scheduler tcp://10.0.0.5:8786 --transfer ship
+
 Ctrl-C stops cleanly: files in flight are abandoned (no partial outputs) and the same
 command resumes where it stopped.
 """
@@ -91,7 +93,9 @@ def restore(
     bwe_gain: Optional[float] = typer.Option(None, "--bwe-gain", min=0.0, help="Level of the generated band of bandwidth extension (0 = off; default: the preset's)."),
     block_s: float = typer.Option(10.0, "--block-seconds", min=0.05, help="Seconds of audio per processing block (memory bound)."),
     gaps: Optional[Path] = typer.Option(None, "--gaps", help="CSV of gap intervals to fill: 'file,start,end' or 'start,end' rows, seconds or [h:]mm:ss."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run the files on that cluster (paths must be shared)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run the files on that cluster."),
+    transfer: str = typer.Option("auto", "--transfer", help="With --scheduler, how workers reach the files: shared (same paths on every worker) | ship (bytes sent through the cluster) | auto (shared if every worker sees them, else ship)."),
+    ship_limit_mb: float = typer.Option(1024.0, "--ship-limit-mb", min=1.0, help="With --transfer ship/auto: largest input sent through the cluster, MB (larger files fail with a message)."),
 ) -> None:
     from rich.console import Console
 
@@ -113,6 +117,8 @@ def restore(
     console = Console(stderr=True)
     if scheduler is not None and not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
         raise UsageError(f"--scheduler must look like tcp://HOST:PORT, not {scheduler!r}")
+    if transfer not in ("auto", "shared", "ship"):
+        raise UsageError(f"--transfer must be auto, shared or ship, not {transfer!r}")
     progress = BatchProgress(console, "Planning" if dry_run else "Restoring")
     activity = DeviceActivity(progress)
     done: list[dict] = []
@@ -127,7 +133,8 @@ def restore(
 
     try:
         batch = restore_batch(input_dir, out_dir, settings, jobs=jobs, resume=resume, dry_run=dry_run,
-                              devices=devices, scheduler=scheduler, on_start=on_start, on_result=on_result,
+                              devices=devices, scheduler=scheduler, transfer=transfer,
+                              ship_limit_mb=ship_limit_mb, on_start=on_start, on_result=on_result,
                               on_event=activity)
     except KeyboardInterrupt:
         progress.stop()

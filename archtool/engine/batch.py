@@ -198,7 +198,7 @@ def _run_local(prep: PreparedBatch, settings: RestoreSettings, slots: list[Slot]
 def run_batch(input_path: str | Path, out_dir: str | Path, settings: RestoreSettings, *,
               jobs: int | None = None, resume: bool = True, dry_run: bool = False,
               devices: Sequence[str] | str | None = None, device: str | None = None,
-              scheduler: str | None = None,
+              scheduler: str | None = None, transfer: str = "auto", ship_limit_mb: float = 1024.0,
               on_start: Callable[[list[Job]], None] | None = None,
               on_result: Callable[[dict[str, Any]], None] | None = None,
               on_event: Callable[[WorkerEvent], None] | None = None) -> BatchResult:
@@ -209,8 +209,10 @@ def run_batch(input_path: str | Path, out_dir: str | Path, settings: RestoreSett
             so ``workers * threads <= cores``.
         devices: resolved device names (``["cpu"]``, ``["cuda:0", "cuda:1"]``): one worker
             per GPU, ``jobs`` workers for ``cpu``. ``device`` is the one-device shorthand.
-        scheduler: ``tcp://HOST:PORT`` of a Dask scheduler: run the files on that cluster
-            (inputs and OUT_DIR must be reachable at the same paths from every worker).
+        scheduler: ``tcp://HOST:PORT`` of a Dask scheduler: run the files on that cluster.
+        transfer / ship_limit_mb: how cluster workers reach the files (``auto`` | ``shared``
+            | ``ship``) and the largest input sent through the cluster; see
+            :mod:`archtool.engine.distributed`.
         resume: skip files the manifest shows done with the same input and settings.
         dry_run: plan only; no audio is written.
         on_start / on_result / on_event: progress callbacks, called in this process
@@ -230,7 +232,8 @@ def run_batch(input_path: str | Path, out_dir: str | Path, settings: RestoreSett
             from archtool.engine.distributed import run_on_cluster
 
             results = run_on_cluster(scheduler, prep, settings, dry_run=dry_run, resume=resume,
-                                     devices=devices, on_event=on_event)
+                                     devices=devices, on_event=on_event, transfer=transfer,
+                                     ship_limit_mb=ship_limit_mb)
         else:
             results = _run_local(prep, settings, batch_slots(devices, jobs, len(prep.jobs)), dry_run, resume, on_event)
         try:
