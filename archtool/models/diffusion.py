@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -259,14 +259,27 @@ def _guided_denoise(model: CQTDenoiser, x: torch.Tensor, sigma: torch.Tensor, gu
     return x0
 
 
-def sample(model: CQTDenoiser, shape: tuple[int, int], steps: int, generator: torch.Generator, *,
+def _randn(shape: tuple[int, int], generator: torch.Generator | Sequence[torch.Generator],
+           device: torch.device | str) -> torch.Tensor:
+    """Gaussian noise ``shape``; with one generator per row, each row is drawn from its own."""
+    if isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=generator.device).to(device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+    return torch.stack([torch.randn(shape[1:], generator=g, device=g.device) for g in generator]).to(device)
+
+
+def sample(model: CQTDenoiser, shape: tuple[int, int], steps: int,
+           generator: torch.Generator | Sequence[torch.Generator], *,
            device: torch.device | str = "cpu", x_init: torch.Tensor | None = None,
-           sigma_start: float | None = None, guidance: Guidance | None = None, xi: float = 0.0,
+           sigma_start: float | None = None, init_sigma: float = 0.0, guidance: Guidance | None = None, xi: float = 0.0,
            project: Projection | None = None, order: int = 2, s_churn: float | None = None) -> torch.Tensor:
     """EDM stochastic sampler; returns ``(B, N)`` waveforms.
 
     Unconditional from ``sigma_max`` when ``x_init`` is None; otherwise starts from
-    ``x_init + sigma_start * n`` (a warm start, for restoration). ``guidance`` / ``xi``
+    ``x_init`` plus noise that brings it to ``sigma_start`` (``init_sigma``: the noise level
+    ``x_init`` already carries, e.g. a noisy recording's), a warm start for restoration.
+    ``guidance`` / ``xi``
     add reconstruction guidance, ``project`` a data-consistency step; ``order`` 1 is
     Euler, 2 Heun. All randomness comes from ``generator`` (same seed, same output).
     """
@@ -277,14 +290,17 @@ def sample(model: CQTDenoiser, shape: tuple[int, int], steps: int, generator: to
     n = len(t) - 1
     churn = e.s_churn if s_churn is None else s_churn
     gamma_max = min(churn / n, math.sqrt(2.0) - 1.0)
-    noise = torch.randn(shape, generator=generator, device=generator.device).to(device)
-    x = noise * t[0] if x_init is None else x_init.to(device) + noise * t[0]
+    noise = _randn(shape, generator, device)
+    if x_init is None:
+        x = noise * t[0]
+    else:
+        x = x_init.to(device) + noise * math.sqrt(max(float(t[0]) ** 2 - init_sigma ** 2, 0.0))
     for i in range(n):
         t_cur, t_next = t[i], t[i + 1]
         gamma = gamma_max if e.s_tmin <= float(t_cur) <= e.s_tmax else 0.0
         t_hat = t_cur * (1 + gamma)
         if gamma > 0:
-            eps = torch.randn(shape, generator=generator, device=generator.device).to(device) * e.s_noise
+            eps = _randn(shape, generator, device) * e.s_noise
             x = x + (t_hat ** 2 - t_cur ** 2).sqrt() * eps
         x0 = _guided_denoise(model, x, t_hat, guidance, xi, project)
         d = (x - x0) / t_hat
