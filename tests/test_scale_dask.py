@@ -226,7 +226,10 @@ def test_shipped_file_of_a_killed_worker_is_redone_elsewhere(cluster_info, colle
     address, hidden, _ = cluster_info
     d, ref = collection
     src, out = hidden / "kill_in", hidden / "kill_out"
-    shutil.copytree(d, src)
+    names = ("side b/talk.wav", "side b/talk2.flac")  # the auto chain restores these (others: loudness only)
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(d / name, src / name)
     killed: list[int] = []
     stop = threading.Event()
     watcher = threading.Thread(target=_kill_worker_with_shipped_spill, args=(killed, stop), daemon=True)
@@ -237,6 +240,6 @@ def test_shipped_file_of_a_killed_worker_is_redone_elsewhere(cluster_info, colle
         stop.set()
         watcher.join()
     assert killed, "no Dask worker was caught mid-file"
-    assert not batch.failed and len(batch.results) == 6
-    assert audio_hashes(out) == audio_hashes(ref)
+    assert not batch.failed and len(batch.results) == 2
+    assert audio_hashes(out) == {k: v for k, v in audio_hashes(ref).items() if k.startswith("side b/")}
     assert not (out / ".archtool-tmp").exists()
