@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from archtool.audio.ffmpeg import ffmpeg_executable
-from archtool.audio.io import BlockReader, BlockWriter, OutputSpec, probe, read_audio, write_audio
+from archtool.audio.io import BlockReader, BlockWriter, OutputSpec, probe, read_audio, transcode_with_gain, write_audio
 from archtool.errors import AudioReadError
 from conftest import tone
 
@@ -113,3 +113,30 @@ def test_probe_refuses_non_audio_and_names_the_file(tmp_path):
     with pytest.raises(AudioReadError) as err:
         probe(p)
     assert "notes.wav" in str(err.value) and "audio" in str(err.value)
+
+
+@pytest.mark.parametrize("spec", [OutputSpec("flac", 24), OutputSpec("wav", 16), OutputSpec("wav", 32, True),
+                                  OutputSpec("aiff", 24)])
+def test_transcode_with_gain_equals_blocks_times_gain_through_the_writer(tmp_path, rng, spec):
+    x = (rng.standard_normal((2, 30_000)) * 0.25).astype(np.float32)
+    x[0, 100] = 0.99  # saturates at +4 dB in integer formats, stays above 1 in float
+    src = tmp_path / f"src{spec.extension}"
+    write_audio(src, x, 44100, spec)
+    raw = tmp_path / "raw.f32"
+    x.T.astype("<f4").tofile(raw)
+    for gain_db in (-3.3, 4.0):
+        python_path = tmp_path / f"a{spec.extension}"
+        with BlockWriter(python_path, 44100, 2, spec) as w:
+            for block in BlockReader(src, 7000):
+                w.write(block * np.float32(10 ** (gain_db / 20)))
+        expected, _ = read_audio(python_path)
+        for source, is_raw in ((src, False), (raw, True)):
+            out = tmp_path / f"b{spec.extension}"
+            transcode_with_gain(source, out, 44100, 2, gain_db, spec, raw_float32=is_raw)
+            got, rate = read_audio(out)
+            assert rate == 44100 and probe(out).bits_per_sample == probe(python_path).bits_per_sample
+            if is_raw:  # the raw source was not quantised by the source's format
+                assert np.abs(got - np.clip(x * 10 ** (gain_db / 20), -1, 1) if not spec.float
+                              else got - x * 10 ** (gain_db / 20)).max() <= 2.0 ** -(spec.bits - 1) + 1e-7
+            else:
+                assert np.array_equal(got, expected)

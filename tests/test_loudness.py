@@ -62,3 +62,21 @@ def test_silent_and_short_signals_keep_their_level():
     short = tone(440, 0.1, 16000)
     y, gain_db, note = normalize_loudness(short, 16000)
     assert gain_db == 0 and np.array_equal(y, short) and note
+
+
+def test_stats_for_a_gain_equal_the_stats_of_the_scaled_signal(rng):
+    x = rng.standard_normal((2, 44100 * 8)) * np.linspace(0.02, 0.3, 44100 * 8)
+    meter, scaled = LoudnessMeter(44100, 2), LoudnessMeter(44100, 2)
+    meter.update(x)
+    scaled.update(x * 10 ** (-7.5 / 20))
+    predicted, measured = meter.stats(-7.5), scaled.stats()
+    for key in ("integrated_lufs", "loudness_range_lu", "max_momentary_lufs", "max_short_term_lufs"):
+        assert predicted[key] == pytest.approx(measured[key], abs=1e-9), key
+
+
+def test_fast_true_peak_equals_the_float64_polyphase_reference(rng):
+    from archtool.audio.loudness import _OS_HISTORY, _max_abs_oversampled, _phase_outputs
+    for n in (13, 14, 100, 40_000):
+        x = rng.standard_normal((3, n))
+        reference = float(np.abs(_phase_outputs(x, _OS_HISTORY, n)).max())
+        assert _max_abs_oversampled(x) == pytest.approx(reference, rel=1e-6)

@@ -302,8 +302,9 @@ class OutputSpec:
 
 
 def _encode_cmd(path: Path, sample_rate: int, channels: int, spec: OutputSpec,
-                metadata: dict[str, str] | None) -> list[str]:
-    stream = ffmpeg.input("pipe:", format="f32le", ar=sample_rate, ac=channels)
+                metadata: dict[str, str] | None, stream=None) -> list[str]:
+    if stream is None:
+        stream = ffmpeg.input("pipe:", format="f32le", ar=sample_rate, ac=channels)
     kwargs: dict = dict(spec.codec_args())
     kwargs["ar"] = sample_rate
     kwargs["format"] = {"flac": "flac", "wav": "wav", "aiff": "aiff"}[spec.fmt]
@@ -388,6 +389,31 @@ class BlockWriter:
             if self._proc.stderr:
                 self._proc.stderr.close()
             self._proc = None
+
+
+def transcode_with_gain(source: str | Path, path: str | Path, sample_rate: int, channels: int,
+                        gain_db: float, spec: OutputSpec = OutputSpec(),
+                        metadata: dict[str, str] | None = None, *, raw_float32: bool = False) -> None:
+    """Decode ``source``, scale it by ``gain_db`` and encode it to ``path``, all in one ffmpeg
+    process (a plain gain needs no Python in the loop, so this is the fast second loudness pass).
+
+    ``source`` is an audio file (its first audio stream is used, as :class:`BlockReader`
+    does), or raw interleaved little-endian float32 samples when ``raw_float32``. The result
+    equals writing ``BlockReader`` blocks times the gain through :class:`BlockWriter`: samples
+    are scaled in float32 and saturate at full scale when encoded to integers.
+    Raises AudioWriteError naming ``path``.
+    """
+    source, path = Path(source), Path(path)
+    if raw_float32:
+        stream = ffmpeg.input(str(source), format="f32le", ar=sample_rate, ac=channels)
+    else:
+        stream = ffmpeg.input(str(source))["a:0"]
+    stream = stream.filter("volume", volume=f"{10 ** (gain_db / 20):.17g}", precision="float")
+    cmd = _encode_cmd(path, sample_rate, channels, spec, metadata, stream)
+    cmd[-1:-1] = ["-ac", str(channels)]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise AudioWriteError(path, "encoding failed: " + _ffmpeg_reason(proc.stderr, "ffmpeg error"))
 
 
 def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int,

@@ -17,7 +17,7 @@ import numpy as np
 
 from archtool import __version__
 from archtool.audio.bext import BextLoudness, audio_data_md5, coding_history_line, patch_bext_loudness
-from archtool.audio.io import AudioInfo, BlockReader, BlockWriter, OutputSpec, probe
+from archtool.audio.io import AudioInfo, BlockReader, BlockWriter, OutputSpec, probe, transcode_with_gain
 from archtool.audio.loudness import LoudnessMeter, PeakLimiter, TruePeakMeter, decide_gain, settle_gain
 from archtool.engine.atomic import atomic_path, sha256_file, write_text_atomic
 from archtool.engine.chunking import iter_with_context
@@ -201,20 +201,30 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
 
         # Pass 2: gain, limiter, encode to a temporary file, then rename into place.
         t_pass2 = time.perf_counter()
+        # A plain gain needs no output measurement: the loudness figures follow exactly from
+        # pass 1's block energies and the true peak from its peak. Only a limiter (or clipping
+        # at full scale) changes the signal non-linearly, and then the output is measured.
+        measure_out = limiter is not None or (
+            not spec.float and peak_mid.sample_peak * 10 ** (gain_db / 20) > 1.0)
         meter_out, peak_out = LoudnessMeter(sr, ch), TruePeakMeter(ch)
         history = _history(info, plan, spec, gain_db, limiter is not None, settings)
         metadata = ({"description": _ascii(f"archtool access copy of {Path(job.relpath).name}")[:256],
                      "originator": f"archtool {__version__}"[:32], "coding_history": "\r\n".join(history) + "\r\n"}
                     if spec.fmt == "wav" else {"CODING_HISTORY": "\n".join(history)})
         with atomic_path(out_path, out_dir) as tmp_out:
-            with BlockWriter(tmp_out, sr, ch, spec, metadata) as writer:
-                for b in _render(pass2_source, block, gain_db, limiter):
-                    meter_out.update(b)
-                    if limiter is not None:  # otherwise the true peak is exactly the measured one plus the gain
+            if measure_out:
+                with BlockWriter(tmp_out, sr, ch, spec, metadata) as writer:
+                    for b in _render(pass2_source, block, gain_db, limiter):
+                        meter_out.update(b)
                         peak_out.update(b)
-                    writer.write(b)
-            true_peak_out = peak_out.dbtp if limiter is not None else peak_mid_db + gain_db
-            stats = meter_out.stats()
+                        writer.write(b)
+            elif spill is not None:
+                spill.close_writing()
+                transcode_with_gain(spill.path, tmp_out, sr, ch, gain_db, spec, metadata, raw_float32=True)
+            else:
+                transcode_with_gain(job.path, tmp_out, sr, ch, gain_db, spec, metadata)
+            true_peak_out = peak_out.dbtp if measure_out else peak_mid_db + gain_db
+            stats = meter_out.stats() if measure_out else meter_mid.stats(gain_db)
             if spec.fmt == "wav":
                 patch_bext_loudness(tmp_out, BextLoudness(
                     stats["integrated_lufs"], stats["loudness_range_lu"], true_peak_out,
