@@ -253,7 +253,7 @@ def _guided_denoise(model: CQTDenoiser, x: torch.Tensor, sigma: torch.Tensor, gu
             (grad,) = torch.autograd.grad(loss.sum(), xg)
         # CQT-Diff's normalisation: the guidance step has RMS xi * sigma per sample
         rms = grad.square().mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-12)
-        x0 = x0.detach() - xi * sigma * grad / rms
+        x0 = x0.detach() - xi * sigma.reshape(-1, 1) * grad / rms
     if project is not None:
         x0 = project(x0)
     return x0
@@ -272,42 +272,49 @@ def _randn(shape: tuple[int, int], generator: torch.Generator | Sequence[torch.G
 def sample(model: CQTDenoiser, shape: tuple[int, int], steps: int,
            generator: torch.Generator | Sequence[torch.Generator], *,
            device: torch.device | str = "cpu", x_init: torch.Tensor | None = None,
-           sigma_start: float | None = None, init_sigma: float = 0.0, guidance: Guidance | None = None, xi: float = 0.0,
-           project: Projection | None = None, order: int = 2, s_churn: float | None = None) -> torch.Tensor:
+           sigma_start: float | torch.Tensor | None = None, init_sigma: float | torch.Tensor = 0.0,
+           guidance: Guidance | None = None, xi: float = 0.0, project: Projection | None = None,
+           order: int = 2, s_churn: float | None = None) -> torch.Tensor:
     """EDM stochastic sampler; returns ``(B, N)`` waveforms.
 
     Unconditional from ``sigma_max`` when ``x_init`` is None; otherwise starts from
     ``x_init`` plus noise that brings it to ``sigma_start`` (``init_sigma``: the noise level
     ``x_init`` already carries, e.g. a noisy recording's), a warm start for restoration.
-    ``guidance`` / ``xi``
-    add reconstruction guidance, ``project`` a data-consistency step; ``order`` 1 is
-    Euler, 2 Heun. All randomness comes from ``generator`` (same seed, same output).
+    ``sigma_start`` and ``init_sigma`` may be ``(B,)`` tensors: each row then follows its
+    own schedule. ``guidance`` / ``xi`` add reconstruction guidance, ``project`` a
+    data-consistency step; ``order`` 1 is Euler, 2 Heun. All randomness comes from
+    ``generator`` (same seed, same output); a sequence of generators, one per batch row,
+    makes each row independent of how rows are batched.
     """
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order}")
     e = model.edm
-    t = noise_schedule(e, steps, sigma_start, device)
-    n = len(t) - 1
+    b = shape[0]
+    start = torch.full((b,), e.sigma_max, dtype=torch.float64) if sigma_start is None else \
+        torch.as_tensor(sigma_start, dtype=torch.float64).reshape(-1).expand(b)
+    t = torch.stack([noise_schedule(e, steps, float(s), device) for s in start])  # (B, steps + 1)
+    n = t.shape[1] - 1
     churn = e.s_churn if s_churn is None else s_churn
     gamma_max = min(churn / n, math.sqrt(2.0) - 1.0)
     noise = _randn(shape, generator, device)
     if x_init is None:
-        x = noise * t[0]
+        x = noise * t[:, :1]
     else:
-        x = x_init.to(device) + noise * math.sqrt(max(float(t[0]) ** 2 - init_sigma ** 2, 0.0))
+        held = torch.as_tensor(init_sigma, dtype=torch.float32, device=t.device).reshape(-1, 1)
+        x = x_init.to(device) + noise * (t[:, :1].square() - held.square()).clamp_min(0.0).sqrt()
     for i in range(n):
-        t_cur, t_next = t[i], t[i + 1]
-        gamma = gamma_max if e.s_tmin <= float(t_cur) <= e.s_tmax else 0.0
+        t_cur, t_next = t[:, i], t[:, i + 1]
+        gamma = torch.where((t_cur >= e.s_tmin) & (t_cur <= e.s_tmax), gamma_max, 0.0)
         t_hat = t_cur * (1 + gamma)
-        if gamma > 0:
+        if gamma_max > 0:
             eps = _randn(shape, generator, device) * e.s_noise
-            x = x + (t_hat ** 2 - t_cur ** 2).sqrt() * eps
+            x = x + (t_hat.square() - t_cur.square()).clamp_min(0.0).sqrt()[:, None] * eps
         x0 = _guided_denoise(model, x, t_hat, guidance, xi, project)
-        d = (x - x0) / t_hat
-        x_next = x + (t_next - t_hat) * d
-        if order == 2 and float(t_next) > 0:
+        d = (x - x0) / t_hat[:, None]
+        x_next = x + (t_next - t_hat)[:, None] * d
+        if order == 2 and bool(torch.all(t_next > 0)):
             x0n = _guided_denoise(model, x_next, t_next, guidance, xi, project)
-            d2 = (x_next - x0n) / t_next
-            x_next = x + (t_next - t_hat) * 0.5 * (d + d2)
+            d2 = (x_next - x0n) / t_next[:, None]
+            x_next = x + (t_next - t_hat)[:, None] * 0.5 * (d + d2)
         x = x_next.detach()
     return x
