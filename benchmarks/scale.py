@@ -4,6 +4,7 @@ and Dask scheduling overhead with 100 workers.
     python benchmarks/scale.py throughput [--files 8 --seconds 60]
     python benchmarks/scale.py memory [--minutes 10 60 180] [--chain auto | auto+registered]
     python benchmarks/scale.py dask [--workers 100 --tasks 2000 --files 300]
+    python benchmarks/scale.py ship [--files 6 --seconds 30 --preset none auto --repeats 2]
 
 Every section prints one JSON object; the figures go to benchmarks/RESULTS.md ("Scale-out").
 Inputs are synthesised in benchmarks/_work/scale (git-ignored): 44.1 kHz stereo 16-bit FLAC,
@@ -23,6 +24,12 @@ something to find.
   scheduler's cost per task, (b) many tiny files through the real engine path
   (``run_batch(..., scheduler=...)``, preset ``none``: decode, loudness, encode) against the
   same files in one local process.
+* ship: a real ``dask scheduler`` and two single-thread ``dask worker`` processes on
+  127.0.0.1 (started by the benchmark, each in its own scratch folder); the same files
+  restored with ``transfer="shared"`` (workers read and write the files) and
+  ``transfer="ship"`` (bytes sent through the cluster and back), alternating, after one
+  warm-up run of each; wall time per run, the ship/shared ratio of the medians, MB sent,
+  and a check that both wrote the same bytes.
 """
 from __future__ import annotations
 
@@ -287,6 +294,83 @@ def dask_overhead(args: argparse.Namespace) -> dict:
     return out
 
 
+def _start_cluster(scratch: Path) -> tuple[str, list[subprocess.Popen]]:
+    """A scheduler and two single-thread workers (with nannies) on 127.0.0.1, as separate processes."""
+    import socket
+
+    from distributed import Client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    scratch.mkdir(parents=True, exist_ok=True)
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], cwd=scratch, env=env,
+                              stdout=subprocess.DEVNULL, stderr=open(scratch / "scheduler.log", "w"))]
+    for i in range(2):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+             "--nworkers", "1", "--no-dashboard", "--local-directory", str(scratch / f"w{i}")],
+            cwd=scratch, env=env, stdout=subprocess.DEVNULL, stderr=open(scratch / f"worker{i}.log", "w")))
+    with Client(address, timeout="60s", set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=120)
+    return address, procs
+
+
+def ship_overhead(args: argparse.Namespace) -> dict:
+    from archtool.engine.batch import run_batch
+    from archtool.engine.settings import RestoreSettings
+
+    src = WORK / f"tp_{args.files}x{args.seconds:g}s"
+    for i in range(args.files):
+        synth(src / f"reel_{i:02d}.flac", args.seconds, seed=i)
+    warm = WORK / "ship_warm"
+    synth(warm / "warm.flac", 2.0, seed=99)
+    mb = sum(p.stat().st_size for p in src.glob("*.flac")) / 2**20
+    address, procs = _start_cluster(WORK / "ship_cluster")
+    out: dict = {"section": "ship", "machine": machine(), "files": args.files, "seconds_each": args.seconds,
+                 "input_mb": round(mb, 1), "workers": "2 x 1 thread (separate processes, 127.0.0.1)", "presets": {}}
+    try:
+        for preset in args.preset:
+            settings = RestoreSettings(preset=preset)
+            for transfer in ("shared", "ship"):  # warm-up: worker imports, analysis models
+                dst = WORK / f"ship_warm_out_{transfer}"
+                subprocess.run(["rm", "-rf", str(dst)], check=True)
+                run_batch(warm, dst, settings, scheduler=address, transfer=transfer)
+            walls: dict[str, list[float]] = {"shared": [], "ship": []}
+            hashes: dict[str, dict] = {}
+            loads = []
+            for rep in range(args.repeats):
+                for transfer in ("shared", "ship") if rep % 2 == 0 else ("ship", "shared"):
+                    dst = WORK / f"ship_out_{transfer}"
+                    subprocess.run(["rm", "-rf", str(dst)], check=True)
+                    loads.append(loadavg()[0])
+                    t0 = time.perf_counter()
+                    batch = run_batch(src, dst, settings, scheduler=address, transfer=transfer)
+                    walls[transfer].append(round(time.perf_counter() - t0, 2))
+                    assert not batch.failed, batch.failed[0]["error"]
+                    assert {r["transfer"] for r in batch.results} == {transfer}
+                    hashes[transfer] = {r["input"]: r["output_sha256"] for r in batch.results}
+            med = {k: float(np.median(v)) for k, v in walls.items()}
+            out["presets"][preset] = {
+                "wall_s": walls, "median_s": med, "ratio_ship_over_shared": round(med["ship"] / med["shared"], 3),
+                "ship_minus_shared_s_per_file": round((med["ship"] - med["shared"]) / args.files, 3),
+                "x_real_time_shared": round(args.files * args.seconds / med["shared"], 1),
+                "load_1min_at_each_run": loads, "same_bytes": hashes["shared"] == hashes["ship"]}
+            print(json.dumps({preset: out["presets"][preset]}), file=sys.stderr, flush=True)
+    finally:
+        for proc in procs[::-1]:
+            proc.terminate()
+        for proc in procs[::-1]:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -307,11 +391,16 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=2000)
     p.add_argument("--files", type=int, default=300, help="tiny files through the engine (0: skip)")
     p.add_argument("--idle-s", type=float, default=5.0)
+    p = sub.add_parser("ship")
+    p.add_argument("--files", type=int, default=6)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--preset", nargs="+", default=["none", "auto"])
+    p.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     if args.cmd == "memrun":
         memrun(args)
         return
-    result = {"throughput": throughput, "memory": memory, "dask": dask_overhead}[args.cmd](args)
+    result = {"throughput": throughput, "memory": memory, "dask": dask_overhead, "ship": ship_overhead}[args.cmd](args)
     print(json.dumps(result, indent=1))
 
 
