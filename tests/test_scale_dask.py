@@ -243,3 +243,21 @@ def test_shipped_file_of_a_killed_worker_is_redone_elsewhere(cluster_info, colle
     assert not batch.failed and len(batch.results) == 2
     assert audio_hashes(out) == {k: v for k, v in audio_hashes(ref).items() if k.startswith("side b/")}
     assert not (out / ".archtool-tmp").exists()
+
+
+def test_cli_ships_with_transfer_ship_and_refuses_an_unknown_transfer(cluster_info, tmp_path):
+    address, hidden, _ = cluster_info
+    src = hidden / "cli_in"
+    src.mkdir()
+    write_audio(src / "a.wav", tone(440, 1.0, 22050, 1, 0.1), 22050, OutputSpec("wav", 16))
+    out = hidden / "cli_out"
+    cmd = [sys.executable, "-m", "archtool", "restore", str(src), "-o", str(out), "--preset", "none", "--no-html",
+           "--scheduler", address]
+    bad = subprocess.run(cmd + ["--transfer", "ftp"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--transfer must be auto, shared or ship" in bad.stderr
+    res = subprocess.run(cmd + ["--transfer", "ship"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert [(f["input"], f["status"], f["transfer"]) for f in report["files"]] == [("a.wav", "ok", "ship")]
+    local = run_batch(src, tmp_path / "local", RestoreSettings(preset="none"), jobs=1)
+    assert audio_hashes(out) == audio_hashes(tmp_path / "local") and local.results[0]["status"] == "ok"
