@@ -296,11 +296,11 @@ def _look(marker: str, token: str, inputs: list[tuple[str, int]]) -> str | None:
     return None
 
 
-def shared_fs_problem(client: Any, out_dir: Path, inputs: Sequence[Path]) -> tuple[str, str] | None:
+def shared_fs_problem(client: Any, out_dir: Path, inputs: Sequence[tuple[Path, int]]) -> tuple[str, str] | None:
     """``(worker, problem)`` for the first worker that does not share the client's files, else None.
 
     The client writes a random marker into OUT_DIR's temporary folder; every worker must
-    read it back and see every input at the same path and size.
+    read it back and see every input (``(path, size in bytes)``) at the same path and size.
     """
     from archtool.engine.atomic import tmp_dir
 
@@ -308,8 +308,7 @@ def shared_fs_problem(client: Any, out_dir: Path, inputs: Sequence[Path]) -> tup
     marker = tmp_dir(out_dir) / f"shared-check-{token}"
     marker.write_text(token, encoding="utf-8")
     try:
-        sizes = [(str(p), os.path.getsize(p)) for p in inputs]
-        answers = client.run(_look, str(marker), token, sizes)
+        answers = client.run(_look, str(marker), token, [(str(p), int(n)) for p, n in inputs])
     finally:
         marker.unlink(missing_ok=True)
     for address, problem in sorted(answers.items()):
@@ -330,7 +329,7 @@ def connect(address: str, timeout_s: float = 20.0) -> Any:
         raise UsageError(f"--scheduler {address}: cannot connect to a Dask scheduler ({exc})") from exc
 
 
-def _choose_transfer(client: Any, transfer: str, out_dir: Path, inputs: Sequence[Path],
+def _choose_transfer(client: Any, transfer: str, out_dir: Path, inputs: Sequence[tuple[Path, int]],
                      wait_s: float) -> str:
     """``shared`` or ``ship`` for this run (see the module docstring)."""
     if transfer not in TRANSFERS:
@@ -383,7 +382,8 @@ def run_on_cluster(address: str | Any, prep: Any, settings: RestoreSettings, *, 
     try:
         out_dir = Path(prep.out_dir).resolve()
         jobs = [dataclasses.replace(j, path=Path(j.path).resolve()) for j in prep.jobs]
-        mode = _choose_transfer(client, transfer, out_dir, [j.path for j in jobs], wait_for_workers_s)
+        mode = _choose_transfer(client, transfer, out_dir, [(j.path, w) for j, w in zip(jobs, prep.weights)],
+                                wait_for_workers_s)
         spec = ",".join(devices) if devices else "auto"
         if "," in spec:
             spec = spec.split(",")[0]  # a Dask worker uses one device: start one worker per GPU
@@ -443,8 +443,8 @@ def run_on_cluster(address: str | Any, prep: Any, settings: RestoreSettings, *, 
             while order and (in_flight["files"] == 0 or in_flight["files"] < window):
                 k = order[0]
                 nxt = prep.weights[k]
-                if in_flight["files"] and in_flight["bytes"] + nxt > 2 * limit:
-                    break
+                if in_flight["files"] and nxt <= limit and in_flight["bytes"] + nxt > 2 * limit:
+                    break  # (a file over the limit is refused at once, without waiting)
                 order.popleft()
                 res = ship_one(k)
                 if res is not None:
