@@ -1,0 +1,148 @@
+"""Restorer ``diffusion`` (archtool.restore.diffusion): shape/rate/length, seeded bytes, the
+zero-shot constraints, the shipped checkpoint, and the 78rpm-diffusion preset's plan."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from archtool.analyze.profile import Finding, Profile
+from archtool.models.checkpoint import MAX_CHECKPOINT_BYTES, PACKAGED_DIR, load_checkpoint, save_checkpoint
+from archtool.models.cqt import CQTConfig
+from archtool.models.diffusion import CQTDenoiser, EDMConfig, UNetConfig, build_denoiser
+from archtool.restore.diffusion import DiffusionRestorer, bank_psd, mean_square, noise_psd_for
+from archtool.restore.plan import make_plan
+
+RATE = 22050
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def restorer(tmp_path_factory) -> DiffusionRestorer:
+    """A small untrained model (the sampling machinery is what is tested here)."""
+    torch.manual_seed(0)
+    m = CQTDenoiser(UNetConfig(channels=(8, 16), emb=16, cqt=CQTConfig(sample_rate=RATE)), EDMConfig())
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, m.state_dict(), {"model": "cqt_diffusion", "arch": m.arch(), "sample_rate": RATE,
+                                           "segment": 8192})
+    return DiffusionRestorer(checkpoint=str(path))
+
+
+def music(n: int, rate: int = RATE, channels: int = 2, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / rate
+    x = sum(0.2 / k * np.sin(2 * np.pi * 196.0 * k * t + rng.uniform(0, 6)) for k in range(1, 12))
+    env = 0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t)
+    return torch.from_numpy(np.stack([x * env * (1 - 0.2 * c) for c in range(channels)]).astype(np.float32))
+
+
+@pytest.mark.parametrize("rate,channels,n", [(RATE, 2, 20000), (44100, 1, 30001), (16000, 3, 9000)])
+def test_keeps_rate_channels_length_and_dtype(restorer, rate, channels, n):
+    x = music(n, rate, channels)
+    noisy = x + 0.02 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    y = restorer.process(noisy, rate, {"noise_gain": 0.02, "steps": 3, "seed": 4})
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert torch.isfinite(y).all()
+    assert float(y.square().mean()) > 0.1 * float(x.square().mean())
+
+
+def test_same_seed_same_bytes_other_seed_differs(restorer):
+    x = music(16000) + 0.03 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(2))
+    p = {"noise_gain": 0.03, "steps": 3, "chunk_offset": 5000}
+    a = restorer.process(x, RATE, {**p, "seed": 7})
+    b = restorer.process(x.clone(), RATE, {**p, "seed": 7})
+    c = restorer.process(x, RATE, {**p, "seed": 8})
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_inpainting_fills_the_gap_and_keeps_the_rest(restorer):
+    x = music(16000)
+    holed = x.clone()
+    holed[:, 8000:8400] = 0.0
+    y = restorer.process(holed, RATE, {"intervals_s": [[8000 / RATE, 8400 / RATE]], "steps": 4, "seed": 0,
+                                       "denoise": False})
+    keep = torch.ones(16000, dtype=torch.bool)
+    keep[7990:8410] = False
+    assert float((y - holed)[:, keep].abs().max()) < 1e-4  # observed samples are kept
+    assert float(y[:, 8000:8400].square().mean()) > 1e-4  # the gap is no longer silent
+
+
+def test_declipping_keeps_unclipped_samples_and_exceeds_the_clip_level(restorer):
+    x = music(16000)
+    level = 0.5 * float(x.abs().max())
+    clipped = x.clamp(-level, level)
+    y = restorer.process(clipped, RATE, {"clip_level": level, "steps": 4, "seed": 0, "denoise": False})
+    inside = clipped.abs() < 0.999 * level
+    assert float((y - clipped)[inside].abs().max()) < 1e-4
+    assert bool(torch.all(y[clipped >= level * 0.999] >= level - 1e-4))
+    assert bool(torch.all(y[clipped <= -level * 0.999] <= -level + 1e-4))
+
+
+def test_bandwidth_extension_keeps_the_band_below_the_cutoff(restorer):
+    x = music(16384, channels=1)
+    spec = torch.fft.rfft(x)
+    f = torch.fft.rfftfreq(16384, 1 / RATE)
+    low = torch.fft.irfft(spec * (f <= 2000), n=16384)
+    y = restorer.process(low, RATE, {"cutoff_hz": 2000.0, "steps": 4, "seed": 0, "denoise": False})
+    ys = torch.fft.rfft(y)
+    below = (ys - torch.fft.rfft(low))[:, f < 1500].abs().square().sum()
+    assert float(below / torch.fft.rfft(low)[:, f < 1500].abs().square().sum()) < 1e-3
+    assert float(ys[:, f > 3000].abs().square().sum()) > 0.0  # something was generated above
+
+
+def test_no_task_returns_the_input(restorer):
+    x = music(5000)
+    assert torch.allclose(restorer.process(x, RATE, {"denoise": False, "steps": 2}), x, atol=1e-6)
+
+
+def test_noise_model_from_analysis_psd_and_from_the_bank():
+    n_fft = 2048
+    w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    level = 1e-4  # white noise mean square
+    psd = [level * float(np.sum(w ** 2))] * (n_fft // 2 + 1)
+    got = noise_psd_for({"noise_psd": psd, "noise_psd_n_fft": n_fft}, np.zeros((1, 10)), 44100, RATE)
+    assert abs(mean_square(got) / level - 0.5) < 0.02  # half of a white 44.1 kHz noise is below 11 kHz
+    bank = bank_psd(RATE)
+    assert abs(mean_square(bank) - 1.0) < 1e-6
+    floor = noise_psd_for({"noise_floor_dbfs": -40.0}, np.zeros((1, 10)), RATE, RATE)
+    assert abs(mean_square(floor) - 1e-4) < 1e-8
+
+
+def test_preset_plans_diffusion_for_surface_noise_with_steps():
+    noise = Finding("noise", True, 0.6, 0.9, {"snr_db": 12.0, "noise_floor_dbfs": -35.0,
+                                              "noise_psd": [1e-3] * 513, "noise_psd_n_fft": 1024})
+    surface = Finding("surface_noise", True, 0.7, 0.9, {"rpm": 78.0})
+    profile = Profile("x.wav", 10.0, RATE, 1, findings=[noise, surface])
+    steps = make_plan(profile, "78rpm-diffusion")
+    diff = [s for s in steps if s.restorer == "diffusion"]
+    assert len(diff) == 1 and diff[0].params["steps"] == 25
+    assert diff[0].params["noise_floor_dbfs"] == -35.0 and len(diff[0].params["noise_psd"]) == 513
+    assert "denoise" not in [s.restorer for s in steps]
+
+
+SHIPPED = PACKAGED_DIR / "diffusion_music22k.pt"
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="diffusion checkpoint not shipped")
+def test_shipped_checkpoint_loads_weights_only_with_its_metadata():
+    assert SHIPPED.stat().st_size <= MAX_CHECKPOINT_BYTES
+    state, meta = load_checkpoint(SHIPPED)  # torch.load(weights_only=True)
+    assert meta["model"] == "cqt_diffusion" and meta["sample_rate"] == RATE
+    model = build_denoiser(meta["arch"])
+    model.load_state_dict(state)
+    files = meta["data"]["files"]
+    assert files and all(f["licence"] != "unknown" for f in files)
+    assert json.loads(SHIPPED.with_suffix(".json").read_text())["model"] == "cqt_diffusion"
+    x = torch.from_numpy(np.sin(2 * math.pi * 440 * np.arange(32768) / RATE).astype(np.float32))[None] * 0.1
+    with torch.no_grad():
+        assert torch.isfinite(model(x, 0.01)).all()
