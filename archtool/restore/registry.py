@@ -15,7 +15,7 @@ T = TypeVar("T")
 _RESTORER_MODULES: tuple[str, ...] = ("archtool.restore.opgan", "archtool.restore.bwe", "archtool.restore.enhance", "archtool.restore.inpaint",
                                      "archtool.restore.declick", "archtool.restore.decrackle", "archtool.restore.dehum",
                                      "archtool.restore.rumble", "archtool.restore.denoise", "archtool.restore.declip",
-                                     "archtool.restore.dereverb")
+                                     "archtool.restore.dereverb", "archtool.restore.diffusion")
 
 
 def register_restorer(name: str) -> Callable[[T], T]:
