@@ -91,6 +91,7 @@ def restore(
                               help="Write OUT_DIR/report.html (each output analysed again, spectrograms, players)."),
     seed: int = typer.Option(0, "--seed", help="Global seed for stochastic restorers."),
     bwe_gain: Optional[float] = typer.Option(None, "--bwe-gain", min=0.0, help="Level of the generated band of bandwidth extension (0 = off; default: the preset's)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps of the diffusion restorer (fewer: faster; default: the preset's)."),
     block_s: float = typer.Option(10.0, "--block-seconds", min=0.05, help="Seconds of audio per processing block (memory bound)."),
     gaps: Optional[Path] = typer.Option(None, "--gaps", help="CSV of gap intervals to fill: 'file,start,end' or 'start,end' rows, seconds or [h:]mm:ss."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run the files on that cluster."),
@@ -109,7 +110,8 @@ def restore(
     settings = RestoreSettings(preset=preset, target_lufs=loudness, true_peak_dbtp=true_peak,
                                normalize=not no_normalize, output_format=fmt, keep_residual=keep_residual,
                                seed=seed, block_s=block_s, gaps_file=str(gaps) if gaps else None,
-                               extra=(("bwe_gain", str(bwe_gain)),) if bwe_gain is not None else ())
+                               extra=((("bwe_gain", str(bwe_gain)),) if bwe_gain is not None else ())
+                               + ((("diffusion_steps", str(steps)),) if steps is not None else ()))
     if gaps is not None:
         from archtool.restore.gaplist import read_gap_list
 
