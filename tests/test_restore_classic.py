@@ -69,13 +69,13 @@ def _shared_clips(names=("speech/cmu_arctic_us_aew_a0001.flac", "music/vibe_ace_
 
 
 # Measured on this machine (speech, music) when written: declick 4.6/11.5 dB, decrackle
-# 1.3/13.9, dehum 3.8/0.0, derumble 10.9/11.2, declip 0.8/0.3; margins sit below those.
+# 1.3/13.9, dehum 3.8/0.0, derumble 10.9/11.2, declip (A-SPADE) 6.1/14.9; margins sit below those.
 @pytest.mark.parametrize("name,unit,uparams,params,margins", [
     ("declick", "clicks", {"rate_hz": 8.0}, {}, (3.0, 8.0)),
     ("decrackle", "crackle", {"snr_db": 15.0}, {}, (0.5, 8.0)),
     ("dehum", "hum", {"snr_db": 10.0}, {"fundamental_hz": 50.0, "max_harmonics": 10}, (2.5, -0.5)),
     ("derumble", "rumble", {"snr_db": 5.0}, {"cutoff_hz": 30.0}, (8.0, 8.0)),
-    ("declip", "clipping", {"fraction": 0.02}, {}, (0.2, 0.05)),
+    ("declip", "clipping", {"fraction": 0.02}, {}, (4.0, 10.0)),
 ])
 def test_restorer_improves_its_defect(name, unit, uparams, params, margins):
     for (rel, x, sr), margin in zip(_shared_clips(), margins):

@@ -1,4 +1,4 @@
-"""``declip``: rebuild clipped peaks (constrained LSAR)."""
+"""``declip``: rebuild clipped peaks (consistent sparse reconstruction, A-SPADE)."""
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -6,22 +6,24 @@ from typing import Any, ClassVar
 import torch
 
 from archtool.dsp.declip import declip
-from archtool.restore.classic import number, to_numpy, to_tensor
+from archtool.restore.classic import chunk_offset, number, resolve_device
 from archtool.restore.registry import register_restorer
 
 
 @register_restorer("declip")
 class Declip:
-    """Clipping: flat-topped runs at the clip level are re-interpolated by least-squares AR,
-    pinned to lie beyond the clip level (consistent declipping).
+    """Clipping: samples at the clip level are rebuilt frame by frame by A-SPADE (sparse in
+    an oversampled DFT, consistent: every rebuilt sample lies beyond the clip level on its
+    clipped side; unclipped samples are untouched).
 
-    Params: ``clip_level`` (from the analysis; else each channel's peak), ``order`` (32 at
-    44.1 kHz), ``rounds`` (3), ``max_run_ms`` (10).
+    Params: ``clip_level`` (from the analysis; else each channel's peak), ``max_iter``
+    (150), ``eps_rel`` (0.1, stopping tolerance re the clip level), ``max_run_ms`` (10;
+    longer flat runs are left alone).
     """
 
     name: ClassVar[str] = "declip"
     kinds: ClassVar[tuple[str, ...]] = ("clipping",)
-    context_s: ClassVar[float] = 0.05
+    context_s: ClassVar[float] = 0.1
 
     def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
                 device: torch.device | str = "cpu") -> torch.Tensor:
@@ -30,8 +32,10 @@ class Declip:
         level = params.get("clip_level")
         if isinstance(level, (int, float)) and not isinstance(level, bool):
             level = number(params, "clip_level", 1.0, 1e-6, 100.0)
-        y = declip(to_numpy(audio), level, sample_rate,
-                   order=int(number(params, "order", 32, 4, 128)),
-                   rounds=int(number(params, "rounds", 3, 1, 10)),
-                   max_run_ms=number(params, "max_run_ms", 10.0, 0.1, 100.0))
-        return to_tensor(y, audio)
+        dev = resolve_device(device)
+        y = declip(audio.to(dev), level, sample_rate,
+                   max_iter=int(number(params, "max_iter", 150, 1, 2000)),
+                   eps_rel=number(params, "eps_rel", 0.1, 1e-4, 10.0),
+                   max_run_ms=number(params, "max_run_ms", 10.0, 0.1, 100.0),
+                   offset=chunk_offset(params, sample_rate))
+        return y.to(audio.device)
