@@ -125,3 +125,12 @@ def excerpt(source: np.ndarray, channels: int, n: int, rng: np.random.Generator)
     reps = int(np.ceil(n / total)) + 1
     off = int(rng.integers(0, total))
     return np.tile(src, (1, reps))[:, off:off + n].astype(np.float64), off
+
+
+def folder_excerpt(folder: "Folder", channels: int, n: int, sample_rate: int, rng: np.random.Generator,
+                   label_key: str) -> tuple[np.ndarray, dict]:
+    """A random ``(channels, n)`` excerpt of a random file of ``folder`` and its label:
+    ``{label_key}_file`` and ``{label_key}_offset_s``."""
+    name, src = folder.pick(sample_rate, rng)
+    x, offset = excerpt(src, channels, n, rng)
+    return x, {f"{label_key}_file": name, f"{label_key}_offset_s": round(offset / sample_rate, 6)}

@@ -5,7 +5,7 @@ import numpy as np
 
 from archtool.degrade.base import STAGE_MIX, Param, add_noise, coloured_noise, register_unit, \
     severity_from_snr
-from archtool.degrade.sources import excerpt, uses_folder
+from archtool.degrade.sources import folder_excerpt, uses_folder
 from archtool.degrade.units.noise import GAIN
 
 
@@ -46,9 +46,7 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
     use_folder = uses_folder(folder, params["source"], "background", "a background folder with audio")
     label: dict = {}
     if use_folder:
-        name, src = folder.pick(sample_rate, rng)
-        bg, offset = excerpt(src, c, n, rng)
-        label |= {"background_file": name, "background_offset_s": round(offset / sample_rate, 6)}
+        bg, label = folder_excerpt(folder, c, n, sample_rate, rng, "background")
     else:
         bg = np.repeat(synthetic_babble(n, sample_rate, params["voices"], rng)[None], c, axis=0)
     out, snr = add_noise(audio, bg, params["snr_db"], params["gain"])

@@ -11,7 +11,7 @@ import numpy as np
 
 from archtool.degrade.base import STAGE_MEDIUM, Param, add_noise, power, reference_power, register_unit, \
     severity_from_snr
-from archtool.degrade.sources import excerpt, uses_folder
+from archtool.degrade.sources import folder_excerpt, uses_folder
 from archtool.degrade.units.clicks import click_shape
 from archtool.degrade.units.crackle import crackle_signal
 from archtool.degrade.units.noise import GAIN
@@ -77,9 +77,7 @@ def apply(audio: np.ndarray, sample_rate: int, params: dict, rng: np.random.Gene
     use_folder = uses_folder(folder, params["source"], "surface_noise", "a noise folder with audio (--noise-dir)")
     label: dict = {}
     if use_folder:
-        name, src = folder.pick(sample_rate, rng)
-        noise, offset = excerpt(src, c, n, rng)
-        label |= {"noise_file": name, "noise_offset_s": round(offset / sample_rate, 6)}
+        noise, label = folder_excerpt(folder, c, n, sample_rate, rng, "noise")
     else:
         parts = synthetic_surface(n, sample_rate, params["rpm"], params["crackle_rate_hz"], params["scratches"], rng)
         mono = parts["hiss"] + parts["crackle"] + parts["scratch"]
