@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -33,34 +34,48 @@ def hum_context_s(smooth_s: float, gate_s: float) -> float:
 
 def _smooth(z: torch.Tensor, box: int) -> torch.Tensor:
     """Centered moving average of odd length ``box`` along the last axis (zeros outside),
-    by cumulative sums (exact, O(N) whatever the length)."""
+    by cumulative sums (exact, O(N) whatever the length; contiguous slices, no gathers)."""
     if box <= 1:
         return z
-    N = z.shape[-1]
-    c = torch.cumsum(F.pad(z, (1, 0)), dim=-1)  # c[i] = sum z[..., :i]
-    idx = torch.arange(N, device=z.device)
-    lo = (idx - box // 2).clamp(0, N)
-    hi = (idx + box // 2 + 1).clamp(0, N)
-    return (c[..., hi] - c[..., lo]) / box
+    h = box // 2
+    c = torch.cumsum(F.pad(z, (h + 1, h)), dim=-1)  # c[i] = sum of the padded z before i
+    return (c[..., box:] - c[..., :-box]) / box
 
 
-def _sliding_median(z: torch.Tensor, width: int) -> torch.Tensor:
-    """Sliding median of odd ``width`` along the last axis (edge-replicated)."""
-    if width <= 1:
-        return z
-    pad = width // 2
-    zp = F.pad(z.unsqueeze(1), (pad, pad), mode="replicate").squeeze(1)
-    return zp.unfold(-1, width, 1).median(dim=-1).values
+def _sliding_stats(z: torch.Tensor, width: int, every: int, first: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sliding median and 20th/80th-percentile ratio over about ``width`` samples along the
+    last axis, from every ``every``-th sample (indices ``first + j * every``; a window of
+    ``width // every`` of them, odd, edge-replicated), linearly interpolated back to every
+    index. The envelopes this is used on are smooth over ``every`` samples, so the thinned
+    windows give nearly the same statistics at a fraction of the sorting."""
+    shape = z.shape
+    n = shape[-1]
+    zc = z[..., first::every].reshape(-1, 1, len(range(first, n, every)))
+    nc = zc.shape[-1]
+    wc = max(1, (width // every) | 1)
+    if nc == 0:
+        return z, torch.ones_like(z)
+    pad = wc // 2
+    win = F.pad(zc, (pad, pad), mode="replicate").unfold(-1, wc, 1) if pad else zc.unsqueeze(-1)
+    srt = win.sort(dim=-1).values
 
+    def q(frac: float) -> torch.Tensor:  # linear-interpolated quantile of the sorted windows
+        r = frac * (wc - 1)
+        k0 = int(np.floor(r))
+        k1 = min(k0 + 1, wc - 1)
+        return srt[..., k0] * (1 - (r - k0)) + srt[..., k1] * (r - k0)
 
-def _sliding_quantile_ratio(z: torch.Tensor, width: int) -> torch.Tensor:
-    """Sliding ratio of the 20th to the 80th percentile along the last axis (edge-replicated)."""
-    if width <= 1:
-        return torch.ones_like(z)
-    pad = width // 2
-    win = F.pad(z.unsqueeze(1), (pad, pad), mode="replicate").squeeze(1).unfold(-1, width, 1)
-    qs = torch.quantile(win, torch.tensor([0.2, 0.8], dtype=z.dtype, device=z.device), dim=-1)
-    return qs[0] / (qs[1] + 1e-12)
+    med, ratio = q(0.5), q(0.2) / (q(0.8) + 1e-12)
+    if nc == 1:
+        return med.expand(*med.shape[:-1], n).reshape(shape), ratio.expand(*ratio.shape[:-1], n).reshape(shape)
+    pos = (torch.arange(n, device=z.device, dtype=torch.float32) - first) / every
+    j = pos.floor().long().clamp(0, nc - 2)
+    t = (pos - j).clamp(0.0, 1.0)
+
+    def interp(v: torch.Tensor) -> torch.Tensor:
+        return (v[..., j] * (1 - t) + v[..., j + 1] * t).reshape(shape)
+
+    return interp(med), interp(ratio)
 
 
 def dehum(x: torch.Tensor, sample_rate: int, f0: float, harmonics: list[int], *,
@@ -105,7 +120,7 @@ def dehum(x: torch.Tensor, sample_rate: int, f0: float, harmonics: list[int], *,
     if M < 8:
         return x.clone()
     dev = x.device
-    z0 = torch.from_numpy(xd).to(dev)
+    z0 = torch.from_numpy(xd).to(dev, torch.float32)  # float32 suffices (-90 dB re the hum)
     # Absolute time of the decimated samples (the origin cancels; it only keeps chunks equal).
     m = torch.arange(M, device=dev, dtype=torch.float64)
     box = max(1, int(round(smooth_s * rate)) | 1)
@@ -116,37 +131,49 @@ def dehum(x: torch.Tensor, sample_rate: int, f0: float, harmonics: list[int], *,
     # (not the chunk's), then interpolated back, so chunks and whole files agree.
     j0 = (-((offset + i0) // D)) % step
     L = len(range(j0, M, step))
+    # The 1 s sliding statistics use every 5th gate step of the absolute grid.
+    every = 5
+    first = (-int(((offset + i0) // D + j0) // step)) % every
     grid = ((m - j0) / step).clamp(0, max(L - 1, 0))
     lo = grid.floor().long()
     hi = (lo + 1).clamp(max=max(L - 1, 0))
-    frac = grid - lo
+    frac = (grid - lo).to(torch.float32)
     hum = torch.zeros_like(z0)
-    for k in ks:
-        fk = k * f0
-        freqs = torch.tensor([fk, fk - 0.5 * f0, fk + 0.5 * f0], device=dev, dtype=torch.float64)
-        rot = torch.polar(torch.ones(3, M, device=dev, dtype=torch.float64),
-                          -2 * math.pi * freqs[:, None] * m[None, :] / rate)
-        z = (rot[:, None, :] * z0[None, :, :]).reshape(3 * C, M)
-        a = torch.complex(_smooth(_smooth(_smooth(z.real, box), box), box),
-                          _smooth(_smooth(_smooth(z.imag, box), box), box)).reshape(3, C, M)
+    group = max(1, int(4_000_000 // max(6 * C * M, 1)))  # harmonics per batch (bounds memory)
+    for g0 in range(0, len(ks), group):
+        hk = torch.tensor(ks[g0:g0 + group], device=dev, dtype=torch.float64)
+        H = hk.shape[0]
+        # Per harmonic: the harmonic itself and the two half-way neighbours.
+        freqs = torch.stack([hk * f0, (hk - 0.5) * f0, (hk + 0.5) * f0], dim=1)  # (H, 3)
+        # Phases wrapped in float64 (cycles mod 1), then float32 phasors.
+        cyc = torch.remainder(freqs[..., None] * m / rate, 1.0).to(torch.float32)
+        rot = torch.polar(torch.ones_like(cyc), -2 * math.pi * cyc)
+        z = rot[:, :, None, :] * z0  # (H, 3, C, M)
+        ri = torch.stack([z.real, z.imag])  # (2, H, 3, C, M)
+        ri = _smooth(_smooth(_smooth(ri, box), box), box)
+        a = torch.complex(ri[0], ri[1])  # (H, 3, C, M)
         env_full = a.abs()
         env = env_full[..., j0::step]
-        med_h = _sliding_median(env[0], gate_w)
-        med_nb = torch.maximum(_sliding_median(env[1], gate_w), _sliding_median(env[2], gate_w))
+        med, ratio = _sliding_stats(env, gate_w, every, first)  # (H, 3, C, L)
+        med_h = med[:, 0]
+        med_nb = torch.maximum(med[:, 1], med[:, 2])
         prom_db = 20 * torch.log10((med_h + 1e-12) / (med_nb + 1e-12))
         gate = ((prom_db - gate_db) / 6.0).clamp(0.0, 1.0)
         # Hum is a steady sinusoid: its track keeps its phase over ~0.2 s (coherence) and
         # its level over ~1 s (low/high quantile ratio); programme partials rarely do both.
-        coh = (torch.complex(_smooth(a[0].real, cbox), _smooth(a[0].imag, cbox)).abs()
-               / (_smooth(env_full[0], cbox) + 1e-12))[..., j0::step]
+        a0 = a[:, 0]
+        sm = _smooth(torch.stack([a0.real, a0.imag, env_full[:, 0]]), cbox)
+        coh = (torch.complex(sm[0], sm[1]).abs() / (sm[2] + 1e-12))[..., j0::step]
         gate = gate * ((coh - 0.7) / 0.25).clamp(0.0, 1.0)
-        q = _sliding_quantile_ratio(env[0], gate_w)
-        gate = gate * ((q - 0.5) / 0.3).clamp(0.0, 1.0)
-        limit = (cap * med_h / (env[0] + 1e-12)).clamp(max=1.0)
-        v = gate * limit
-        g = v[..., lo] * (1 - frac) + v[..., hi] * frac if L > 0 else torch.zeros(C, M, dtype=v.dtype, device=dev)
-        hum += 2 * (a[0] * g * rot[0].conj()).real
-    hum_full = resample_poly(hum.cpu().numpy(), D, 1, axis=1)[:, : N - i0] if D > 1 else hum.cpu().numpy()
+        gate = gate * ((ratio[:, 0] - 0.5) / 0.3).clamp(0.0, 1.0)
+        limit = (cap * med_h / (env[:, 0] + 1e-12)).clamp(max=1.0)
+        v = gate * limit  # (H, C, L)
+        if L > 0:
+            gi = v[..., lo] * (1 - frac) + v[..., hi] * frac
+        else:
+            gi = torch.zeros(H, C, M, dtype=v.dtype, device=dev)
+        hum += (2 * (a0 * gi * rot[:, 0, None, :].conj()).real).sum(dim=0)
+    hum_full = resample_poly(hum.cpu().double().numpy(), D, 1, axis=1)[:, : N - i0] if D > 1 else hum.cpu().double().numpy()
     out = xn.copy()
     out[:, i0 : i0 + hum_full.shape[1]] -= hum_full
     return torch.from_numpy(out).to(device=dev, dtype=x.dtype)
