@@ -194,7 +194,7 @@ def test_shipping_sends_preset_and_gap_list_and_refuses_files_over_the_limit(clu
     out = hidden / "side" / "out"
     batch = run_batch(src, out, settings, scheduler=address, transfer="ship", ship_limit_mb=limit_mb)
     by = {r["input"]: r for r in batch.results}
-    assert by["reel/talk.flac"]["status"] == "ok"
+    assert by["reel/talk.flac"]["status"] == "ok", by["reel/talk.flac"]["error"]
     assert by["reel/talk.flac"]["notes"] == talk["notes"]  # names the user's gap list, not a worker's copy
     assert by["long.flac"]["status"] == "failed"
     assert str(src / "long.flac") in by["long.flac"]["error"] and "limit" in by["long.flac"]["error"]
