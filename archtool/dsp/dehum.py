@@ -42,40 +42,58 @@ def _smooth(z: torch.Tensor, box: int) -> torch.Tensor:
     return (c[..., box:] - c[..., :-box]) / box
 
 
-def _sliding_stats(z: torch.Tensor, width: int, every: int, first: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sliding median and 20th/80th-percentile ratio over about ``width`` samples along the
-    last axis, from every ``every``-th sample (indices ``first + j * every``; a window of
-    ``width // every`` of them, odd, edge-replicated), linearly interpolated back to every
-    index. The envelopes this is used on are smooth over ``every`` samples, so the thinned
-    windows give nearly the same statistics at a fraction of the sorting."""
-    shape = z.shape
-    n = shape[-1]
-    zc = z[..., first::every].reshape(-1, 1, len(range(first, n, every)))
-    nc = zc.shape[-1]
-    wc = max(1, (width // every) | 1)
-    if nc == 0:
-        return z, torch.ones_like(z)
+def _window_stats(zc: torch.Tensor, wc: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sliding median and 20th/80th-percentile ratio over odd ``wc`` samples along the last
+    axis (edge-replicated)."""
+    shape = zc.shape
+    if wc <= 1:
+        return zc, torch.ones_like(zc)
     pad = wc // 2
-    win = F.pad(zc, (pad, pad), mode="replicate").unfold(-1, wc, 1) if pad else zc.unsqueeze(-1)
+    win = F.pad(zc.reshape(-1, 1, shape[-1]), (pad, pad), mode="replicate").unfold(-1, wc, 1)
     srt = win.sort(dim=-1).values
 
     def q(frac: float) -> torch.Tensor:  # linear-interpolated quantile of the sorted windows
         r = frac * (wc - 1)
         k0 = int(np.floor(r))
         k1 = min(k0 + 1, wc - 1)
-        return srt[..., k0] * (1 - (r - k0)) + srt[..., k1] * (r - k0)
+        return (srt[..., k0] * (1 - (r - k0)) + srt[..., k1] * (r - k0)).reshape(shape)
 
-    med, ratio = q(0.5), q(0.2) / (q(0.8) + 1e-12)
+    return q(0.5), q(0.2) / (q(0.8) + 1e-12)
+
+
+def _coarse_to_grid(v: torch.Tensor, n: int, first: int, every: int) -> torch.Tensor:
+    """Linear interpolation of values at indices ``first + j * every`` to indices ``0..n-1``."""
+    nc = v.shape[-1]
     if nc == 1:
-        return med.expand(*med.shape[:-1], n).reshape(shape), ratio.expand(*ratio.shape[:-1], n).reshape(shape)
-    pos = (torch.arange(n, device=z.device, dtype=torch.float32) - first) / every
+        return v.expand(*v.shape[:-1], n)
+    pos = (torch.arange(n, device=v.device, dtype=torch.float32) - first) / every
     j = pos.floor().long().clamp(0, nc - 2)
     t = (pos - j).clamp(0.0, 1.0)
+    return v[..., j] * (1 - t) + v[..., j + 1] * t
 
-    def interp(v: torch.Tensor) -> torch.Tensor:
-        return (v[..., j] * (1 - t) + v[..., j + 1] * t).reshape(shape)
 
-    return interp(med), interp(ratio)
+def _bspline_kernel(box: int) -> np.ndarray:
+    """Three cascaded moving averages of odd length ``box`` as one kernel (length 3 box - 2)."""
+    k = np.ones(box) / box
+    return np.convolve(np.convolve(k, k), k)
+
+
+def _envelopes_at(z0: torch.Tensor, freqs: torch.Tensor, pos: torch.Tensor, box: int,
+                  rate: float) -> torch.Tensor:
+    """|three-box-smoothed demodulation| of ``z0`` ``(C, M)`` at ``freqs`` ``(Q,)`` Hz, only at
+    the sample indices ``pos`` ``(P,)``: windowed DFTs (one matrix product) instead of
+    full-rate smoothing. Equals the full-rate envelope away from the ends. Returns ``(Q, C, P)``."""
+    C, M = z0.shape
+    kern = torch.from_numpy(_bspline_kernel(box)).to(z0.device)
+    R = (kern.shape[0] - 1) // 2
+    idx = pos[:, None] + torch.arange(-R, R + 1, device=z0.device)[None, :]  # (P, 2R+1)
+    inside = (idx >= 0) & (idx < M)
+    frames = torch.where(inside, z0[:, idx.clamp(0, M - 1)], torch.zeros((), dtype=z0.dtype, device=z0.device))
+    r = torch.arange(-R, R + 1, device=z0.device, dtype=torch.float64)
+    cyc = torch.remainder(r[:, None] * freqs[None, :].to(torch.float64) / rate, 1.0)
+    E = (kern[:, None] * torch.polar(torch.ones_like(cyc), -2 * math.pi * cyc)).to(torch.complex64)  # (2R+1, Q)
+    out = torch.complex(frames @ E.real, frames @ E.imag).abs()  # (C, P, Q)
+    return out.permute(2, 0, 1)
 
 
 def dehum(x: torch.Tensor, sample_rate: int, f0: float, harmonics: list[int], *,
@@ -139,40 +157,41 @@ def dehum(x: torch.Tensor, sample_rate: int, f0: float, harmonics: list[int], *,
     hi = (lo + 1).clamp(max=max(L - 1, 0))
     frac = (grid - lo).to(torch.float32)
     hum = torch.zeros_like(z0)
-    group = max(1, int(4_000_000 // max(6 * C * M, 1)))  # harmonics per batch (bounds memory)
+    wc = max(1, (gate_w // every) | 1)
+    pos = j0 + step * torch.arange(first, L, every, device=dev)  # decimated indices of the coarse grid
+    if L == 0 or pos.numel() == 0:
+        return x.clone()
+    group = max(1, int(4_000_000 // max(4 * C * M, 1)))  # harmonics per batch (bounds memory)
     for g0 in range(0, len(ks), group):
         hk = torch.tensor(ks[g0:g0 + group], device=dev, dtype=torch.float64)
         H = hk.shape[0]
-        # Per harmonic: the harmonic itself and the two half-way neighbours.
-        freqs = torch.stack([hk * f0, (hk - 0.5) * f0, (hk + 0.5) * f0], dim=1)  # (H, 3)
         # Phases wrapped in float64 (cycles mod 1), then float32 phasors.
-        cyc = torch.remainder(freqs[..., None] * m / rate, 1.0).to(torch.float32)
-        rot = torch.polar(torch.ones_like(cyc), -2 * math.pi * cyc)
-        z = rot[:, :, None, :] * z0  # (H, 3, C, M)
-        ri = torch.stack([z.real, z.imag])  # (2, H, 3, C, M)
-        ri = _smooth(_smooth(_smooth(ri, box), box), box)
-        a = torch.complex(ri[0], ri[1])  # (H, 3, C, M)
-        env_full = a.abs()
-        env = env_full[..., j0::step]
-        med, ratio = _sliding_stats(env, gate_w, every, first)  # (H, 3, C, L)
-        med_h = med[:, 0]
-        med_nb = torch.maximum(med[:, 1], med[:, 2])
+        cyc = torch.remainder((hk * f0)[:, None] * m / rate, 1.0).to(torch.float32)
+        rot = torch.polar(torch.ones_like(cyc), -2 * math.pi * cyc)  # (H, M)
+        z = rot[:, None, :] * z0  # (H, C, M)
+        ri = _smooth(_smooth(_smooth(torch.stack([z.real, z.imag]), box), box), box)
+        a0 = torch.complex(ri[0], ri[1])  # (H, C, M): each harmonic's slowly varying amplitude
+        env0_full = a0.abs()
+        env0 = env0_full[..., j0::step]  # (H, C, L)
+        # The half-way neighbours are only needed on the coarse grid of the 1 s statistics.
+        nb = _envelopes_at(z0, torch.cat([(hk - 0.5) * f0, (hk + 0.5) * f0]), pos, box, rate)
+        med_nb_c = _window_stats(nb, wc)[0].reshape(2, H, C, -1).amax(dim=0)
+        med_h_c, ratio_c = _window_stats(env0[..., first::every], wc)
+        med_h = _coarse_to_grid(med_h_c, L, first, every)
+        med_nb = _coarse_to_grid(med_nb_c, L, first, every)
+        ratio = _coarse_to_grid(ratio_c, L, first, every)
         prom_db = 20 * torch.log10((med_h + 1e-12) / (med_nb + 1e-12))
         gate = ((prom_db - gate_db) / 6.0).clamp(0.0, 1.0)
         # Hum is a steady sinusoid: its track keeps its phase over ~0.2 s (coherence) and
         # its level over ~1 s (low/high quantile ratio); programme partials rarely do both.
-        a0 = a[:, 0]
-        sm = _smooth(torch.stack([a0.real, a0.imag, env_full[:, 0]]), cbox)
+        sm = _smooth(torch.stack([a0.real, a0.imag, env0_full]), cbox)
         coh = (torch.complex(sm[0], sm[1]).abs() / (sm[2] + 1e-12))[..., j0::step]
         gate = gate * ((coh - 0.7) / 0.25).clamp(0.0, 1.0)
-        gate = gate * ((ratio[:, 0] - 0.5) / 0.3).clamp(0.0, 1.0)
-        limit = (cap * med_h / (env[:, 0] + 1e-12)).clamp(max=1.0)
+        gate = gate * ((ratio - 0.5) / 0.3).clamp(0.0, 1.0)
+        limit = (cap * med_h / (env0 + 1e-12)).clamp(max=1.0)
         v = gate * limit  # (H, C, L)
-        if L > 0:
-            gi = v[..., lo] * (1 - frac) + v[..., hi] * frac
-        else:
-            gi = torch.zeros(H, C, M, dtype=v.dtype, device=dev)
-        hum += (2 * (a0 * gi * rot[:, 0, None, :].conj()).real).sum(dim=0)
+        gi = v[..., lo] * (1 - frac) + v[..., hi] * frac
+        hum += (2 * (a0 * gi * rot[:, None, :].conj()).real).sum(dim=0)
     hum_full = resample_poly(hum.cpu().double().numpy(), D, 1, axis=1)[:, : N - i0] if D > 1 else hum.cpu().double().numpy()
     out = xn.copy()
     out[:, i0 : i0 + hum_full.shape[1]] -= hum_full
