@@ -141,6 +141,9 @@ def test_dereverb_reduces_reverberation():
         return float(np.sum(y[0, np.abs(clean[0]) < 1e-6].astype(np.float64) ** 2))
 
     assert 10 * np.log10(tail_energy(wet) / tail_energy(out)) > 3.0
+    # Bounded by the late reverberation of the (true) RT60, it still takes most of that away.
+    bounded = run("dereverb", wet, SR, {"rt60_s": 0.8})
+    assert 10 * np.log10(tail_energy(wet) / tail_energy(bounded)) > 3.0
 
 
 # ---------------------------------------------------------------- clean audio untouched
@@ -153,10 +156,27 @@ def _clean_clips() -> list[tuple[str, np.ndarray, int]]:
 @pytest.mark.parametrize("name,params", [
     ("declick", {}), ("decrackle", {}), ("dehum", {"fundamental_hz": 50.0, "max_harmonics": 10}),
     ("derumble", {"cutoff_hz": 20.0}), ("declip", {}), ("dc_remove", {"offset": 0.0}),
+    ("dereverb", {"rt60_s": 0.12}),  # a dry recording's measured RT60
 ])
 def test_clean_audio_essentially_untouched(name, params):
     for rel, x, sr in _clean_clips():
         assert sdr_db(x, run(name, x, sr, params)) >= 40.0, rel
+
+
+def test_dereverb_not_planned_and_inert_on_clean_audio():
+    from archtool.analyze import analyze_audio
+    from archtool.restore.plan import MISSING, evaluate_rule, make_plan
+    from archtool.restore.presets import load_preset
+
+    rule = load_preset("auto").kinds["reverb"]
+    for rel, x, sr in _shared_clips(("speech/cmu_arctic_us_aew_a0001.flac", "music/brahms_hungarian5_strings_0.flac",
+                                     "music/pistachio_ragtime_orsa_0.flac")):
+        profile = analyze_audio(x, sr)
+        assert "dereverb" not in [s.restorer for s in make_plan(profile, "auto")], rel
+        # Even forced (the rule's parameters from this clip's analysis), nothing is taken away.
+        f = profile.finding("reverb")
+        params = {k: v for k, r in rule.params.items() if (v := evaluate_rule(r, profile, f)) is not MISSING}
+        assert sdr_db(x, run("dereverb", x, sr, params)) >= 40.0, rel
 
 
 def test_denoise_leaves_clean_audio_with_its_own_floor_untouched():
@@ -178,7 +198,7 @@ def test_denoise_leaves_clean_audio_with_its_own_floor_untouched():
     ("derumble", "rumble", {"snr_db": 5.0}, {"cutoff_hz": 30.0}),
     ("denoise", "noise", {"snr_db": 10.0}, {}),
     ("declip", "clipping", {"fraction": 0.02}, {}),
-    ("dereverb", "reverb", {"rt60_s": 0.5, "source": "synthetic"}, {}),
+    ("dereverb", "reverb", {"rt60_s": 0.5, "source": "synthetic"}, {"rt60_s": 0.5}),
 ])
 def test_chunked_matches_whole(name, unit, uparams, params):
     sr = SR

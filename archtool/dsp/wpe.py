@@ -34,8 +34,16 @@ def wpe_context_s(block_s: float, neighbours: int, taps: int, delay: int, sample
 
 
 def wpe(x: torch.Tensor, sample_rate: int, *, taps: int = 10, delay: int = 3, iterations: int = 2,
-        block_s: float = 1.0, neighbours: int = 2, offset: int = 0, eps: float = 1e-8) -> torch.Tensor:
-    """Dereverberate ``x`` ``(C, N)``; returns the same shape, dtype and device."""
+        block_s: float = 1.0, neighbours: int = 2, offset: int = 0, eps: float = 1e-8,
+        rt60_s: float | None = None) -> torch.Tensor:
+    """Dereverberate ``x`` ``(C, N)``; returns the same shape, dtype and device.
+
+    With ``rt60_s``, what is removed from each bin is bounded by the late reverberation an
+    exponentially decaying room of that RT60 can leave (Lebart, Boucher & Denbigh 2001):
+    ``|removed(t)|^2 <= exp(-2 delta T) |Y(t - delay)|^2`` with ``delta = 3 ln 10 / rt60_s``
+    and ``T`` the prediction delay, so sustained notes (well predicted by WPE, but not
+    reverberation) lose at most that fraction.
+    """
     C, N = x.shape
     if N == 0:
         return x.clone()
@@ -78,6 +86,14 @@ def wpe(x: torch.Tensor, sample_rate: int, *, taps: int = 10, delay: int = 3, it
         G = torch.linalg.solve(Rw, Pw)  # (F, nb, D, C)
         Gt = G[:, blk]  # (F, T, D, C)
         d = Y - torch.einsum("ftdc,ftd->ftc", Gt.conj(), Xt)
+    if rt60_s is not None and rt60_s > 0:
+        delta = 3.0 * math.log(10.0) / float(rt60_s)
+        decay = math.exp(-2.0 * delta * delay * hop / sample_rate)
+        past = torch.nn.functional.pad(Y, (0, 0, delay, 0))[:, :T]  # Y(t - delay)
+        removed = Y - d
+        bound = decay * (past.real**2 + past.imag**2)
+        rp = (removed.real**2 + removed.imag**2).clamp_min(1e-30)
+        d = Y - removed * torch.sqrt(bound / rp).clamp(max=1.0)
     Z = d.permute(2, 0, 1).to(torch.complex64)
     out = torch.istft(Z, n_fft, hop, window=win, center=True, length=xp.shape[-1])
     return out[:, p : p + N].to(x.dtype)
