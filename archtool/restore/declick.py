@@ -11,7 +11,8 @@ from archtool.restore.registry import register_restorer
 
 
 def click_settings(params: dict[str, Any], base: ClickSettings) -> ClickSettings:
-    """Settings from step parameters (``threshold``, ``max_len_ms``, ``order``, ``passes``)."""
+    """Settings from step parameters (``threshold``, ``low_threshold``, ``max_len_ms``,
+    ``post_ms``, ``order``, ``passes``, ``periodic_boost``, ``short_ms``, ``long_factor``)."""
     return ClickSettings(
         threshold=number(params, "threshold", base.threshold, 2.0, 100.0),
         low_threshold=number(params, "low_threshold", base.low_threshold, 1.0, 100.0),
@@ -21,6 +22,8 @@ def click_settings(params: dict[str, Any], base: ClickSettings) -> ClickSettings
         passes=int(number(params, "passes", base.passes, 1, 5)),
         block_s=base.block_s, pre=base.pre, merge=base.merge, sub_block=base.sub_block,
         periodic_boost=number(params, "periodic_boost", base.periodic_boost, 0.0, 10.0),
+        short_ms=number(params, "short_ms", base.short_ms, 0.05, 20.0),
+        long_factor=number(params, "long_factor", base.long_factor, 1.0, 10.0),
     )
 
 
