@@ -169,7 +169,8 @@ def main() -> None:
     speech, music = (SPEECH[:2], MUSIC[:2]) if args.quick else (SPEECH[: args.clips], MUSIC[: args.clips])
     seconds = 3.0 if args.quick else args.seconds
     clips = [(rel, True) for rel in speech] + [(rel, False) for rel in music]
-    results: dict = {"kinds": {}, "machine": os.uname().nodename, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    results: dict = {"kinds": {}, "machine": os.uname().nodename, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                     "load_avg_start": os.getloadavg()}
     for kind in args.kinds.split(","):
         unit, uparams, restorer = KINDS[kind]
         methods = ["archtool-auto", f"archtool-{restorer}"] + PEERS[kind]
@@ -225,6 +226,7 @@ def main() -> None:
         print(f"== {kind}: " + "; ".join(f"{m} dSDR {s.get('d_sdr', float('nan')):.2f}" for m, s in summary.items()
                                          if s.get('n')), flush=True)
     results["auto_chain_speed"] = chain_speed()
+    results["load_avg_end"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
     print_table(results)
 
@@ -262,13 +264,18 @@ def chain_speed(seconds: float = 20.0) -> dict:
         params = {k: v for k, r in rule.params.items() if (v := evaluate_rule(r, profile, f)) is not MISSING}
         classic.append((rule.order, rule.restorer, params))
     classic.sort(key=lambda t: t[0])
+    load0 = os.getloadavg()[0]
     t0 = cpu_time()
     z = torch.from_numpy(y)
+    classic_steps = {}
     for _, name, params in classic:
+        t1 = cpu_time()
         z = get_restorer(name).process(z, sr, params)
+        classic_steps[name] = round(dur / max(cpu_time() - t1, 1e-6), 1)
     t_classic = cpu_time() - t0
     return {"seconds": dur, "sample_rate": sr, "steps": [s.history_line() for s in steps],
             "classic_chain": [n for _, n, _ in classic], "classic_chain_xrt": dur / max(t_classic, 1e-6),
+            "classic_per_step_xrt": classic_steps, "load_avg_1min": load0,
             "restore_xrt": dur / max(t_re, 1e-6), "analyze_xrt": dur / max(t_an, 1e-6),
             "analyze_plus_restore_xrt": dur / max(t_an + t_re, 1e-6), "per_step_xrt": per_step}
 
@@ -288,7 +295,7 @@ def print_table(results: dict) -> None:
     print(f"\nauto chain on {cs['seconds']:.0f} s of 44.1 kHz mono (78rpm recipe): {cs['steps']}; restore "
           f"{cs['restore_xrt']:.1f}x, analyze {cs['analyze_xrt']:.1f}x, both {cs['analyze_plus_restore_xrt']:.1f}x real "
           f"time; per step {cs['per_step_xrt']}; full classic chain {cs['classic_chain']}: "
-          f"{cs['classic_chain_xrt']:.1f}x real time")
+          f"{cs['classic_chain_xrt']:.1f}x real time (per step {cs['classic_per_step_xrt']}; load {cs['load_avg_1min']:.1f})")
 
 
 if __name__ == "__main__":
