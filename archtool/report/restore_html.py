@@ -1,7 +1,14 @@
-"""OUT_DIR/report.html for ``archtool restore``: one self-contained page (inline PNGs and
-audio as data URIs) with, per file, the plan, measures before and after (``analyze`` run
-on the input and on the restored output), before/after spectrograms and players for a
-short excerpt of the input, the output and the residual (what restoration removed).
+"""OUT_DIR/report.html for ``archtool restore``: one self-contained page (inline images and
+audio as data URIs) with, per file, the plan, measures before and after, before/after
+spectrograms and players for a short excerpt of the input, the output and the residual
+(what restoration removed).
+
+Kept light: each file is decoded once, for at most ``ANALYSIS_S`` seconds of input and of
+output. The "before" measures are the plan's own analysis (reused, not recomputed) when
+the file is no longer than that; for longer files both sides are analysed on the same
+first ``ANALYSIS_S`` seconds, so before and after compare like with like. Spectrograms are
+JPEG; the excerpts are lossless FLAC (16-bit; WAV when ffmpeg cannot encode), so what is
+heard is exactly what was written.
 
 The residual is the ``--keep-residual`` file when it was written; otherwise it is
 computed from the excerpts (input minus output with the loudness gain undone, so it is
@@ -18,9 +25,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["write_restore_report", "wav_data_uri"]
+__all__ = ["write_restore_report", "wav_data_uri", "flac_data_uri", "jpeg_data_uri"]
 
-EXCERPT_S = 6.0
+EXCERPT_S = 5.0
+ANALYSIS_S = 30.0
 MAX_PLAYERS = 25
 _SHOWN_MEASURES = ("snr_db", "noise_floor_dbfs", "rate_per_s", "fundamental_hz", "level_db", "cutoff_hz",
                    "clipped_fraction", "rt60_s", "drr_db", "count", "offset_db")
@@ -39,26 +47,44 @@ def wav_data_uri(audio: np.ndarray, sample_rate: int) -> str:
     return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _read_excerpt(path: Path, start_s: float, seconds: float) -> tuple[np.ndarray, int] | None:
-    from archtool.audio.io import BlockReader, probe
+def flac_data_uri(audio: np.ndarray, sample_rate: int) -> str:
+    """Lossless 16-bit FLAC data URI of float ``(channels, n)`` audio (clipped to [-1, 1]);
+    a WAV data URI when ffmpeg cannot encode FLAC."""
+    import subprocess
+
+    from archtool.audio.ffmpeg import ffmpeg_executable
+
+    a = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
+    pcm = (a.T * 32767.0).round().astype("<i2")
+    cmd = [ffmpeg_executable(), "-nostdin", "-v", "error", "-f", "s16le", "-ar", str(int(sample_rate)),
+           "-ac", str(a.shape[0]), "-i", "pipe:0", "-c:a", "flac", "-compression_level", "8", "-f", "flac", "pipe:1"]
+    try:
+        r = subprocess.run(cmd, input=pcm.tobytes(), capture_output=True, check=True, timeout=60)
+        if r.stdout:
+            return "data:audio/flac;base64," + base64.b64encode(r.stdout).decode("ascii")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return wav_data_uri(audio, sample_rate)
+
+
+def jpeg_data_uri(png: bytes, quality: int = 80) -> str:
+    """Re-encode PNG bytes as a JPEG data URI (spectrograms are 5-10x smaller as JPEG)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _read_excerpt(path: Path, seconds: float) -> tuple[np.ndarray, int, float] | None:
+    """The first ``seconds`` of ``path``: ``(audio (C, n), rate, whole duration s)``."""
+    from archtool.audio.io import probe, read_audio
 
     try:
         info = probe(path)
-        sr = info.sample_rate
-        need0, need1 = int(start_s * sr), int((start_s + seconds) * sr)
-        got, pos = [], 0
-        with BlockReader(path, max(4096, sr), info=info) as reader:
-            for block in reader:
-                n = block.shape[1]
-                lo, hi = max(need0 - pos, 0), min(need1 - pos, n)
-                if hi > lo:
-                    got.append(block[:, lo:hi])
-                pos += n
-                if pos >= need1:
-                    break
-        if not got:
-            return None
-        return np.concatenate(got, axis=1), sr
+        audio, sr = read_audio(path, info=info, duration_s=seconds, check_finite=False)
+        return audio, sr, float(info.duration_s or audio.shape[1] / sr)
     except Exception:  # the report must not fail a finished batch; the page says "unavailable"
         return None
 
@@ -104,8 +130,18 @@ def _plan_list(steps: Sequence[dict]) -> str:
     return "<ol>" + "".join(items) + "</ol>"
 
 
-def _file_section(res: dict[str, Any], out_dir: Path, players: bool, excerpt_s: float) -> str:
-    from archtool.report.plots import png_data_uri, spectrogram_pair_png
+def _analyse(audio: np.ndarray, sr: int) -> dict | None:
+    from archtool.analyze import analyze_audio
+
+    try:
+        return analyze_audio(audio, sr).to_dict()
+    except Exception as exc:  # keep the page; say why the column is empty
+        return {"findings": [], "error": str(exc)}
+
+
+def _file_section(res: dict[str, Any], out_dir: Path, players: bool, excerpt_s: float,
+                  analysis_s: float) -> str:
+    from archtool.report.plots import spectrogram_pair_png
 
     name = html.escape(str(res.get("input", "?")))
     status = res.get("status")
@@ -114,39 +150,45 @@ def _file_section(res: dict[str, Any], out_dir: Path, players: bool, excerpt_s: 
         return f"<section>{head}<p class=err>{html.escape(str(res.get('error') or ''))}</p>" \
                f"{_plan_list(res.get('steps') or [])}</section>"
     out_path = out_dir / str(res.get("output"))
-    after_profile = None
-    try:
-        from archtool.analyze import analyze_file
-
-        after_profile = analyze_file(out_path).to_dict()
-    except Exception as exc:  # keep the page; say why the "after" column is empty
-        after_profile = {"findings": [], "error": str(exc)}
     parts = [head, f"<p class=dim>{res.get('duration_s', 0):.1f} s, {res.get('sample_rate')} Hz, "
                    f"{res.get('channels')} ch; loudness {res.get('loudness_before_lufs')} → "
                    f"{res.get('loudness_after_lufs')} LUFS (gain {res.get('gain_db')} dB"
                    f"{', limited' if res.get('limited') else ''}); {res.get('realtime_factor')}x real time</p>",
-             "<h3>Plan</h3>", _plan_list(res.get("steps") or []),
-             "<h3>Measures before → after</h3>", _findings_table(res.get("profile"), after_profile)]
-    src = _read_excerpt(Path(str(res.get("path"))), 0.0, excerpt_s)
-    out = _read_excerpt(out_path, 0.0, excerpt_s)
+             "<h3>Plan</h3>", _plan_list(res.get("steps") or [])]
+    # One decode per side, at most analysis_s seconds; excerpts and spectrograms come from it.
+    src = _read_excerpt(Path(str(res.get("path"))), analysis_s)
+    out = _read_excerpt(out_path, analysis_s)
+    gain = 10 ** (float(res.get("gain_db") or 0.0) / 20.0)
+    before = res.get("profile")
+    after = None
+    span = ""
     if src is not None and out is not None and src[1] == out[1]:
-        x, sr = src
+        x, sr, whole_s = src
         y = out[0][:, : x.shape[1]]
         x = x[:, : y.shape[1]]
-        gain = 10 ** (float(res.get("gain_db") or 0.0) / 20.0)
+        if whole_s > analysis_s + 0.5 or not before:
+            before = _analyse(x, sr)
+            span = f" (first {x.shape[1] / sr:.0f} s)"
+        after = _analyse(y / gain, sr)
+    elif out is not None:
+        after = _analyse(out[0] / gain, out[1])
+    parts += [f"<h3>Measures before → after{span}</h3>", _findings_table(before, after)]
+    if src is not None and out is not None and src[1] == out[1]:
+        n = min(x.shape[1], int(round(excerpt_s * sr)))
+        xe, ye = x[:, :n], y[:, :n]
         resid = None
         if res.get("residual"):
-            r = _read_excerpt(out_dir / str(res["residual"]), 0.0, excerpt_s)
-            resid = r[0][:, : x.shape[1]] if r is not None else None
+            r = _read_excerpt(out_dir / str(res["residual"]), excerpt_s)
+            resid = r[0][:, :n] if r is not None and r[0].shape[1] >= n else None
         if resid is None:
-            resid = x - y / gain
-        png = spectrogram_pair_png(x, y / gain, sr, width_px=720, height_px=320,
+            resid = xe - ye / gain
+        png = spectrogram_pair_png(xe, ye / gain, sr, width_px=640, height_px=280,
                                    titles=("before", "after (before loudness gain)"))
-        parts.append(f"<h3>Spectrograms (first {x.shape[1] / sr:.1f} s)</h3><img src='{png_data_uri(png)}'>")
+        parts.append(f"<h3>Spectrograms (first {n / sr:.1f} s)</h3><img src='{jpeg_data_uri(png)}'>")
         if players:
             parts.append("<h3>Listen</h3><div class=players>" + "".join(
-                f"<figure><figcaption>{label}</figcaption><audio controls preload=none src='{wav_data_uri(a, sr)}'>"
-                f"</audio></figure>" for label, a in (("input", x), ("output", y), ("residual (removed)", resid)))
+                f"<figure><figcaption>{label}</figcaption><audio controls preload=none src='{flac_data_uri(a, sr)}'>"
+                f"</audio></figure>" for label, a in (("input", xe), ("output", ye), ("residual (removed)", resid)))
                 + "</div>")
         else:
             parts.append(f"<p class=dim>players are included for the first {MAX_PLAYERS} files only</p>")
@@ -164,7 +206,8 @@ figure{margin:0}figcaption{font-size:.8em;color:#555}img{max-width:100%}"""
 
 
 def write_restore_report(out_dir: str | Path, results: Sequence[dict[str, Any]], *, preset: str = "",
-                         excerpt_s: float = EXCERPT_S, max_players: int = MAX_PLAYERS) -> Path:
+                         excerpt_s: float = EXCERPT_S, max_players: int = MAX_PLAYERS,
+                         analysis_s: float = ANALYSIS_S) -> Path:
     """Write ``out_dir/report.html`` for a finished restore batch; returns its path.
 
     Args:
@@ -173,10 +216,12 @@ def write_restore_report(out_dir: str | Path, results: Sequence[dict[str, Any]],
         preset: the preset used (shown in the header).
         excerpt_s: seconds of each file shown and playable.
         max_players: files beyond this many get spectrograms but no players (page size).
+        analysis_s: seconds of input and output decoded and analysed per file (see the
+            module docstring).
     """
     out_dir = Path(out_dir)
     ok = sum(1 for r in results if r.get("status") in ("ok", "done"))
-    sections = [_file_section(r, out_dir, i < max_players, excerpt_s) for i, r in enumerate(results)]
+    sections = [_file_section(r, out_dir, i < max_players, excerpt_s, analysis_s) for i, r in enumerate(results)]
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>archtool restore report</title>"
             f"<style>{_CSS}</style></head><body><h1>archtool restore</h1>"
             f"<p>{ok} of {len(results)} file(s) restored{f' with preset {html.escape(preset)}' if preset else ''}. "
