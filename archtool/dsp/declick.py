@@ -84,12 +84,16 @@ def _frames(x: np.ndarray, starts: np.ndarray, length: int) -> tuple[np.ndarray,
 
 def _residual_frames(x: np.ndarray, a: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     """Prediction errors of ``x`` on ``[starts[f], starts[f] + length)`` with model ``a[f]``
-    (zero where the model's history would reach before the start of ``x``)."""
+    (zero where the model's history would reach before the start of ``x``). One grouped
+    convolution (a filter per frame) does all frames at once."""
+    import torch
+
     p = a.shape[1]
     fr, _ = _frames(x, starts - p, length + p)
-    res = fr[:, p:].copy()
-    for k in range(1, p + 1):
-        res -= a[:, k - 1 : k] * fr[:, p - k : p - k + length]
+    # conv1d correlates: the reversed prediction-error filter [-a_p .. -a_1, 1].
+    b = np.concatenate([np.ones((a.shape[0], 1)), -a], axis=1)[:, ::-1].copy()
+    res = torch.nn.functional.conv1d(torch.from_numpy(fr)[None], torch.from_numpy(b)[:, None, :],
+                                     groups=a.shape[0])[0, :, :length].numpy()
     # No full history before sample p of x (and nothing outside x): no meaningful residual.
     idx = starts[:, None] + np.arange(length)[None, :]
     res[(idx < p) | (idx >= x.shape[0])] = 0.0
