@@ -35,7 +35,7 @@ def test_builtin_presets_load():
 def test_auto_plan_order_and_parameters():
     steps = make_plan(FULL, "auto")
     names = [s.restorer for s in steps]
-    assert names == ["declip", "derumble", "declick", "decrackle", "inpaint", "dehum", "denoise"]
+    assert names == ["declip", "derumble", "decrackle", "declick", "inpaint", "dehum", "denoise"]
     by = {s.restorer: s.params for s in steps}
     assert by["declick"]["threshold"] == pytest.approx(10.0)  # lerp [12, 8] at severity 0.5
     assert by["dehum"]["fundamental_hz"] == 50.1

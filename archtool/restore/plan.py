@@ -2,7 +2,7 @@
 
 ``make_plan(profile, preset)`` walks the preset's kinds, keeps those the analysis detected
 (with enough severity and confidence), evaluates each parameter rule against that kind's
-finding, and sorts the steps by ``order`` (declip, DC, rumble, declick, decrackle,
+finding, and sorts the steps by ``order`` (in ``auto``: declip, DC, rumble, decrackle, declick,
 inpainting, hum, dereverb, noise, bandwidth extension).
 
 Preset format (TOML; built-ins in ``archtool/recipes/restore/``)::
