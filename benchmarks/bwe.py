@@ -29,7 +29,6 @@ import argparse
 import json
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -180,44 +179,70 @@ def _preset_steps(name: str, audio: np.ndarray, rate: int) -> list | None:
         return None
 
 
-def phone(data: Path, quick: bool) -> dict:
+def phone(data: Path, quick: bool, split: str = "benchmark") -> dict:
     from archtool.api import restore_audio
-    from archtool.degrade import Degrader
-    clips = D.load_clips(data / "speech", True, D.HELD_OUT_SPEECH)
-    noises = D.load_clips(data / "background", True, D.HELD_OUT_NOISE)
     rate = 16000
-    out: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        bg = Path(tmp) / "bg"
-        bg.mkdir()
-        for f in sorted((data / "background").iterdir()):
-            if f.stem in D.HELD_OUT_NOISE:
-                (bg / f.name).symlink_to(f.resolve())
-        deg = Degrader("phone", rir_dir=data / "rir", background_dir=bg)
-        for sim in ("degrade_phone_recipe", "telephone_channel"):
-            rows: dict[str, list] = {}
-            plans: dict[str, list] = {}
-            for i, clip in enumerate(clips):
-                rng = np.random.default_rng([77, i])
-                s = _norm(D.resample(clip.audio, clip.rate, rate))
-                if sim == "degrade_phone_recipe":
-                    x = np.asarray(deg(s[None].astype(np.float32), rate, rng)[0][0], np.float64)
-                else:
-                    nc = noises[i % len(noises)]
-                    x = D.phone_degrade(s, rate, D.resample(nc.audio, nc.rate, rate), rng)
-                x32 = x[None].astype(np.float32)
-                est = {"degraded": x32[0], "enhance": enhance_phone(x32, rate, model=_model("enhance_phone"))[0]}
-                for preset in ("speech", "phone"):
-                    steps = _preset_steps(preset, x32, rate)
-                    if steps is not None:
-                        est[f"preset_{preset}"] = restore_audio(x32, rate, steps, normalize=False)[0]
-                        plans[preset] = [st.history_line() for st in steps]
-                for name, y in est.items():
-                    rows.setdefault(name, []).append({"pesq_wb": pesq_wb(s, y, rate), "lsd": lsd(s, y)})
-            out[sim] = {name: {k: _mean(r, k) for k in ("pesq_wb", "lsd")} | {"n": len(r)}
-                        for name, r in rows.items()}
-            out[sim]["last_plans"] = plans
+    rows: dict[str, dict[str, list]] = {}
+    plans: dict[str, list] = {}
+    items = D.phone_pairs(data, split, rate)
+    if quick:
+        items = items[::3]
+    for sim, name, s, x in items:
+        s = s.astype(np.float64)
+        x32 = x[None]
+        est = {"degraded": x, "enhance": enhance_phone(x32, rate, model=_model("enhance_phone"))[0]}
+        for preset in ("speech", "phone"):
+            steps = _preset_steps(preset, x32, rate)
+            if steps is not None:
+                est[f"preset_{preset}"] = restore_audio(x32, rate, steps, normalize=False)[0]
+                plans[preset] = [st.history_line() for st in steps]
+        for method, y in est.items():
+            rows.setdefault(sim, {}).setdefault(method, []).append(
+                {"clip": name, "pesq_wb": pesq_wb(s, y, rate), "lsd": lsd(s, y)})
+    out: dict = {"split": split}
+    for sim, by_method in rows.items():
+        out[sim] = {m: {k: _mean(r, k) for k in ("pesq_wb", "lsd")} | {"n": len(r)} for m, r in by_method.items()}
+        if "preset_phone" in by_method and "preset_speech" in by_method:
+            d = np.array([a["pesq_wb"] - b["pesq_wb"] for a, b in zip(by_method["preset_phone"], by_method["preset_speech"])])
+            out[sim]["phone_minus_speech"] = {"mean": float(np.nanmean(d)), "sem": float(np.nanstd(d) / np.sqrt(len(d))),
+                                              "wins": int(np.sum(d > 0)), "n": len(d)}
+    out["last_plans"] = plans
     return out
+
+
+def tune_phone(data: Path, model: str | None = None) -> dict:
+    """Settings of the ``phone`` preset chosen on the VALIDATION clips (never the benchmark's):
+    mean PESQ-WB per (DSP denoise depth scale, stage-1 strength, generated-band gain), the
+    DSP part planned by the preset from the analysis of each degraded clip."""
+    from dataclasses import replace
+
+    from archtool.api import restore_audio
+    rate = 16000
+    model = model or _model("enhance_phone")
+    scores: dict[str, list] = {}
+    for sim, name, s, x in D.phone_pairs(data, "validation", rate):
+        s = s.astype(np.float64)
+        steps = _preset_steps("phone", x[None], rate) or []
+        speech = _preset_steps("speech", x[None], rate) or []
+        scores.setdefault("speech_preset", []).append(pesq_wb(s, restore_audio(x[None], rate, speech, normalize=False)[0], rate))
+        scores.setdefault("input", []).append(pesq_wb(s, x, rate))
+        dsp = [st for st in steps if st.restorer != "enhance"]
+        for dn in (0.0, 0.5, 1.0):
+            chain = []
+            for st in dsp:
+                if st.restorer == "denoise" and "max_reduction_db" in st.params:
+                    if dn == 0.0:
+                        continue
+                    st = replace(st, params=dict(st.params, max_reduction_db=st.params["max_reduction_db"] * dn))
+                chain.append(st)
+            mid = restore_audio(x[None], rate, chain, normalize=False)
+            for strength in (0.0, 0.5, 1.0):
+                for gain in (0.0, 0.5, 1.0):
+                    y = enhance_phone(mid, rate, gain=gain, strength=strength, model=model)[0]
+                    scores.setdefault(f"denoise{dn}_strength{strength}_gain{gain}", []).append(pesq_wb(s, y, rate))
+    table = {k: {"pesq_wb": float(np.nanmean(v)), "n": len(v)} for k, v in scores.items()}
+    best = max((k for k in table if k.startswith("denoise")), key=lambda k: table[k]["pesq_wb"])
+    return {"split": "validation", "model": Path(model).name, "scores": table, "best": best}
 
 
 def main() -> None:
@@ -225,7 +250,10 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="fewer schemes and clips")
-    ap.add_argument("--only", default="speech,speech44,music,phone")
+    ap.add_argument("--only", default="speech,speech44,music,phone",
+                    help="sections: speech, speech44, music, phone, tune_phone (settings on the validation clips)")
+    ap.add_argument("--split", default="benchmark", choices=("benchmark", "validation"),
+                    help="phone section: the benchmark clips or the validation clips (for tuning)")
     ap.add_argument("--models", type=Path, default=None, help="folder of checkpoints to test instead of the packaged ones")
     args = ap.parse_args()
     global MODEL_DIR
@@ -241,7 +269,9 @@ def main() -> None:
     if "music" in only:
         res["music_bwe"] = music_bwe(args.data, args.quick)
     if "phone" in only:
-        res["phone_enhance"] = phone(args.data, args.quick)
+        res["phone_enhance"] = phone(args.data, args.quick, args.split)
+    if "tune_phone" in only:
+        res["tune_phone"] = tune_phone(args.data)
     res["seconds"] = round(time.time() - t0, 1)
     text = json.dumps(res, indent=2)
     print(text)

@@ -1,4 +1,4 @@
-"""Bandwidth extension and phone enhancement: measured properties (issue 10)."""
+"""Bandwidth extension: measured properties (issue 10; phone enhancement: tests/test_enhance.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +9,7 @@ import torch
 
 from archtool.models.bwe import BandwidthExtender, BweConfig, effective_cutoff_hz, highpass_exact
 from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint, save_checkpoint
-from archtool.models.enhance import PhoneEnhancer
 from archtool.restore.bwe import extend_bandwidth, load_extender
-from archtool.restore.enhance import enhance_phone
 from archtool.restore.registry import get_restorer
 from archtool.train.bwe import BweTrainConfig, PairSampler, generated_band_losses, tpcm_loss
 from archtool.train import bwe_data as D
@@ -137,7 +135,7 @@ def test_random_checkpoint_loads_weights_only(random_ckpt: Path) -> None:
     assert isinstance(model, BandwidthExtender)
 
 
-PACKAGED = sorted(list(PACKAGED_DIR.glob("bwe_*.pt")) + list(PACKAGED_DIR.glob("enhance_*.pt")))
+PACKAGED = sorted(PACKAGED_DIR.glob("bwe_*.pt"))
 
 
 @pytest.mark.parametrize("path", PACKAGED, ids=[p.name for p in PACKAGED])
@@ -145,8 +143,7 @@ def test_packaged_checkpoints(path: Path) -> None:
     assert path.stat().st_size <= 20 * 1024 * 1024
     state, meta = load_checkpoint(path)  # weights_only=True inside
     assert meta["steps"] > 0 and meta["data"]["train"] and "validation" in meta
-    model = PhoneEnhancer(BweConfig(**meta["arch"])) if meta["model"] == "phone_enhancer" \
-        else BandwidthExtender(BweConfig(**meta["arch"]))
+    model = BandwidthExtender(BweConfig(**meta["arch"]))
     model.load_state_dict(state)
 
 
@@ -159,16 +156,6 @@ def test_packaged_music_model_lowers_lsd() -> None:
     y = extend_bandwidth(x, rate, 6000.0, content="music")
     assert lsd(s[0], y[0]) < lsd(s[0], x[0])
     assert snr_db(s[0], y[0]) > snr_db(s[0], x[0]) - 1.0
-
-
-def test_enhance_keeps_shape(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = PhoneEnhancer(BweConfig(width=16, depth=2, eq=True))
-    path = tmp_path / "enh.pt"
-    save_checkpoint(path, model.state_dict(), {"model": "phone_enhancer", "arch": model.config.to_dict()})
-    x = _lowpass(_music_like(22050, 0.5, 6, channels=2), 22050, 3400.0)
-    y = enhance_phone(x, 22050, model=str(path), extend=False)
-    assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
 
 
 def test_train_bwe_writes_resumable_checkpoint(tmp_path: Path) -> None:

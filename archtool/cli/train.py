@@ -9,7 +9,7 @@ import importlib
 
 import typer
 
-TRAIN_MODULES: tuple[str, ...] = ("inpaint", "bwe", "opgan", "diffusion")
+TRAIN_MODULES: tuple[str, ...] = ("inpaint", "bwe", "opgan", "diffusion", "enhance")
 
 
 def register(app: typer.Typer) -> None:

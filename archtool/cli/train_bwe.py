@@ -1,4 +1,4 @@
-"""`archtool train bwe`: train bandwidth extension (speech, music) or phone enhancement."""
+"""`archtool train bwe`: train bandwidth extension (speech, music)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +13,7 @@ def register(group: typer.Typer) -> None:
         out: Path = typer.Option(..., "-o", "--out", help="Checkpoint to write (NAME.pt, with NAME.json metadata)."),
         rate: int = typer.Option(16000, "--rate", help="Target (output) sample rate in Hz."),
         factor: int = typer.Option(2, "--factor", help="Speech: bandwidth reduction factor, 2 or 4."),
-        task: str = typer.Option("speech", "--task", help="speech (super-resolution), music (3-11 kHz cutoffs) or phone (enhancement)."),
-        noise: Path = typer.Option(None, "--noise", help="Phone task: folder of background noises to mix in."),
+        task: str = typer.Option("speech", "--task", help="speech (super-resolution) or music (3-11 kHz cutoffs); phone enhancement: `archtool train enhance`."),
         steps: int = typer.Option(3000, "--steps", help="Optimiser steps."),
         batch: int = typer.Option(8, "--batch", help="Segments per step."),
         seed: int = typer.Option(0, "--seed", help="Seed for segments, degradations and initialisation."),
@@ -38,7 +37,7 @@ def register(group: typer.Typer) -> None:
             raise UsageError(f"--data {data}: not a folder")
         torch.set_num_threads(1)
         cfg = BweTrainConfig(data_dir=data, out=out, task=task, rate=rate, factor=factor, steps=steps,
-                             batch=batch, seed=seed, resume=resume, noise_dir=noise,
+                             batch=batch, seed=seed, resume=resume,
                              log=lambda s: typer.echo(s))
         meta = train_bwe(cfg)
         typer.echo(f"wrote {out} (steps {meta.get('steps')}, validation {meta.get('validation')})")

@@ -1,4 +1,4 @@
-"""Training loops for bandwidth extension (speech, music) and phone enhancement.
+"""Training loops for bandwidth extension (speech, music); pairs for phone enhancement.
 
 Tasks:
 
@@ -6,8 +6,9 @@ Tasks:
   downsampling schemes; the model fills from a cutoff drawn in 0.7-0.97 of the low
   Nyquist (so it is robust to where the anti-alias filter really stops);
 * ``music``: music at 44.1 or 22.05 kHz low-passed at 3-11 kHz by random filters;
-* ``phone``: speech at 16 kHz through :func:`~archtool.train.bwe_data.phone_degrade`,
-  restored by the two-stage :class:`~archtool.models.enhance.PhoneEnhancer`.
+* ``phone`` (pairs only, :class:`PairSampler`): speech at 16 kHz through the team's
+  ``phone`` degradation recipe or :func:`~archtool.train.bwe_data.phone_degrade`; the
+  two-stage enhancer that learns from them is trained by :mod:`archtool.train.enhance`.
 
 Loss (seed 002's T-PCM plus envelope terms): ``alpha * MAE(y, s) + (1 - alpha) * PCM``
 where PCM averages the |Re|+|Im| spectral-magnitude L1 of the signal and of the
@@ -31,10 +32,7 @@ from archtool.models.bwe import BandwidthExtender, BweConfig, effective_cutoff_h
 from archtool.models.checkpoint import load_checkpoint, save_checkpoint
 from archtool.train import bwe_data as D
 
-TASKS = ("speech", "music", "phone")
-# The phone channel's filters shift phase, so waveform terms mostly teach attenuation:
-# the phone task weights T-PCM down and leans on envelope losses.
-PHONE_TPCM_WEIGHT = 1.0
+TASKS = ("speech", "music")
 
 
 @dataclass
@@ -146,22 +144,11 @@ class PairSampler:
 
 
 def build_model(task: str, overrides: dict[str, Any]) -> torch.nn.Module:
-    """A fresh model for ``task`` (``phone`` builds the two-stage enhancer)."""
-    if task == "phone":
-        from archtool.models.enhance import PhoneEnhancer
-        return PhoneEnhancer(BweConfig(**({"width": 32, "eq": True, "norm": True} | overrides)))
+    """A fresh extender for ``task``."""
     return BandwidthExtender(BweConfig(**({"width": 32} | overrides)))
 
 
-def _forward(model: torch.nn.Module, task: str, x: torch.Tensor, rate: int, cut: torch.Tensor,
-             gen: torch.Generator) -> tuple[dict, BandwidthExtender]:
-    if task == "phone":
-        parts = model(x, rate, cut, generator=gen, return_parts=True)
-        return parts, model.extender
-    return model(x, rate, cut, generator=gen, return_parts=True), model
-
-
-def evaluate(model: torch.nn.Module, cfg: BweTrainConfig, clips: list[D.Clip], noises: list[D.Clip]) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, cfg: BweTrainConfig, clips: list[D.Clip]) -> dict[str, float]:
     """Validation on held-out clips with fixed degradations: LSD (log10, 2048-point) and SNR."""
     from archtool.train.bwe_metrics import lsd, snr_db
     rng = np.random.default_rng(12345)
@@ -177,17 +164,10 @@ def evaluate(model: torch.nn.Module, cfg: BweTrainConfig, clips: list[D.Clip], n
                 x = D.bandlimit_pair(s, rate, low, "decimate", rng)
                 cut = effective_cutoff_hz(x, rate, low / 2)
                 cut = float(np.clip(cut, 0.7 * low / 2, 0.97 * low / 2))
-            elif cfg.task == "music":
+            else:
                 nominal = (4000.0, 6000.0, 8000.0, 11000.0)[i % 4]
                 x = D.lowpass_music(s, rate, nominal, rng)
                 cut = nominal * 0.95
-            else:
-                noise = None
-                if noises:
-                    nc = noises[i % len(noises)]
-                    noise = D.resample(nc.audio, nc.rate, rate)
-                x = D.phone_degrade(s, rate, noise, rng)
-                cut = 3400.0
             xt = torch.from_numpy(x.astype(np.float32))[None]
             y = model(xt, rate, torch.tensor([cut]), generator=torch.Generator().manual_seed(0))[0].numpy()
             lsds.append(lsd(s, y))
@@ -211,10 +191,7 @@ def train_bwe(cfg: BweTrainConfig) -> dict[str, Any]:
     eval_clips = D.load_clips(cfg.data_dir, True, held)
     if not train_clips:
         raise ValueError(f"{cfg.data_dir}: no training audio found")
-    noises, eval_noises = [], []
-    if cfg.task == "phone" and cfg.noise_dir is not None and Path(cfg.noise_dir).is_dir():
-        noises = D.load_clips(cfg.noise_dir, False, D.HELD_OUT_NOISE)
-        eval_noises = D.load_clips(cfg.noise_dir, True, D.HELD_OUT_NOISE)
+    noises: list[D.Clip] = []
     model = build_model(cfg.task, cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, best, history = 0, math.inf, []
@@ -226,7 +203,7 @@ def train_bwe(cfg: BweTrainConfig) -> dict[str, Any]:
         history = meta.get("history", [])
         rng = np.random.default_rng([cfg.seed, start])
         cfg.log(f"resumed from {cfg.out} at step {start}")
-    sampler = PairSampler(cfg, train_clips, noises, _phone_degrader(cfg) if cfg.task == "phone" else None)
+    sampler = PairSampler(cfg, train_clips, noises)
     meta: dict[str, Any] = {}
     t0, running = time.time(), []
     for step in range(start + 1, cfg.steps + 1):
@@ -235,15 +212,13 @@ def train_bwe(cfg: BweTrainConfig) -> dict[str, Any]:
             g["lr"] = lr
         x_np, s_np, c_np, rate = sampler.batch(rng)
         x, s, cut = torch.from_numpy(x_np), torch.from_numpy(s_np), torch.from_numpy(c_np)
-        parts, ext = _forward(model, cfg.task, x, rate, cut, gen)
+        parts = model(x, rate, cut, generator=gen, return_parts=True)
         y = parts["y"]
-        env_l1, bin_l1 = generated_band_losses(ext, parts, s, rate, cut)
+        env_l1, bin_l1 = generated_band_losses(model, parts, s, rate, cut)
         scale = s.abs().mean(dim=-1, keepdim=True).clamp_min(1e-4)
         tp = tpcm_loss(y / scale, s / scale, x / scale, cfg.alpha)
-        tpcm_weight = cfg.tpcm_weight if cfg.task != "phone" else PHONE_TPCM_WEIGHT
+        tpcm_weight = cfg.tpcm_weight
         loss = tpcm_weight * tp / 10.0 + env_l1 + 0.5 * bin_l1
-        if cfg.task == "phone":
-            loss = loss + parts["stage1_loss_fn"](s)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -255,12 +230,11 @@ def train_bwe(cfg: BweTrainConfig) -> dict[str, Any]:
             cfg.log(f"step {step} loss {m[0]:.4f} tpcm {m[1]:.4f} env {m[2]:.4f} bin {m[3]:.4f} "
                     f"lr {lr:.2e} {time.time() - t0:.0f}s")
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            val = evaluate(model, cfg, eval_clips, eval_noises) if eval_clips else {"lsd": float("nan")}
+            val = evaluate(model, cfg, eval_clips) if eval_clips else {"lsd": float("nan")}
             history.append({"step": step, **val})
             cfg.log(f"eval step {step}: {json.dumps(val)}")
             better = not (val["lsd"] >= best)
-            # phone: LSD is not what the enhancer is judged on (PESQ is), keep the latest
-            if better or cfg.task == "phone" or not Path(cfg.out).exists():
+            if better or not Path(cfg.out).exists():
                 best = min(best, val["lsd"]) if val["lsd"] == val["lsd"] else best
                 meta = _metadata(cfg, model, step, val, history, train_clips, eval_clips, noises)
                 save_checkpoint(cfg.out, model.state_dict(), meta)
@@ -291,7 +265,7 @@ def _metadata(cfg: BweTrainConfig, model: torch.nn.Module, step: int, val: dict,
               train_clips: list[D.Clip], eval_clips: list[D.Clip], noises: list[D.Clip]) -> dict[str, Any]:
     arch = model.config.to_dict() if hasattr(model, "config") else {}
     return {
-        "model": "phone_enhancer" if cfg.task == "phone" else "bandwidth_extender",
+        "model": "bandwidth_extender",
         "task": cfg.task,
         "arch": arch,
         "rate": cfg.rate,
@@ -301,12 +275,9 @@ def _metadata(cfg: BweTrainConfig, model: torch.nn.Module, step: int, val: dict,
         "segment_s": cfg.segment_s,
         "seed": cfg.seed,
         "loss": ("T-PCM (alpha=%.2f) x %.1f/10 + band-envelope L1 + 0.5 x bin log-power L1" % (
-            cfg.alpha, cfg.tpcm_weight if cfg.task != "phone" else PHONE_TPCM_WEIGHT))
-        + (" + stage-1 and output known-band envelope L1" if cfg.task == "phone" else ""),
+            cfg.alpha, cfg.tpcm_weight)),
         "degradations": {"speech": "seed 002 schemes: cheby_subsample, decimate, resample, mix",
-                         "music": "low-pass 3-11 kHz: butterworth / chebyshev / brick wall / resample",
-                         "phone": "half: noise 5-30 dB, colouring, 200-400..3200-3600 Hz band-pass, 8 kHz, mu-law; "
-                                  "half: archtool degrade recipe 'phone' (rir + training backgrounds)"}[cfg.task],
+                         "music": "low-pass 3-11 kHz: butterworth / chebyshev / brick wall / resample"}[cfg.task],
         "data": {"train": sources_rows(cfg.data_dir, train_clips),
                  "held_out": sorted({c.name.split("#")[0] for c in eval_clips}),
                  "noise": sources_rows(cfg.noise_dir, noises) if noises else []},

@@ -26,6 +26,10 @@ HELD_OUT_SPEECH = ("cmu_arctic_us_axb_a0004", "cmu_arctic_us_axb_a0006", "libris
                    "vctk_msp_4", "vctk_msp_5")
 HELD_OUT_MUSIC = ("sweet_waltz_setuniman_0", "sweet_waltz_setuniman_1", "solo_trumpet_sorohan_0")
 HELD_OUT_NOISE = ("room_noise_rec_0", "sheep")
+# shared/data/speech_eval (never trained on): clips for tuning the phone preset's settings;
+# the rest of that folder joins the benchmark (see :func:`phone_eval_clips`).
+PHONE_VALIDATION = ("cmu_arctic_arctic_a0007", "cmu_arctic_arctic_a0008", "cmu_arctic_arctic_a0009",
+                    "sisec2011_dev1_female4_src_4", "sisec2011_dev1_male4_src_4")
 
 
 @dataclass
@@ -158,6 +162,64 @@ def phone_degrade(x: np.ndarray, rate: int, noise: np.ndarray | None, rng: np.ra
     res = np.zeros_like(x)
     res[:min(len(x), len(out))] = out[:len(x)]
     return res
+
+
+def phone_eval_clips(data: Path, split: str, rate: int = 16000) -> list[Clip]:
+    """Clean speech for judging phone enhancement, never trained on, at ``rate``.
+
+    ``split`` ``"benchmark"``: the held-out clips of ``data/speech`` plus the clips of
+    ``data/speech_eval`` not in :data:`PHONE_VALIDATION`, the 10 s ones cut in three parts;
+    ``"validation"``: the :data:`PHONE_VALIDATION` clips, 10 s ones cut in halves (for
+    choosing settings; never the benchmark's clips).
+    """
+    if split not in ("benchmark", "validation"):
+        raise ValueError(f"split {split!r}: benchmark or validation")
+    out: list[Clip] = []
+    if split == "benchmark":
+        out += [Clip(c.name, resample(c.audio, c.rate, rate), rate)
+                for c in load_clips(Path(data) / "speech", True, HELD_OUT_SPEECH)]
+    extra = Path(data) / "speech_eval"
+    if extra.is_dir():
+        for c in load_clips(extra, split == "validation", PHONE_VALIDATION):
+            a = resample(c.audio, c.rate, rate)
+            parts = 1 if len(a) < 8 * rate else (3 if split == "benchmark" else 2)
+            step = len(a) // parts
+            out += [Clip(f"{c.name}@{k}" if parts > 1 else c.name, a[k * step:(k + 1) * step], rate)
+                    for k in range(parts)]
+    return out
+
+
+def phone_pairs(data: Path, split: str, rate: int = 16000) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """``(simulation, clip, clean, degraded)`` float32 ``(N,)`` pairs at ``rate`` for every clip
+    of ``split`` (:func:`phone_eval_clips`, levelled to RMS 0.1) through two simulations:
+    ``degrade_phone_recipe`` (the team's ``phone`` degradation recipe with the held-out
+    background noises only) and ``telephone_channel`` (:func:`phone_degrade` with a held-out
+    noise). Seeded per split and clip index, so the pairs are the same on every call."""
+    import tempfile
+
+    from archtool.degrade import Degrader
+    data = Path(data)
+    clips = phone_eval_clips(data, split, rate)
+    noises = load_clips(data / "background", True, HELD_OUT_NOISE)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        bg = Path(tmp) / "bg"
+        bg.mkdir()
+        for f in sorted((data / "background").iterdir()):
+            if f.stem in HELD_OUT_NOISE:
+                (bg / f.name).symlink_to(f.resolve())
+        deg = Degrader("phone", rir_dir=data / "rir", background_dir=bg)
+        for sim in ("degrade_phone_recipe", "telephone_channel"):
+            for i, clip in enumerate(clips):
+                rng = np.random.default_rng([77 if split == "benchmark" else 78, i])
+                s = clip.audio / (np.sqrt(np.mean(clip.audio ** 2)) + 1e-12) * 0.1
+                if sim == "degrade_phone_recipe":
+                    x = np.asarray(deg(s[None].astype(np.float32), rate, rng)[0][0], np.float64)
+                else:
+                    nc = noises[i % len(noises)]
+                    x = phone_degrade(s, rate, resample(nc.audio, nc.rate, rate), rng)
+                out.append((sim, clip.name, s.astype(np.float32), x.astype(np.float32)))
+    return out
 
 
 def random_segment(clip: Clip, rate: int, seconds: float, rng: np.random.Generator) -> np.ndarray:
