@@ -16,9 +16,11 @@ Tasks (each on when its parameter is given; several combine in one pass):
   ``noise_dir`` (real groove noise) or, without one, ``degrade``'s synthetic 78 RPM model
   (hiss + crackle), scaled to the level the analysis measured (``noise_floor_dbfs``, else
   ``snr_db``). Sampling starts from the recording itself at a noise level just above the
-  recording's (a warm start: the recording *is* a noisy diffusion state) and is steered by
-  reconstruction guidance of weight ``xi`` on the noise-weighted residual ``y - x0``
-  (each STFT bin divided by the noise power there).
+  recording's (a warm start: the recording *is* a noisy diffusion state), optionally steered
+  by reconstruction guidance of weight ``xi`` on the noise-weighted residual ``y - x0``
+  (each STFT bin divided by the noise power there). On tuning excerpts cut from training clips the
+  trained prior denoised best with ``xi = 0`` (guidance pulled the estimate back towards
+  the noisy recording), so that is the default; ``xi > 0`` keeps more of the recording.
 * **bandwidth extension** (``cutoff_hz``): content above the cutoff is generated; below it
   the output keeps (projection) or is guided towards (with noise) the observation.
 * **declipping** (``clip_level``, in input units): unclipped samples are kept, clipped
@@ -27,8 +29,9 @@ Tasks (each on when its parameter is given; several combine in one pass):
   the gaps are generated, the rest kept.
 
 Params: ``steps`` (25; ``diffusion_steps``, the restore command's ``--steps``, overrides),
-``xi`` (0.25), ``order`` (1 Euler / 2 Heun, default 1), ``churn`` (EDM's S_churn, 5),
-``start_factor`` (1.3: warm-start level over the recording's noise level), ``batch`` (8),
+``xi`` (guidance weight, default 0: see below), ``order`` (1 Euler / 2 Heun, default 1),
+``churn`` (EDM's S_churn: 0 when only denoising, else the model's 5), ``start_factor``
+(1.0: warm-start level over the recording's noise level), ``batch`` (8),
 ``overlap`` (0.25), ``denoise`` (bool), ``noise_dir``, ``noise_gain`` (noise RMS, input
 units, when no analysis measure is given), ``model`` (``music`` or a checkpoint path).
 """
@@ -287,10 +290,9 @@ class DiffusionRestorer:
         den = m.denoiser
         sd = den.edm.sigma_data
         steps = int(number(params, "diffusion_steps", number(params, "steps", 25, 1, 1000), 1, 1000))
-        xi = number(params, "xi", 0.25, 0.0, 100.0)
+        xi = number(params, "xi", 0.0, 0.0, 100.0)
         order = int(number(params, "order", 1, 1, 2))
-        churn = number(params, "churn", den.edm.s_churn, 0.0, 1000.0)
-        start_factor = number(params, "start_factor", 1.3, 1.0, 100.0)
+        start_factor = number(params, "start_factor", 1.0, 0.1, 100.0)
         batch = int(number(params, "batch", 8, 1, 1024))
         overlap = number(params, "overlap", 0.25, 0.0, 0.75)
         seed = int(params.get("seed", 0) or 0)
@@ -304,6 +306,10 @@ class DiffusionRestorer:
         known_all = self._known_mask(params.get("intervals_s"), rate, offset, n)
         if psd is None and cutoff is None and clip_level is None and known_all is None:
             return low.clone()
+        # denoising alone: deterministic steps from the recording (measured best, see RESULTS.md);
+        # generating content (band, clipped peaks, gaps): EDM's stochastic churn
+        only_noise = cutoff is None and clip_level is None and known_all is None
+        churn = number(params, "churn", 0.0 if only_noise else den.edm.s_churn, 0.0, 1000.0)
         noise_ms = mean_square(psd) if psd is not None else 0.0
         hop = max(1, int(round(seg * (1 - overlap))))
         lap = seg - hop
