@@ -125,7 +125,7 @@ def test_preset_plans_diffusion_for_surface_noise_with_steps():
     profile = Profile("x.wav", 10.0, RATE, 1, findings=[noise, surface])
     steps = make_plan(profile, "78rpm-diffusion")
     diff = [s for s in steps if s.restorer == "diffusion"]
-    assert len(diff) == 1 and diff[0].params["steps"] == 25
+    assert len(diff) == 1 and diff[0].params["steps"] == 10
     assert diff[0].params["noise_floor_dbfs"] == -35.0 and len(diff[0].params["noise_psd"]) == 513
     assert "denoise" not in [s.restorer for s in steps]
 
