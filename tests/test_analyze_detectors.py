@@ -204,6 +204,59 @@ def test_wow_on_sustained_tone():
     assert not rules(steady[None])["wow"].detected
 
 
+def _notes(sr: int, dur: float, seed: int) -> np.ndarray:
+    """A melody of harmonic notes (0.3-0.9 s each, legato) as a sample-time function, so it
+    can be read at warped times. Returns ``f(t) -> samples`` for t in seconds."""
+    rng = np.random.default_rng(seed)
+    edges = np.cumsum(np.concatenate([[0.0], rng.uniform(0.3, 0.9, int(dur / 0.3) + 2)]))
+    f0s = 220.0 * 2 ** (rng.integers(0, 12, edges.size) / 12)
+
+    def render(t: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(edges, t, side="right") - 1
+        f0 = f0s[i]
+        local = t - edges[i]
+        env = np.minimum(1.0, local / 0.02) * (0.6 + 0.4 * np.exp(-local / 0.3))
+        return 0.15 * env * sum(np.sin(2 * np.pi * h * f0 * t + h) / h for h in range(1, 7))
+
+    return render
+
+
+@pytest.mark.parametrize("depth,rate", [(0.004, 0.7), (0.008, 1.6)])
+def test_wow_on_a_melody(depth, rate):
+    """Wow by time-varying resampling of a melody (note changes every 0.3-0.9 s): the
+    detector finds the rate and the depth; the same melody at constant speed is clean."""
+    sr = 22050
+    t = np.arange(int(6 * sr)) / sr
+    render = _notes(sr, 6.5, seed=21)
+    warped = render(t + depth / (2 * np.pi * rate) * np.sin(2 * np.pi * rate * t))
+    rng = np.random.default_rng(22)
+    noise = 1e-3 * rng.standard_normal(t.size)
+    f = rules((warped + noise)[None], sr)["wow"]
+    assert f.detected, f.measures
+    assert abs(f.measures["rate_hz"] - rate) < 0.12, f.measures
+    true_cents = 1200 * math.log2(1 + depth)
+    assert abs(f.measures["depth_cents"] - true_cents) < 0.35 * true_cents, f.measures
+    assert not rules((render(t) + noise)[None], sr)["wow"].detected
+
+
+def test_brick_wall_6khz_is_reported_by_the_full_analysis():
+    """A 6 kHz brick-wall low-pass of 44.1 kHz audio (an exact measurement of the rule
+    detector) stays detected after the learned decision layer, with its cutoff."""
+    sr = 44100
+    rng = np.random.default_rng(23)
+    x = programme(sr=sr, dur=4.0, seed=23)[0]
+    x = x + 0.02 * np.diff(rng.standard_normal(x.size + 1))  # content up to Nyquist
+    spec = np.fft.rfft(x)
+    spec[np.fft.rfftfreq(x.size, 1 / sr) > 6000.0] = 0.0
+    y = np.fft.irfft(spec, n=x.size)
+    y = np.stack([y, y]).astype(np.float32)
+    p = analyze_audio(y, sr)
+    f = p.finding("bandlimit")
+    assert f.detected, f.measures
+    assert abs(f.measures["cutoff_hz"] - 6000.0) < 300.0, f.measures
+    assert not analyze_audio(np.stack([x, x]).astype(np.float32), sr).finding("bandlimit").detected
+
+
 def test_dc_offset_per_channel():
     x = np.repeat(programme(seed=11), 2, axis=0)
     x[1] += 0.02
@@ -280,3 +333,21 @@ def test_room_tone_silence_no_false_alarm():
     pink *= 10 ** (-66 / 20) / np.sqrt(_power(pink))
     p = analyze_audio(pink.astype(np.float32), 44100)
     assert [f.kind for f in p.findings if f.detected] == []
+
+
+def test_shipped_detector_checkpoint_matches_the_features():
+    """The learned decision layer's checkpoint is small, documents its data and scores, and
+    was trained on exactly the features this version computes (else it would be ignored)."""
+    from archtool.analyze import learned
+
+    ckpt = learned.CHECKPOINT
+    assert ckpt.exists() and ckpt.stat().st_size <= 20 * 1024 * 1024
+    meta = json.loads(ckpt.with_suffix(".json").read_text())
+    for key in ("trained_on", "validated_on", "training", "thresholds", "validation_f1_chosen"):
+        assert key in meta, key
+    assert "licence" in meta["trained_on"]["sources"].lower()
+    f = features_of_audio(programme(seed=30).astype(np.float32), SR)
+    _, names = learned.feature_vector(f, rule_findings(f))
+    assert list(meta["feature_names"]) == names
+    # validation and training corpora are different degrade runs
+    assert not set(meta["validated_on"]["corpora"]) & set(meta["trained_on"]["corpora"])

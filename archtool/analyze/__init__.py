@@ -12,7 +12,9 @@ compact features; one detector module per defect kind turns them into a
 :class:`~archtool.analyze.profile.Finding` (``kind``, ``detected``, ``severity`` 0..1,
 ``confidence`` 0..1, ``measures``). The :class:`~archtool.analyze.profile.Profile` holds one
 finding per kind of ``archtool.kinds.KINDS`` plus loudness (BS.1770, LUFS), true peak
-(dBTP) and DC offset.
+(dBTP) and DC offset. A small learned layer (:mod:`archtool.analyze.learned`) then decides
+``detected``/``confidence`` per kind from the detectors' measures, except where a detector's
+verdict rests on an exact measurement (gaps, brick-wall band limits, hard clipping).
 
 Measures contract (restore's planner reads these keys; units in the name):
 
@@ -40,7 +42,8 @@ bandlimit       ``cutoff_hz``, ``nyquist_hz``, ``edge_db``, ``ratio``
 clipping        ``clipped_fraction``, ``clip_level``, ``flat_runs``,
                 ``near_peak_fraction``, ``kind`` (hard/soft/none)
 wow             ``rate_hz``, ``depth_cents``, ``depth_percent``, ``periodicity``,
-                ``usable_fraction``
+                ``usable_fraction``, ``peak_db``, ``drift_cents``, ``flutter_rate_hz``,
+                ``flutter_peak_db``
 dc_offset       ``offset`` (list, per channel), ``offset_db``, ``offset_to_wander_db``
 ==============  ==========================================================================
 """

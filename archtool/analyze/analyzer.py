@@ -64,9 +64,9 @@ def findings_from_features(f: Features, *, learned: bool = True) -> list[Finding
         return [found[k] for k in KINDS]
     if learned:
         vec, names = learned_layer.feature_vector(f, found)
-        probs = learned_layer.probabilities(vec, names)
-        if probs is not None:
-            learned_layer.apply(found, probs)
+        got = learned_layer.predict(vec, names)
+        if got is not None:
+            learned_layer.apply(found, *got)
     for fd in found.values():
         fd.severity = max(fd.severity, 0.05) if fd.detected else 0.0
     return [found[k] for k in KINDS]

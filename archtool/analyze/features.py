@@ -21,6 +21,7 @@ from scipy import signal
 # Analysis parameters (derived from the sample rate in FeatureAccumulator.__init__).
 CHUNK_S = 10.0
 ENV_BLOCK_S = 0.005          # gap envelope resolution
+MID_RATE_TARGET = 8000.0     # first decimation (Hz): pitch tracking for wow, then hum/rumble
 LOW_RATE_TARGET = 1000.0     # decimated rate for hum/rumble (Hz)
 LOW_CUTOFF_HZ = 420.0        # anti-alias cutoff before decimation
 LOW_NFFT = 1 << 15           # fixed hum/rumble frequency grid (~0.03 Hz bins at 1 kHz)
@@ -33,7 +34,11 @@ CLICK_SCALE_BLOCK = 64       # samples per residual-scale block
 CLICK_THRESHOLD = 6.0        # residual outlier threshold, in local robust scale units
 SILENCE_LEVEL = 1e-6         # |x| at or below this is digital silence
 MIN_SILENCE_RUN_S = 0.001    # shorter runs are not recorded
-WOW_BAND_HZ = (150.0, 4000.0)
+WOW_BAND_HZ = (100.0, 3400.0)  # partials tracked for wow (at the mid rate)
+WOW_WINDOW_S = 0.25          # pitch-tracking STFT window (fine frequency resolution)
+WOW_HOP_DIV = 4              # hop = window / 4 (~60 ms)
+WOW_LAGS = (1, 4)            # frames between the two instantaneous frequencies compared
+WOW_PEAK_REL = 1e-3          # partials within 30 dB of the frame's strongest
 BANDS_HZ = ((0, 300), (300, 1000), (1000, 4000), (4000, 8000), (8000, 1e9))
 
 
@@ -111,8 +116,10 @@ class Features:
     click_width: np.ndarray        # (M,) outlier samples in the event
     click_isolation: np.ndarray    # (M,) event peak / largest residual 1.5-10 ms around it
     click_amplitude: np.ndarray    # (M,) residual peak / chunk RMS of the signal
-    wow_shift_cents: np.ndarray    # (F,) pitch shift from the previous frame, cents
-    wow_corr: np.ndarray           # (F,) reliability of that shift (partials used / 5, capped at 1)
+    wow_rate: float                # frame rate of the pitch-drift tracks (Hz)
+    wow_drift_cents: np.ndarray    # (W, len(WOW_LAGS)) weighted median pitch change of the
+                                   # stable partials over each lag, cents (NaN: too few partials)
+    wow_partials: np.ndarray       # (W,) partials matched at the shortest lag
     hum_seg_prominence: np.ndarray  # (S, HUM_SEG_BINS) dB over a +-4 Hz median, per ~1 s segment
     residual_rms: float            # overall robust residual scale
     mean: np.ndarray               # (C,) DC per channel
@@ -241,21 +248,35 @@ class FeatureAccumulator:
         self.bin_w = _bin_weights(self.freqs.size)
         self.bin_w32 = self.bin_w.astype(np.float32)
         self.flat_sel = (self.freqs > 100) & (self.freqs < 0.45 * self.sr)
-        self.wow_bins = np.flatnonzero((self.freqs >= WOW_BAND_HZ[0]) & (self.freqs <= min(WOW_BAND_HZ[1], 0.45 * self.sr)))
-        self.prev_spec: np.ndarray | None = None
-        self.prev_finst: np.ndarray | None = None
         k = np.arange(self.freqs.size)
         self.cos_lags = (self.bin_w[:, None] * np.cos(2 * np.pi * k[:, None] * np.arange(LPC_ORDER + 1)[None, :]
                                                       / self.n_fft)) / self.n_fft
         self.band_matrix = np.stack([((self.freqs >= lo) & (self.freqs < hi)) * self.bin_w
                                      for lo, hi in BANDS_HZ], axis=1).astype(np.float32)
         self.env_block = max(1, int(round(ENV_BLOCK_S * self.sr)))
-        # decimation for hum/rumble
-        self.dec = max(1, int(self.sr // LOW_RATE_TARGET))
-        self.low_rate = self.sr / self.dec
-        self.low_sos = signal.butter(8, min(LOW_CUTOFF_HZ, 0.45 * self.low_rate), fs=self.sr, output="sos")
+        # decimation: full rate -> ~8 kHz (pitch tracking) -> ~1 kHz (hum/rumble)
+        self.mid_dec = max(1, int(self.sr // MID_RATE_TARGET))
+        self.mid_rate = self.sr / self.mid_dec
+        self.mid_sos = signal.butter(8, 0.4 * self.mid_rate, fs=self.sr, output="sos") if self.mid_dec > 1 else None
+        self.mid_zi = None if self.mid_sos is None else np.zeros((self.mid_sos.shape[0], 2))
+        self.mid_phase = 0
+        self.dec = max(1, int(self.mid_rate // LOW_RATE_TARGET))
+        self.low_rate = self.mid_rate / self.dec
+        self.low_sos = signal.butter(8, min(LOW_CUTOFF_HZ, 0.45 * self.low_rate), fs=self.mid_rate, output="sos")
         self.low_zi = np.zeros((self.low_sos.shape[0], 2))
         self.low_phase = 0
+        # pitch tracking for wow, on the mid-rate signal
+        self.wow_nfft = int(2 ** np.round(np.log2(WOW_WINDOW_S * self.mid_rate)))
+        self.wow_hop = self.wow_nfft // WOW_HOP_DIV
+        self.wow_win = signal.get_window("hann", self.wow_nfft).astype(np.float32)
+        wf = np.fft.rfftfreq(self.wow_nfft, 1.0 / self.mid_rate)
+        kb = np.flatnonzero((wf >= WOW_BAND_HZ[0]) & (wf <= min(WOW_BAND_HZ[1], 0.42 * self.mid_rate)))
+        self.wow_k0, self.wow_k1 = int(max(kb[0], 2)), int(kb[-1] + 1)
+        self.wow_buf = np.zeros(0, dtype=np.float32)
+        self.wow_prev: np.ndarray | None = None  # last complex spectrum row (band bins +-2)
+        self.wow_hist: np.ndarray | None = None  # peak frequencies of the last max(WOW_LAGS) frames
+        self.wow_d: list[np.ndarray] = []
+        self.wow_cnt: list[np.ndarray] = []
         # buffers
         self.buf = np.zeros((self.channels, 0), dtype=np.float32)
         self.prev_tail = np.zeros(0, dtype=np.float32)  # mono samples before the chunk (for LPC/STFT)
@@ -276,8 +297,6 @@ class FeatureAccumulator:
         self.ev_r: list[np.ndarray] = []
         self.ev_w: list[np.ndarray] = []
         self.ev_iso: list[np.ndarray] = []
-        self.wow_shift: list[np.ndarray] = []
-        self.wow_corr: list[np.ndarray] = []
         self.ev_amp: list[np.ndarray] = []
         self.chunk_ms = 0.0
         self.res_scale: list[float] = []
@@ -337,7 +356,7 @@ class FeatureAccumulator:
         self.chunk_ms = ss / max(n, 1)
         self._envelope(mono)
         power = self._stft(mono)
-        self._low(mono)
+        self._mid(mono)
         self._clicks(mono, start, power)
         self.prev_tail = mono[-max(self.n_fft, LPC_ORDER * 4):].copy()
         self.pos += n
@@ -421,7 +440,6 @@ class FeatureAccumulator:
         lp = np.log(np.maximum(ps, 1e-20))
         flat = 10 / np.log(10) * (lp.mean(axis=1) - np.log(np.maximum(ps.mean(axis=1), 1e-20)))
         self.peaky.append(flat)
-        self._wow(spec, p)
         live = tot > 1e-11  # > -110 dBFS: digital silence and zeroed frames are excluded
         nl = int(np.count_nonzero(live))
         if nl:
@@ -435,43 +453,103 @@ class FeatureAccumulator:
             self.chunk_noise_w.append(nl)
         return p
 
-    def _wow(self, spec: np.ndarray, p: np.ndarray) -> None:
-        """Relative pitch change (cents) between consecutive frames, from phase-vocoder
-        instantaneous frequencies of the strongest partials in WOW_BAND_HZ."""
-        prev = np.concatenate([self.prev_spec[None], spec[:-1]]) if self.prev_spec is not None else \
-            np.concatenate([spec[:1], spec[:-1]])
-        self.prev_spec = spec[-1].copy()
-        k = self.wow_bins
-        expected = 2 * np.pi * k * self.hop / self.n_fft
-        dphi = np.angle(spec[:, k] * np.conj(prev[:, k])) - expected
-        dphi = (dphi + np.pi) % (2 * np.pi) - np.pi
-        finst = (k + dphi * self.n_fft / (2 * np.pi * self.hop)) * self.sr / self.n_fft  # (F, nk) Hz
-        if self.prev_finst is None:
-            self.prev_finst = finst[0]
-        fprev = np.concatenate([self.prev_finst[None], finst[:-1]])
-        self.prev_finst = finst[-1].copy()
-        mag = p[:, k]
-        # strongest local maxima in both this frame and the previous one
-        pk = (mag >= np.roll(mag, 1, axis=1)) & (mag >= np.roll(mag, -1, axis=1))
-        thr = np.max(mag, axis=1, keepdims=True) * 0.01
-        ok = pk & (mag > thr) & (fprev > 0) & (finst > 0)
-        ratio = np.where(ok, finst / np.maximum(fprev, 1e-9), 1.0)
-        cents = 1200 * np.log2(np.clip(ratio, 0.5, 2.0))
-        cents = np.where(ok & (np.abs(cents) < 60.0), cents, np.nan)
-        w = np.where(np.isnan(cents), 0.0, mag)
-        cnt = np.count_nonzero(w > 0, axis=1)
-        val = np.nansum(np.nan_to_num(cents) * w, axis=1) / np.maximum(w.sum(axis=1), 1e-30)
-        self.wow_shift.append(np.where(cnt >= 2, val, 0.0))
-        self.wow_corr.append(np.minimum(cnt / 5.0, 1.0))
+    def _mid(self, mono: np.ndarray) -> None:
+        """Decimate to the mid rate (~8 kHz) and feed the pitch tracker and the low path."""
+        if self.mid_sos is None:
+            mid = mono.astype(np.float64)
+        else:
+            y, self.mid_zi = signal.sosfilt(self.mid_sos, mono.astype(np.float64), zi=self.mid_zi)
+            first = (-self.mid_phase) % self.mid_dec
+            mid = y[first:: self.mid_dec]
+            self.mid_phase = (self.mid_phase + mono.shape[0]) % self.mid_dec
+        self._wow(mid.astype(np.float32))
+        self._low(mid)
 
-    def _low(self, mono: np.ndarray) -> None:
-        y, self.low_zi = signal.sosfilt(self.low_sos, mono.astype(np.float64), zi=self.low_zi)
+    def _wow(self, mid: np.ndarray) -> None:
+        """Pitch drift of the stable partials (cents), from phase-vocoder instantaneous
+        frequencies of spectral peaks at WOW_BAND_HZ, compared ``WOW_LAGS`` frames apart.
+
+        A speed change scales every partial by the same ratio; the weighted median over the
+        partials present in both frames rejects note changes and noise peaks.
+        """
+        y = np.concatenate([self.wow_buf, mid]) if self.wow_buf.size else mid
+        N, H = self.wow_nfft, self.wow_hop
+        if y.shape[0] < N:
+            self.wow_buf = y
+            return
+        nfr = 1 + (y.shape[0] - N) // H
+        frames = np.lib.stride_tricks.sliding_window_view(y, N)[::H][:nfr]
+        self.wow_buf = y[nfr * H:].copy()
+        k0, k1 = self.wow_k0, self.wow_k1
+        spec = sfft.rfft(frames * self.wow_win, axis=1)[:, k0 - 2: k1 + 2]
+        prev = spec[:-1] if self.wow_prev is None else np.concatenate([self.wow_prev[None], spec[:-1]])
+        self.wow_prev = spec[-1].copy()
+        cur = spec[-prev.shape[0]:] if prev.shape[0] else spec[:0]  # the very first frame has no predecessor
+        if cur.shape[0] == 0:
+            return
+        pw = cur.real ** 2 + cur.imag ** 2
+        m = pw[:, 2:-2]
+        pk = (m >= pw[:, 1:-3]) & (m >= pw[:, 3:-1]) & (m >= pw[:, :-4]) & (m >= pw[:, 4:])
+        pk &= m > pw.max(axis=1, keepdims=True) * WOW_PEAK_REL
+        ti, ki = np.nonzero(pk)
+        # instantaneous frequency (bins) of the peaks from the phase advance over one hop
+        kb = (k0 + ki).astype(np.float64)
+        z = cur[ti, ki + 2] * np.conj(prev[ti, ki + 2])
+        dphi = np.angle(z) - 2 * np.pi * kb * H / N
+        dphi = (dphi + np.pi) % (2 * np.pi) - np.pi
+        fi = kb + dphi * N / (2 * np.pi * H)
+        keep = np.abs(fi - kb) < 0.5  # a sinusoid's frequency lies inside its own bin
+        ti, ki, fi = ti[keep], ki[keep], fi[keep]
+        wts = np.sqrt(m[ti, ki]).astype(np.float64)
+        nb = k1 - k0
+        L = max(WOW_LAGS)
+        nh = self.wow_hist.shape[0] if self.wow_hist is not None else 0
+        fmap = np.full((nh + cur.shape[0], nb + 2), np.nan)
+        if nh:
+            fmap[:nh] = self.wow_hist
+        fmap[nh + ti, ki + 1] = fi
+        F = cur.shape[0]
+        out = np.full((F, len(WOW_LAGS)), np.nan)
+        cnt = np.zeros(F)
+        for j, lag in enumerate(WOW_LAGS):
+            r = nh + ti - lag
+            okr = r >= 0
+            rr = np.maximum(r, 0)
+            ref = fmap[rr, ki + 1]
+            for o in (-1, 1):  # the same partial lag frames earlier, one bin away
+                ref = np.where(np.isnan(ref), fmap[rr, ki + 1 + o], ref)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                c = 1200.0 * np.log2(fi / ref)
+            valid = okr & np.isfinite(c) & (np.abs(c) < 100.0)
+            tv, cv, wv = ti[valid], c[valid], wts[valid]
+            n_ok = np.bincount(tv, minlength=F)
+            if tv.size:
+                # weighted median per frame: sort by (frame, cents), then the first entry whose
+                # cumulative weight within its frame reaches half of the frame's total
+                order = np.lexsort((cv, tv))
+                tv, cv, wv = tv[order], cv[order], wv[order]
+                cw = np.cumsum(wv)
+                frames_ok = np.flatnonzero(n_ok >= 2)
+                starts = np.searchsorted(tv, frames_ok, side="left")
+                ends = np.searchsorted(tv, frames_ok, side="right")
+                before = np.where(starts > 0, cw[np.maximum(starts - 1, 0)], 0.0)
+                half = before + 0.5 * (cw[ends - 1] - before)
+                idx = np.clip(np.searchsorted(cw, half, side="left"), starts, ends - 1)
+                out[frames_ok, j] = cv[idx]
+            if j == 0:
+                cnt = n_ok.astype(np.float64)
+        self.wow_d.append(out)
+        self.wow_cnt.append(cnt)
+        self.wow_hist = fmap[-L:].copy()
+
+    def _low(self, mid: np.ndarray) -> None:
+        y, self.low_zi = signal.sosfilt(self.low_sos, mid, zi=self.low_zi)
         first = (-self.low_phase) % self.dec
         low = y[first:: self.dec]
-        self.low_phase = (self.low_phase + mono.shape[0]) % self.dec
+        self.low_phase = (self.low_phase + mid.shape[0]) % self.dec
         if low.size < 16:
             return
-        # per-segment line prominence (stationarity of hum lines), 0.5 Hz bins up to 420 Hz
+        # per-segment line prominence (stationarity of hum lines), ~1 Hz bins up to ~420 Hz
         L = HUM_SEG
         ns = low.size // L
         if ns:
@@ -595,7 +673,8 @@ class FeatureAccumulator:
             low_psd=self.low_psd_sum / max(self.low_weight, 1.0),
             click_times_s=cat(self.ev_t), click_ratio=cat(self.ev_r), click_width=cat(self.ev_w),
             click_isolation=cat(self.ev_iso), click_amplitude=cat(self.ev_amp),
-            wow_shift_cents=cat(self.wow_shift), wow_corr=cat(self.wow_corr),
+            wow_rate=self.mid_rate / self.wow_hop,
+            wow_drift_cents=cat(self.wow_d, (0, len(WOW_LAGS))), wow_partials=cat(self.wow_cnt),
             hum_seg_prominence=cat(self.hum_seg, (0, HUM_SEG_BINS)),
             residual_rms=float(np.median(self.res_scale)) if self.res_scale else 0.0,
             mean=self.sum / n, mean_square=self.sumsq / n, mono_mean_square=self.mono_sumsq / n,

@@ -22,12 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from archtool.analyze.features import BANDS_HZ, Features
+from archtool.analyze._util import ramp
+from archtool.analyze.features import BANDS_HZ, Features, hann
 from archtool.analyze.profile import Finding
 from archtool.kinds import KINDS
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "analyze_detector.pt"
 RULE_KINDS = ("gaps",)
+SNR_CENTRE_DB, SNR_SCALE_DB = 20.0, 8.0  # standardisation of the noise-SNR output
+FEATURE_VERSION = 2  # bump when feature_vector changes (training caches are keyed by it)
+OCTAVES_HZ = (62, 125, 250, 500, 1000, 2000, 4000, 8000)
 HIDDEN = 96
 
 
@@ -56,6 +60,19 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     feats["level_dbfs"] = max(total_db, -150.0)
     raw_noise = 10 * math.log10(max(float(np.sum(f.noise_psd * 2) / (f.n_fft * np.sum(np.hanning(f.n_fft) ** 2))), 1e-20))
     feats["raw_floor_rel_db"] = max(raw_noise - total_db, -100.0)
+    # noise colour (octave levels of the noise spectrum re its total) and per-octave SNR
+    psd = np.asarray(f.noise_psd, dtype=np.float64)
+    mp = np.asarray(f.mean_power, dtype=np.float64)
+    nz_tot = float(np.sum(psd)) + 1e-30
+    for lo in OCTAVES_HZ:
+        sel = (f.freqs >= lo) & (f.freqs < 2 * lo)
+        if sel.any() and 2 * lo <= f.sample_rate / 2 * 1.01:
+            pn, ps = float(np.sum(psd[sel])), float(np.sum(mp[sel]))
+            feats[f"nz_oct{lo}_rel"] = max(10 * math.log10(pn / nz_tot + 1e-30), -80.0)
+            feats[f"snr_oct{lo}"] = min(max(10 * math.log10((ps + 1e-30) / (pn + 1e-30)), -10.0), 60.0)
+        else:
+            feats[f"nz_oct{lo}_rel"] = -80.0
+            feats[f"snr_oct{lo}"] = 0.0
     # band structure
     fd_live = f.frame_db[f.frame_db > -110] if f.frame_db.size else np.zeros(1)
     if fd_live.size == 0:
@@ -64,6 +81,7 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     for q in (5, 25, 75, 95):
         feats[f"frame_db_p{q}_rel"] = float(np.percentile(fd_live, q)) - med
     live = f.frame_db > -110
+    wss = float(np.sum(hann(f.n_fft)[0].astype(np.float64) ** 2))
     for b in range(len(BANDS_HZ)):
         col = f.band_db[live, b] if f.band_db.size and live.any() else np.zeros(1)
         if col.size == 0:
@@ -71,6 +89,11 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
         feats[f"band{b}_med_rel"] = max(float(np.median(col)) - med, -100.0)
         feats[f"band{b}_p10_rel"] = max(float(np.percentile(col, 10)) - med, -100.0)
         feats[f"band{b}_spread"] = float(np.percentile(col, 90) - np.percentile(col, 10))
+        lo, hi = BANDS_HZ[b]
+        sel = (f.freqs >= lo) & (f.freqs < hi)
+        floor_b = 10 * math.log10(float(np.sum(f.noise_psd[sel] * 2)) / (f.n_fft * wss) + 1e-20) if sel.any() else -200.0
+        feats[f"band{b}_q20_over_floor"] = min(max(float(np.percentile(col, 20)) - floor_b, -20.0), 80.0)
+        feats[f"band{b}_q5_over_floor"] = min(max(float(np.percentile(col, 5)) - floor_b, -20.0), 80.0)
     pk = f.frame_peakiness[live] if f.frame_peakiness.size and live.any() else np.zeros(1)
     if pk.size == 0:
         pk = np.zeros(1)
@@ -105,13 +128,14 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     # surface noise, wow, reverb, background
     feats["surf_per"] = _num(m["surface_noise"]["periodicity"])
     feats["surf_rpm_dev"] = abs(_num(m["surface_noise"]["rpm"], 78.0) - 78.0)
-    feats["wow_per"] = _num(m["wow"]["periodicity"])
-    feats["wow_depth"] = min(_num(m["wow"]["depth_cents"]), 200.0)
+    feats["surf_click_per"] = _num(m["surface_noise"]["click_periodicity"])
+    feats["wow_peak_db"] = _num(m["wow"]["peak_db"])
+    feats["wow_depth"] = _log(_num(m["wow"]["depth_cents"]) + 0.1, 0.1)
     feats["wow_rate"] = _num(m["wow"]["rate_hz"])
+    feats["wow_share"] = _num(m["wow"]["periodicity"])
+    feats["wow_drift"] = _log(_num(m["wow"]["drift_cents"]) + 0.1, 0.1)
     feats["wow_usable"] = _num(m["wow"]["usable_fraction"])
-    ws = f.wow_shift_cents[f.wow_corr >= 0.4] if f.wow_shift_cents.size else np.zeros(0)
-    feats["wow_shift_mad"] = float(np.median(np.abs(ws))) if ws.size else 0.0
-    feats["wow_corr_med"] = float(np.median(f.wow_corr)) if f.wow_corr.size else 0.0
+    feats["flutter_peak_db"] = _num(m["wow"]["flutter_peak_db"])
     feats["rt60"] = min(_num(m["reverb"]["rt60_s"], 0.0), 5.0)
     feats["drr"] = _num(m["reverb"]["drr_db"], 0.0)
     feats["decays"] = _log(_num(m["reverb"]["decays"]) + 1.0, 1.0)
@@ -138,22 +162,25 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     return np.asarray([feats[n] for n in names], dtype=np.float32), names
 
 
-def build_model(n_in: int, n_out: int = len(KINDS)):
+def build_model(n_in: int, n_out: int = len(KINDS), members: int = 1, hidden: int = HIDDEN):
+    """Standardise the features, then ``members`` MLPs (2 hidden layers of ``hidden`` GELU
+    units); the logits, one per kind, are the members' mean."""
     import torch
     from torch import nn
 
     class DetectorNet(nn.Module):
-        """Standardise, then MLP -> one logit per kind."""
-
         def __init__(self):
             super().__init__()
             self.register_buffer("mean", torch.zeros(n_in))
             self.register_buffer("std", torch.ones(n_in))
-            self.net = nn.Sequential(nn.Linear(n_in, HIDDEN), nn.GELU(), nn.Dropout(0.1),
-                                     nn.Linear(HIDDEN, HIDDEN), nn.GELU(), nn.Linear(HIDDEN, n_out))
+            self.nets = nn.ModuleList(
+                nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Dropout(0.1),
+                              nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, n_out))
+                for _ in range(members))
 
         def forward(self, x):
-            return self.net((x - self.mean) / self.std)
+            z = (x - self.mean) / self.std
+            return torch.stack([net(z) for net in self.nets]).mean(0)
 
     return DetectorNet()
 
@@ -166,16 +193,27 @@ def load_default():
     from archtool.models.checkpoint import load_checkpoint
 
     state, meta = load_checkpoint(CHECKPOINT)
-    model = build_model(len(meta["feature_names"]), len(meta["kinds"]))
-    model.load_state_dict(state)
+    n_out = len(meta["kinds"]) + (1 if "snr_head" in meta else 0)
+    model = build_model(len(meta["feature_names"]), n_out, int(meta.get("members", 1)),
+                        int(meta.get("hidden", HIDDEN)))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        import warnings
+
+        warnings.warn(f"{CHECKPOINT}: written by another version of the decision layer; the detectors' "
+                      "own thresholds decide (retrain with python -m archtool.analyze.train_detector)")
+        return None
     model.eval()
     model.requires_grad_(False)  # inference only; never switch autograd off process-wide
     return model, meta
 
 
-def probabilities(vec: np.ndarray, names: list[str]) -> dict[str, float] | None:
-    """P(kind present) from the shipped model; None (with a warning when stale) when no
-    checkpoint matching these features is installed."""
+def predict(vec: np.ndarray, names: list[str]) -> tuple[dict[str, float], float | None] | None:
+    """``(P(kind present) per kind, noise SNR estimate in dB or None)`` from the shipped
+    model; None (with a warning when stale) when no checkpoint matching these features is
+    installed. Probabilities are re-centred so that each kind's tuned threshold maps to 0.5;
+    kinds the checkpoint leaves to the detectors (``rule_kinds``) are absent."""
     loaded = load_default()
     if loaded is None:
         return None
@@ -189,30 +227,73 @@ def probabilities(vec: np.ndarray, names: list[str]) -> dict[str, float] | None:
                       "thresholds decide (retrain with python -m archtool.analyze.train_detector)")
         return None
     with torch.no_grad():
-        logits = model(torch.from_numpy(vec[None].astype(np.float32)))[0].numpy()
+        out = model(torch.from_numpy(vec[None].astype(np.float32)))[0].numpy().astype(np.float64)
+    kinds = meta["kinds"]
     th = meta.get("thresholds", {})
-    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-    out = {}
-    for k, p in zip(meta["kinds"], probs):
+    probs = 1.0 / (1.0 + np.exp(-out[: len(kinds)]))
+    res = {}
+    for k, p in zip(kinds, probs):
         if k in meta.get("rule_kinds", ()):
             continue
-        # re-centre so that the tuned threshold maps to 0.5
         t = float(th.get(k, 0.5))
-        out[k] = float(0.5 * p / t) if p < t else float(0.5 + 0.5 * (p - t) / max(1 - t, 1e-9))
-    return out
+        res[k] = float(0.5 * p / t) if p < t else float(0.5 + 0.5 * (p - t) / max(1 - t, 1e-9))
+    snr = None
+    if meta.get("snr_head") and out.size > len(kinds):
+        snr = float(out[len(kinds)] * SNR_SCALE_DB + SNR_CENTRE_DB)
+    return res, snr
 
 
-def apply(found: dict[str, Finding], probs: dict[str, float]) -> None:
-    """Set ``detected``/``confidence`` from ``probs`` (in place), keeping measures."""
+def probabilities(vec: np.ndarray, names: list[str]) -> dict[str, float] | None:
+    """P(kind present) per kind (see :func:`predict`)."""
+    got = predict(vec, names)
+    return None if got is None else got[0]
+
+
+def rule_certain(kind: str, fd: Finding) -> bool:
+    """True when a detector's positive verdict rests on an exact measurement that the
+    learned layer must not overrule: a deep, steep spectral edge well below Nyquist
+    (brick-wall band limit), or many flat-topped runs at the extremes (hard clipping)."""
+    if not fd.detected:
+        return False
+    m = fd.measures
+    if kind == "bandlimit":
+        return _num(m.get("edge_db")) >= CERTAIN_EDGE_DB and _num(m.get("ratio"), 1.0) <= 0.8
+    if kind == "clipping":
+        return _num(m.get("flat_runs")) >= CERTAIN_CLIP_RUNS and _num(m.get("clipped_fraction")) >= 1e-3
+    return False
+
+
+CERTAIN_EDGE_DB = 30.0
+CERTAIN_CLIP_RUNS = 20
+
+
+def apply(found: dict[str, Finding], probs: dict[str, float], snr_db: float | None = None) -> None:
+    """Set ``detected``/``confidence`` from ``probs`` (in place), keeping measures.
+
+    Kinds in ``RULE_KINDS`` and findings for which :func:`rule_certain` holds keep the
+    detector's verdict (the probability is still recorded). When the noise finding is
+    detected and ``snr_db`` (the learned estimate of the broadband noise's SNR) is given, it
+    becomes ``measures["snr_db"]``; the detector's own figure stays as ``snr_db_detector``."""
     for k, fd in found.items():
         if k in RULE_KINDS or k not in probs:
             continue
         p = probs[k]
         fd.measures["rule_detected"] = bool(fd.detected)
         fd.measures["probability"] = round(p, 4)
+        if rule_certain(k, fd):
+            if p >= 0.5:
+                fd.confidence = max(fd.confidence, float(abs(p - 0.5) * 2.0) * 0.5 + 0.5)
+            continue
         fd.detected = bool(p >= 0.5)
         fd.confidence = float(abs(p - 0.5) * 2.0) * 0.5 + 0.5
         if fd.detected and fd.severity <= 0.0:
             fd.severity = 0.05
         if not fd.detected:
             fd.severity = 0.0
+    nz = found.get("noise")
+    if nz is not None and nz.detected and snr_db is not None and math.isfinite(snr_db):
+        from archtool.analyze.noise import SNR_THRESHOLD_DB
+
+        nz.measures["snr_db_detector"] = nz.measures.get("snr_db")
+        nz.measures["snr_db"] = round(float(snr_db), 2)
+        nz.severity = max(ramp(snr_db, SNR_THRESHOLD_DB + 5.0, 0.0), 0.05)

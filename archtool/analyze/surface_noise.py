@@ -5,10 +5,18 @@ autocorrelated; a disc's surface noise repeats at the rotation period, so the
 normalised autocorrelation peaks at a lag of 60/78 s (searched over 70-86 RPM, i.e. speed
 errors up to +-10 %) and is low at half that lag.
 
+A scratch clicks once per revolution: ``click_periodicity`` is the share of the large
+impulses (residual ratio >= ``CLICK_RATIO``) that another one follows one rotation period
+later (+-3 ms, the best period over the same RPM range), less the share expected of
+impulses at random times; ``click_rpm`` is that period.
+
 Measures: ``rotation_hz`` (the best rotation rate), ``rpm``, ``periodicity``
-(autocorrelation at the period minus that at half the period, 0..1), ``band_hz``.
+(autocorrelation at the period minus that at half the period, 0..1), ``band_hz``,
+``click_periodicity`` (0..1), ``click_rpm``.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -57,8 +65,44 @@ def analyse(f: Features) -> dict:
     return best
 
 
+CLICK_RATIO = 15.0
+CLICK_TOL_S = 0.003
+MAX_EVENTS = 400
+
+
+def click_period(f: Features) -> tuple[float, float]:
+    """``(share, period_s)``: how many large impulses recur one rotation later."""
+    from archtool.analyze.clicks import genuine_events
+
+    t = np.sort(f.click_times_s[(f.click_ratio >= CLICK_RATIO) & genuine_events(f)])
+    if t.size < 4:
+        return 0.0, 0.0
+    if t.size > MAX_EVENTS:  # the largest events only (bounded pairwise cost)
+        keep = np.argsort(f.click_ratio[(f.click_ratio >= CLICK_RATIO) & genuine_events(f)])[-MAX_EVENTS:]
+        t = np.sort(f.click_times_s[(f.click_ratio >= CLICK_RATIO) & genuine_events(f)][keep])
+    lo, hi = 60.0 / RPM_RANGE[1], 60.0 / RPM_RANGE[0]
+    d = t[None, :] - t[:, None]
+    cand = d[(d >= lo - CLICK_TOL_S) & (d <= hi + CLICK_TOL_S)]
+    if cand.size == 0:
+        return 0.0, 0.0
+    grid = np.arange(lo, hi + 1e-9, 0.001)
+    # events at random times would find a neighbour within +-tol this often
+    chance = 1.0 - math.exp(-(t.size / max(t[-1] - t[0], 1e-3)) * 2 * CLICK_TOL_S)
+    # events with a successor one period later, per candidate period
+    best, best_p = 0.0, 0.0
+    for p in grid[np.abs(grid[:, None] - cand[None, :]).min(axis=1) <= CLICK_TOL_S]:
+        has = np.any(np.abs(d - p) <= CLICK_TOL_S, axis=1)
+        # only events that could have a successor inside the file count
+        room = t <= t[-1] - p + CLICK_TOL_S
+        share = float(np.count_nonzero(has & room) / max(np.count_nonzero(room), 1)) - chance
+        if share > best:
+            best, best_p = share, float(p)
+    return best, best_p
+
+
 def detect(f: Features) -> Finding:
     a = analyse(f)
+    cshare, cperiod = click_period(f)
     per = a["periodicity"]
     detected = per >= THRESHOLD
     sev = ramp(per, THRESHOLD, 0.8)
@@ -66,4 +110,5 @@ def detect(f: Features) -> Finding:
     return Finding("surface_noise", bool(detected), sev, conf, {
         "rotation_hz": r(a["rotation_hz"], 4), "rpm": r(a["rotation_hz"] * 60.0, 2),
         "periodicity": r(per, 3), "band_hz": list(a["band"]) if a["band"] else None,
+        "click_periodicity": r(cshare, 3), "click_rpm": r(60.0 / cperiod, 2) if cperiod else None,
     })

@@ -2,25 +2,25 @@
 
 Usage::
 
-    python -m archtool.analyze.train_detector CORPUS_DIR [CORPUS_DIR ...] \\
-        -o archtool/checkpoints/analyze_detector.pt [--jobs 2] [--epochs 600]
+    python -m archtool.analyze.train_detector TRAIN_DIR [TRAIN_DIR ...] --val VAL_DIR [VAL_DIR ...] \\
+        -o archtool/checkpoints/analyze_detector.pt [--jobs 2] [--epochs 300] [--seed 7]
 
-Each CORPUS_DIR is the output of ``archtool degrade`` (degraded/ + labels.jsonl). The
-targets are ``labels["kinds"]`` (present or not). Out-of-fold predictions of a 5-fold
-cross-validation (folds by clip-id hash) choose one decision threshold per kind (maximising
-F1) and, per kind, whether the model or the detector's own rule decides (the better
-out-of-fold F1); the final weights are then trained on all clips. Deterministic:
-fixed torch/numpy seeds, one thread.
+Each directory is the output of ``archtool degrade`` (degraded/ + labels.jsonl). The
+targets are ``labels["kinds"]`` (present or not). The model is trained on the TRAIN
+corpora only; its predictions on the separate VAL corpora (other degrade seeds) choose one
+decision threshold per kind (maximising F1) and, per kind, whether the model or the
+detector's own rule decides (the better validation F1). Benchmark corpora must not be
+among either. Deterministic: fixed torch/numpy seeds, one thread.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
+from archtool.analyze.learned import FEATURE_VERSION, HIDDEN
 from archtool.kinds import KINDS
 
 
@@ -32,74 +32,108 @@ def _clip_vector(path: str) -> tuple[np.ndarray, list[str]]:
     return feature_vector(f, rule_findings(f))
 
 
+def _noise_snr(label: dict) -> float:
+    """The SNR (dB) of the clip's ``noise`` unit as measured by degrade; NaN without one."""
+    for u in label.get("units", []):
+        if u.get("unit") == "noise":
+            v = (u.get("measured") or {}).get("snr_db", u.get("params", {}).get("snr_db"))
+            return float(v) if v is not None else float("nan")
+    return float("nan")
+
+
 def _extract_one(corpus: Path, jobs: int):
-    cache = corpus / "analyze_features.npz"
-    if cache.exists():
-        z = np.load(cache, allow_pickle=False)
-        return z["X"], z["Y"], [str(i) for i in z["ids"]], [str(n) for n in z["names"]]
     items = []
     for line in (corpus / "labels.jsonl").read_text().splitlines():
         if line.strip():
             d = json.loads(line)
-            items.append((str(corpus / d["degraded"]), f"{corpus.name}/{d['clip']}", d.get("kinds", {})))
+            items.append((str(corpus / d["degraded"]), f"{corpus.name}/{d['clip']}", d.get("kinds", {}),
+                          _noise_snr(d)))
+    Y = np.array([[float(k in kinds) for k in KINDS] for _, _, kinds, _ in items], dtype=np.float32)
+    S = np.array([s for *_, s in items], dtype=np.float32)
+    ids = [i for _, i, _, _ in items]
+    cache = corpus / f"analyze_features_v{FEATURE_VERSION}.npz"
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        if [str(i) for i in z["ids"]] == ids:
+            return z["X"], Y, S, ids, [str(n) for n in z["names"]]
     from joblib import Parallel, delayed
 
-    out = Parallel(n_jobs=jobs, batch_size=4)(delayed(_clip_vector)(p) for p, _, _ in items)
+    out = Parallel(n_jobs=jobs, batch_size=4)(delayed(_clip_vector)(p) for p, *_ in items)
     names = out[0][1]
     X = np.stack([v for v, _ in out]).astype(np.float32)
-    Y = np.array([[float(k in kinds) for k in KINDS] for _, _, kinds in items], dtype=np.float32)
-    ids = [i for _, i, _ in items]
-    np.savez(cache, X=X, Y=Y, ids=np.array(ids), names=np.array(names))
-    return X, Y, ids, names
+    np.savez(cache, X=X, ids=np.array(ids), names=np.array(names))
+    return X, Y, S, ids, names
 
 
 def extract(corpora: list[Path], jobs: int = 1):
-    """Feature matrix X (n, d), targets Y (n, kinds), clip ids and feature names.
+    """Feature matrix X (n, d), targets Y (n, kinds), noise-unit SNR S (n,) (NaN where the
+    clip has no noise unit), clip ids and feature names.
 
-    Features are cached per corpus in CORPUS/analyze_features.npz (delete it after
-    changing the features).
+    Features are cached per corpus in CORPUS/analyze_features_vN.npz (N =
+    ``learned.FEATURE_VERSION``; bump it when the features change).
     """
     parts = [_extract_one(c, jobs) for c in corpora]
-    names = parts[0][3]
-    if any(p[3] != names for p in parts):
-        raise ValueError("cached feature names differ between corpora; delete the analyze_features.npz caches")
+    names = parts[0][4]
+    if any(p[4] != names for p in parts):
+        raise ValueError("cached feature names differ between corpora; delete the analyze_features caches")
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-            [i for p in parts for i in p[2]], names)
+            np.concatenate([p[2] for p in parts]), [i for p in parts for i in p[3]], names)
 
 
-def _fit(X: np.ndarray, Y: np.ndarray, epochs: int, seed: int = 0):
+def _fit(X: np.ndarray, Y: np.ndarray, S: np.ndarray, epochs: int, seed: int = 0, members: int = 1,
+         hidden: int = HIDDEN):
+    """Train ``members`` MLPs (seeds ``seed``, ``seed + 1``, ...) on the same data: per-kind
+    BCE on the first outputs, and squared error of the noise SNR (standardised,
+    ``learned.SNR_CENTRE_DB``/``SNR_SCALE_DB``) on the last, on clips with a noise unit."""
     import torch
 
-    from archtool.analyze.learned import build_model
+    from archtool.analyze.learned import SNR_CENTRE_DB, SNR_SCALE_DB, build_model
 
-    torch.manual_seed(seed)
-    model = build_model(X.shape[1], Y.shape[1])
+    model = build_model(X.shape[1], Y.shape[1] + 1, members, hidden)
     xt, yt = torch.from_numpy(X), torch.from_numpy(Y)
+    st = torch.from_numpy(np.nan_to_num((S - SNR_CENTRE_DB) / SNR_SCALE_DB).astype(np.float32))
+    has = torch.from_numpy(np.isfinite(S).astype(np.float32))
     model.mean.copy_(xt.mean(0))
     model.std.copy_(xt.std(0).clamp_min(1e-3))
     pos = yt.mean(0).clamp(0.02, 0.98)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=(1 - pos) / pos)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
-    g = torch.Generator().manual_seed(seed)
-    n = X.shape[0]
-    for ep in range(epochs):
-        model.train()
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n, 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
+    bce = torch.nn.BCEWithLogitsLoss(pos_weight=(1 - pos) / pos)
+    z = (xt - model.mean) / model.std
+    n, k = X.shape[0], Y.shape[1]
+    for i, net in enumerate(model.nets):
+        torch.manual_seed(seed + i)
+        for layer in net:
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+        opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-2)
+        g = torch.Generator().manual_seed(seed + i)
+        for ep in range(epochs):
+            net.train()
+            perm = torch.randperm(n, generator=g)
+            for j in range(0, n, 64):
+                idx = perm[j:j + 64]
+                opt.zero_grad()
+                out = net(z[idx])
+                h = has[idx]
+                mse = ((out[:, k] - st[idx]) ** 2 * h).sum() / h.sum().clamp_min(1.0)
+                loss = bce(out[:, :k], yt[idx]) + SNR_LOSS_WEIGHT * mse
+                loss.backward()
+                opt.step()
     model.eval()
     return model
 
 
-def _predict(model, X: np.ndarray) -> np.ndarray:
+SNR_LOSS_WEIGHT = 0.5
+
+
+def _predict(model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-kind probabilities (n, kinds) and the noise SNR estimate (n,) in dB."""
     import torch
 
+    from archtool.analyze.learned import SNR_CENTRE_DB, SNR_SCALE_DB
+
     with torch.no_grad():
-        return torch.sigmoid(model(torch.from_numpy(X))).numpy()
+        out = model(torch.from_numpy(X)).numpy()
+    return 1.0 / (1.0 + np.exp(-out[:, :-1])), out[:, -1] * SNR_SCALE_DB + SNR_CENTRE_DB
 
 
 def _f1(y: np.ndarray, pred: np.ndarray) -> float:
@@ -109,63 +143,86 @@ def _f1(y: np.ndarray, pred: np.ndarray) -> float:
     return 2 * tp / max(2 * tp + fp + fn, 1e-9)
 
 
+def _best_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    best = (0.5, _f1(y, (p >= 0.5).astype(float)))
+    for t in np.arange(0.1, 0.91, 0.05):
+        f = _f1(y, (p >= t).astype(float))
+        if f > best[1] + 1e-9:
+            best = (float(t), f)
+    return round(best[0], 2), round(best[1], 4)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the analyze decision layer on degrade corpora.")
-    ap.add_argument("corpora", nargs="+", type=Path)
+    ap.add_argument("corpora", nargs="+", type=Path, help="training corpora (archtool degrade output)")
+    ap.add_argument("--val", nargs="+", type=Path, required=True,
+                    help="validation corpora (other seeds): thresholds and rule-vs-model choice")
     ap.add_argument("-o", "--out", type=Path, required=True)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=7, help="torch seed of the weights and batches")
+    ap.add_argument("--members", type=int, default=1, help="MLPs averaged (an ensemble)")
+    ap.add_argument("--hidden", type=int, default=HIDDEN, help="units per hidden layer")
+    ap.add_argument("--extract-only", action="store_true", help="only compute and cache the features")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    X, Y, ids, names = extract(args.corpora, args.jobs)
-    folds = np.array([int(hashlib.sha256(i.encode()).hexdigest(), 16) % 5 for i in ids])
-    P = np.zeros_like(Y)
-    for k in range(5):
-        m = _fit(X[folds != k], Y[folds != k], args.epochs)
-        P[folds == k] = _predict(m, X[folds == k])
+    X, Y, S, ids, names = extract(args.corpora, args.jobs)
+    Xv, Yv, Sv, _, names_v = extract(args.val, args.jobs)
+    if names_v != names:
+        raise ValueError("training and validation features differ; delete the stale caches")
+    if args.extract_only:
+        print(f"features cached: {X.shape[0]} training clips, {Xv.shape[0]} validation clips, {len(names)} features")
+        return
+    model = _fit(X, Y, S, args.epochs, seed=args.seed, members=args.members, hidden=args.hidden)
+    P, snr_pred = _predict(model, Xv)
+    hv = np.isfinite(Sv)
+    snr_rule = Xv[:, names.index("snr_db")]
+    snr_mae = {"learned": round(float(np.mean(np.abs(snr_pred[hv] - Sv[hv]))), 3),
+               "detector": round(float(np.mean(np.abs(snr_rule[hv] - Sv[hv]))), 3), "clips": int(hv.sum())}
     thresholds, val, rule_val, rule_kinds = {}, {}, {}, []
     for j, k in enumerate(KINDS):
-        best = (0.5, _f1(Y[:, j], (P[:, j] >= 0.5).astype(float)))
-        for t in np.arange(0.2, 0.81, 0.05):
-            f = _f1(Y[:, j], (P[:, j] >= t).astype(float))
-            if f > best[1] + 1e-9:
-                best = (float(t), f)
-        thresholds[k] = round(best[0], 2)
-        val[k] = round(best[1], 4)
-        rule_val[k] = round(_f1(Y[:, j], X[:, names.index(f"rule_{k}")]), 4)
+        thresholds[k], val[k] = _best_threshold(Yv[:, j], P[:, j])
+        rule_val[k] = round(_f1(Yv[:, j], Xv[:, names.index(f"rule_{k}")]), 4)
         if rule_val[k] > val[k]:
             rule_kinds.append(k)
-    final = _fit(X, Y, args.epochs)
     from archtool.models.checkpoint import save_checkpoint
 
+    chosen = {k: max(val[k], rule_val[k]) for k in KINDS}
     meta = {
         "name": "analyze_detector",
-        "model": "archtool.analyze.learned.build_model (standardise + MLP 2x96 GELU, one logit per kind)",
-        "kinds": list(KINDS), "feature_names": names, "thresholds": thresholds,
+        "model": f"archtool.analyze.learned.build_model (standardise + mean of {args.members} MLPs 2x{args.hidden} "
+                 "GELU, one logit per kind)",
+        "members": args.members, "hidden": args.hidden,
+        "kinds": list(KINDS), "feature_names": names, "feature_version": FEATURE_VERSION,
+        "thresholds": thresholds,
         "trained_on": {
             "corpora": [str(c) for c in args.corpora],
-            "recipe": "mixed-archive (archtool degrade)",
+            "recipe": "mixed-archive (archtool degrade), clean clips included as negatives",
             "clips": int(X.shape[0]),
-            "sources": "../shared/data speech/ and music/ (CMU ARCTIC, VCTK, LibriSpeech, freesound; librosa "
-                       "example music), backgrounds ../shared/data/background, RIRs ../shared/data/rir; "
-                       "licences per ../shared/data/MANIFEST.csv (CC-BY / CC0 / public domain; four music clips "
-                       "CC-BY-NC-3.0)",
+            "sources": "../shared/data speech/ (CMU ARCTIC, VCTK, LibriSpeech, freesound) and music/ "
+                       "(librosa/data example recordings: Musopen, Kevin MacLeod, freesound uploads), "
+                       "backgrounds ../shared/data/background, RIRs ../shared/data/rir; licences per "
+                       "../shared/data/MANIFEST.csv (CC-BY / CC0 / public domain; four music clips CC-BY-NC-3.0)",
         },
-        "training": {"epochs": args.epochs, "optimizer": "AdamW lr 3e-3 wd 1e-2, batch 64",
-                     "loss": "BCE with per-kind positive weighting", "seed": 0,
-                     "thresholds": "per kind, maximising out-of-fold F1; final weights trained on all clips"},
+        "validated_on": {"corpora": [str(c) for c in args.val], "clips": int(Xv.shape[0])},
+        "training": {"epochs": args.epochs, "optimizer": "AdamW lr 3e-3 wd 1e-2, batch 64, per member",
+                     "loss": f"BCE with per-kind positive weighting + {SNR_LOSS_WEIGHT} x squared error of the "
+                             "standardised noise-unit SNR (clips with a noise unit)", "seed": args.seed,
+                     "thresholds": "per kind, maximising validation F1 (validation corpora only)"},
         "rule_kinds": rule_kinds,
-        "validation": "5-fold cross-validation by clip-id hash (out-of-fold predictions)",
+        "snr_head": snr_mae["learned"] < snr_mae["detector"],
+        "validation_snr_mae_db": snr_mae,
         "validation_f1_model": val, "validation_f1_rules": rule_val,
-        "validation_f1_chosen": {k: max(val[k], rule_val[k]) for k in KINDS},
-        "validation_macro_f1_chosen": round(float(np.mean([max(val[k], rule_val[k]) for k in KINDS])), 4),
+        "validation_f1_chosen": chosen,
+        "validation_macro_f1_chosen": round(float(np.mean(list(chosen.values()))), 4),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(args.out, final.state_dict(), meta)
+    save_checkpoint(args.out, model.state_dict(), meta)
     print(json.dumps({k: meta[k] for k in ("validation_f1_model", "validation_f1_rules", "rule_kinds",
-                                               "validation_macro_f1_chosen", "thresholds")}, indent=1))
+                                               "validation_macro_f1_chosen", "thresholds",
+                                               "validation_snr_mae_db")}, indent=1))
 
 
 if __name__ == "__main__":
