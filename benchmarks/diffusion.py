@@ -1,7 +1,7 @@
 """CQT diffusion benchmark (issue 11): 78 RPM surface noise, zero-shot bandwidth extension and
 declipping on music held out of training, with the peers that run here, in one run.
 
-    python benchmarks/diffusion.py [--items 3] [--steps 25] [--seconds 2] [--json out.json]
+    python benchmarks/diffusion.py [--items 3] [--steps 10] [--seconds 3] [--json out.json]
 
 Corpus: the clips the shipped checkpoint (``diffusion_music22k``) held out of training, cut
 into ``--items`` excerpts per SNR, each degraded with the ``78rpm`` recipe (surface noise,
@@ -11,7 +11,9 @@ fixed to 5, 10, 15, 20 and 25 dB. Every method restores the same degraded excerp
 * ``78rpm`` preset (archtool DSP chain: declick, decrackle, ..., spectral denoise, BWE) and
   ``78rpm-diffusion`` (the same chain with the diffusion restorer for the noise), both
   planned from the analysis of the degraded excerpt (``analyze_audio`` + ``make_plan``);
-* the Op-GAN music restorer (``opgan``, shipped checkpoint), noisereduce, ffmpeg ``afftdn``.
+* the diffusion restorer alone with the item's analysed noise measures (guidance off, and
+  with weight ``--xi``), the Op-GAN music restorer (``opgan``, shipped checkpoint),
+  noisereduce, ffmpeg ``afftdn``: single methods on the degraded excerpt.
 
 Scores (against the clean excerpt): SI-SDR improvement (dB), LSD (log10-power units, lower
 is better), and a noise-floor measure: the level (dB re the clean excerpt's RMS) of the
@@ -124,6 +126,18 @@ def preset_method(preset: str, steps: int | None = None) -> Method:
     return run
 
 
+def diffusion_alone(steps: int, xi: float = 0.0) -> Method:
+    """The diffusion restorer by itself, with the noise measures of the item's analysis."""
+    def run(x: np.ndarray, rate: int) -> np.ndarray:
+        m = analyze_audio(x[None], rate).finding("noise").measures
+        params = {k: m[k] for k in ("noise_psd", "noise_psd_n_fft", "noise_floor_dbfs", "snr_db") if k in m}
+        y = diffusion_restorer().process(torch.from_numpy(x[None]), rate,
+                                         {**params, "steps": steps, "xi": xi, "seed": 0})
+        return y[0].numpy()
+
+    return run
+
+
 def score_noise(corpus: list[dict], method: Method) -> dict:
     rows = []
     cpu = 0.0
@@ -220,8 +234,9 @@ def main() -> None:
     global CKPT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--items", type=int, default=3, help="excerpts per SNR (and for BWE / declipping)")
-    ap.add_argument("--seconds", type=float, default=2.0, help="excerpt length")
-    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--seconds", type=float, default=3.0, help="excerpt length (>= 2.4 s: surface-noise detection needs 3 turns)")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--xi", type=float, default=0.1, help="guidance weight of the second 'diffusion alone' row")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: noise,bwe,declip,speed")
     ap.add_argument("--checkpoint", type=Path, default=CKPT)
@@ -242,7 +257,10 @@ def main() -> None:
         methods: dict[str, Method | None] = {
             "78rpm preset (DSP chain)": preset_method("78rpm"),
             f"78rpm-diffusion preset ({args.steps} steps)": preset_method("78rpm-diffusion", args.steps),
+            f"diffusion alone ({args.steps} steps, xi 0)": diffusion_alone(args.steps),
+            f"diffusion alone ({args.steps} steps, xi {args.xi:g})": diffusion_alone(args.steps, args.xi),
             "Op-GAN (opgan_music22k)": bo.opgan_method(PACKAGED_DIR / "opgan_music22k.pt"),
+            "DSP denoise alone (archtool denoise)": bo.denoise_method(),
             "noisereduce": bo.noisereduce_method(),
             "ffmpeg afftdn (tn=1)": bo.afftdn_method("tn=1"),
         }
