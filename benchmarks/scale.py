@@ -332,17 +332,40 @@ def _echo(data: bytes) -> bytes:
         return f.read()
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its living descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0.0)
+        todo += children.get(p, [])
+    return total
+
+
 def _roundtrip(address: str, files: list[Path], out_dir: Path, repeats: int) -> dict:
-    """Wall time of shipping each file to a worker and back and writing it (no restoration)."""
+    """Wall time and CPU time (client, scheduler and workers: this process tree) of shipping each
+    file to a worker and back and writing it (no restoration)."""
     import hashlib
 
     from distributed import Client
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    times = []
+    times, cpus = [], []
     with Client(address, timeout="60s", set_as_default=False) as client:
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _tree_cpu_s(os.getpid())
             for path in files:
                 data = path.read_bytes()
                 digest = hashlib.sha256(data).hexdigest()
@@ -350,10 +373,12 @@ def _roundtrip(address: str, files: list[Path], out_dir: Path, repeats: int) -> 
                 assert hashlib.sha256(back).hexdigest() == digest
                 (out_dir / path.name).write_bytes(back)
             times.append(time.perf_counter() - t0)
+            cpus.append(_tree_cpu_s(os.getpid()) - c0)
     mb = sum(p.stat().st_size for p in files) / 2**20
-    med = float(np.median(times))
-    return {"wall_s": [round(t, 3) for t in times], "ms_per_mb": round(1000 * med / mb, 2),
-            "ms_per_file": round(1000 * med / len(files), 1)}
+    med, cpu = float(np.median(times)), float(np.median(cpus))
+    return {"mb": round(mb, 1), "wall_s": [round(t, 3) for t in times], "ms_per_mb": round(1000 * med / mb, 2),
+            "ms_per_file": round(1000 * med / len(files), 1), "cpu_s": [round(c, 3) for c in cpus],
+            "cpu_ms_per_mb": round(1000 * cpu / mb, 2), "load_after": loadavg()}
 
 
 def ship_overhead(args: argparse.Namespace) -> dict:
@@ -436,7 +461,7 @@ def main() -> None:
     p = sub.add_parser("ship")
     p.add_argument("--files", type=int, default=6)
     p.add_argument("--seconds", type=float, default=30.0)
-    p.add_argument("--preset", nargs="+", default=["none", "auto"])
+    p.add_argument("--preset", nargs="*", default=["none", "auto"], help="none given: the transport alone")
     p.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     if args.cmd == "memrun":
