@@ -259,6 +259,85 @@ def _unframe(fr: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
     return fr.reshape(-1)[lo : lo + n].copy()
 
 
+def lsar_blocks(x: np.ndarray, missing: np.ndarray, coeffs: np.ndarray, block_starts: np.ndarray,
+                max_batch_m: int = 256) -> np.ndarray:
+    """LSAR fill of ``missing`` with per-block models, many clusters solved at once.
+
+    Same result as ``ar_interpolate(x, missing, coeffs=coeffs, block_starts=block_starts)``
+    (clusters: runs closer than ``p`` joined; each uses the model of the block its first
+    sample falls in): clusters away from the ends with at most ``max_batch_m`` missing
+    samples are solved in batches of equal padded size (one ``numpy.linalg.solve`` per
+    batch instead of one per cluster, which matters for dense crackle); the others go
+    through :func:`archtool.dsp.ar.ar_interpolate`. Returns float64 ``(n,)``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    p = coeffs.shape[1]
+    runs = missing_runs(missing)
+    if len(runs) == 0:
+        return x.copy()
+    # Clusters: runs separated by more than p samples start a new cluster.
+    new = np.concatenate(([True], runs[1:, 0] - runs[:-1, 1] > p))
+    cid = np.cumsum(new) - 1
+    c_start = runs[new, 0]
+    c_stop = np.zeros(int(cid[-1]) + 1, dtype=np.int64)
+    np.maximum.at(c_stop, cid, runs[:, 1])
+    pos_all = np.flatnonzero(missing)
+    pc = np.searchsorted(c_start, pos_all, side="right") - 1  # cluster of each missing sample
+    m_c = np.bincount(pc, minlength=c_start.shape[0])
+    interior = (c_start >= p) & (c_stop - 1 < n - p) & (m_c <= max_batch_m)
+    out = x.copy()
+    out[missing] = 0.0
+    # Per-cluster model and the autocorrelation of its prediction-error filter.
+    f = np.clip(np.searchsorted(block_starts, c_start, side="right") - 1, 0, coeffs.shape[0] - 1)
+    b = np.concatenate([np.ones((coeffs.shape[0], 1)), -coeffs], axis=1)
+    rb_blocks = np.stack([np.correlate(row, row, mode="full")[p:] for row in b]) if len(b) else b
+    rest = missing.copy()
+    if interior.any():
+        sel = interior[pc]
+        pos = pos_all[sel]
+        cl = pc[sel]
+        rb = rb_blocks[f[cl]]  # (K, p + 1) per missing sample
+        # rhs_i = -sum_d rb[|d|] x0[pos_i + d] over the known (zeroed-missing) neighbourhood.
+        d = np.arange(-p, p + 1)
+        win = out[pos[:, None] + d[None, :]]
+        rhs = -(win * rb[:, np.abs(d)]).sum(axis=1)
+        # Index of each missing sample within its cluster.
+        first = np.searchsorted(cl, cl, side="left")
+        k_in = np.arange(cl.shape[0]) - first
+        ids = np.flatnonzero(interior)
+        sizes = m_c[ids]
+        for lo_m, hi_m in ((1, 8), (9, 32), (33, 96), (97, max_batch_m)):
+            group = ids[(sizes >= lo_m) & (sizes <= hi_m)]
+            if group.size == 0:
+                continue
+            G, M = group.size, int(m_c[group].max())
+            gi = np.full(c_start.shape[0], -1)
+            gi[group] = np.arange(G)
+            in_g = gi[cl] >= 0
+            g_of = gi[cl[in_g]]
+            kk = k_in[in_g]
+            # Padding positions: distinct and far (> p) from each other and from the signal.
+            P = np.broadcast_to(-10 * (p + 1) * (np.arange(M) + 1), (G, M)).copy()
+            P[g_of, kk] = pos[in_g]
+            R = np.zeros((G, M))
+            R[g_of, kk] = rhs[in_g]
+            rbg = rb_blocks[f[group]]  # (G, p + 1)
+            dist = np.abs(P[:, :, None] - P[:, None, :])
+            A = np.where(dist <= p, np.take_along_axis(rbg[:, None, :].repeat(M, 1), np.minimum(dist, p), axis=2), 0.0)
+            valid = np.zeros((G, M), dtype=bool)
+            valid[g_of, kk] = True
+            diag = np.arange(M)
+            A[:, diag, diag] = np.where(valid, A[:, diag, diag] + 1e-9 * (rbg[:, :1] + 1e-12), 1.0)
+            sol = np.linalg.solve(A, R[..., None])[..., 0]
+            out[pos[in_g]] = sol[g_of, kk]
+        rest[pos] = False
+    if rest.any():
+        filled = ar_interpolate(out, rest, coeffs=coeffs, block_starts=block_starts)
+        out[rest] = filled[rest]
+    return out
+
+
 def declick_channel(x: np.ndarray, sample_rate: int, settings: ClickSettings = ClickSettings(),
                     offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Detect and repair clicks in one channel.
@@ -273,7 +352,7 @@ def declick_channel(x: np.ndarray, sample_rate: int, settings: ClickSettings = C
         m = det.mask & ~total
         if not m.any():
             break
-        y = ar_interpolate(y, m, coeffs=det.coeffs, block_starts=det.block_starts)
+        y = lsar_blocks(y, m, det.coeffs, det.block_starts)
         total |= m
     return y, total
 
