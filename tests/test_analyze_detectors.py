@@ -351,3 +351,15 @@ def test_shipped_detector_checkpoint_matches_the_features():
     assert list(meta["feature_names"]) == names
     # validation and training corpora are different degrade runs
     assert not set(meta["validated_on"]["corpora"]) & set(meta["trained_on"]["corpora"])
+    # the torch-free mirror holds the same weights as the .pt
+    import hashlib
+
+    npz = np.load(ckpt.with_suffix(".npz"))
+    assert str(npz["pt_sha256"]) == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    model, _ = learned.load_default()
+    vec = np.linspace(-2, 2, len(names)).astype(np.float32)
+    import torch
+
+    with torch.no_grad():
+        ref = model(torch.from_numpy(vec[None]))[0].numpy()
+    assert np.allclose(learned._forward_numpy(learned._numpy_weights(), vec), ref, atol=1e-4)

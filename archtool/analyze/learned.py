@@ -209,25 +209,97 @@ def load_default():
     return model, meta
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_numpy_mirror(checkpoint: Path, model) -> Path:
+    """Write ``checkpoint.with_suffix('.npz')``: the same weights as plain arrays, tagged
+    with the .pt file's sha256, so inference needs neither torch nor its start-up cost."""
+    st = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    out = Path(checkpoint).with_suffix(".npz")
+    np.savez(out, pt_sha256=np.array(_sha256(Path(checkpoint))), **{k.replace(".", "/"): v for k, v in st.items()})
+    return out
+
+
+def _weights_from_state(st: dict[str, np.ndarray]):
+    members = []
+    i = 0
+    while any(k.startswith(f"nets.{i}.") for k in st):
+        layers = sorted({int(k.split(".")[2]) for k in st if k.startswith(f"nets.{i}.") and k.endswith(".weight")})
+        members.append([(st[f"nets.{i}.{j}.weight"], st[f"nets.{i}.{j}.bias"]) for j in layers])
+        i += 1
+    return st["mean"], st["std"], members
+
+
+@lru_cache(maxsize=1)
+def _numpy_weights():
+    """``(mean, std, [[(weight, bias), ...] per member])`` as numpy arrays, from the .npz
+    mirror when its checksum matches the .pt, else from the .pt through torch; None when
+    no usable checkpoint is installed."""
+    npz = CHECKPOINT.with_suffix(".npz")
+    if npz.exists() and CHECKPOINT.exists():
+        z = np.load(npz, allow_pickle=False)
+        if str(z["pt_sha256"]) == _sha256(CHECKPOINT):
+            return _weights_from_state({k.replace("/", "."): z[k] for k in z.files if k != "pt_sha256"})
+    loaded = load_default()
+    if loaded is None:
+        return None
+    return _weights_from_state({k: v.detach().cpu().numpy() for k, v in loaded[0].state_dict().items()})
+
+
+@lru_cache(maxsize=1)
+def _meta() -> dict | None:
+    """The checkpoint's metadata (its .json sidecar), or None when not installed."""
+    side = CHECKPOINT.with_suffix(".json")
+    if not (CHECKPOINT.exists() and side.exists()):
+        return None
+    import json
+
+    return json.loads(side.read_text())
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def _forward_numpy(weights, x: np.ndarray) -> np.ndarray:
+    """The :func:`build_model` network in eval mode (dropout off) on one feature vector."""
+    mean, std, members = weights
+    z0 = (x - mean) / std
+    outs = []
+    for layers in members:
+        z = z0
+        for j, (w, b) in enumerate(layers):
+            z = z @ w.T + b
+            if j < len(layers) - 1:
+                z = _gelu(z)
+        outs.append(z)
+    return np.mean(outs, axis=0).astype(np.float64)
+
+
 def predict(vec: np.ndarray, names: list[str]) -> tuple[dict[str, float], float | None] | None:
     """``(P(kind present) per kind, noise SNR estimate in dB or None)`` from the shipped
     model; None (with a warning when stale) when no checkpoint matching these features is
     installed. Probabilities are re-centred so that each kind's tuned threshold maps to 0.5;
     kinds the checkpoint leaves to the detectors (``rule_kinds``) are absent."""
-    loaded = load_default()
-    if loaded is None:
+    meta = _meta()
+    if meta is None:
         return None
-    import torch
-
-    model, meta = loaded
     if list(meta["feature_names"]) != list(names):
         import warnings
 
         warnings.warn(f"{CHECKPOINT}: its features differ from this version's; the detectors' own "
                       "thresholds decide (retrain with python -m archtool.analyze.train_detector)")
         return None
-    with torch.no_grad():
-        out = model(torch.from_numpy(vec[None].astype(np.float32)))[0].numpy().astype(np.float64)
+    weights = _numpy_weights()
+    if weights is None:
+        return None
+    out = _forward_numpy(weights, vec.astype(np.float32))
     kinds = meta["kinds"]
     th = meta.get("thresholds", {})
     probs = 1.0 / (1.0 + np.exp(-out[: len(kinds)]))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archtool.analyze.learned import FEATURE_VERSION, HIDDEN
+from archtool.analyze.learned import FEATURE_VERSION, HIDDEN, write_numpy_mirror
 from archtool.kinds import KINDS
 
 
@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, model.state_dict(), meta)
+    write_numpy_mirror(args.out, model)
     print(json.dumps({k: meta[k] for k in ("validation_f1_model", "validation_f1_rules", "rule_kinds",
                                                "validation_macro_f1_chosen", "thresholds",
                                                "validation_snr_mae_db")}, indent=1))
