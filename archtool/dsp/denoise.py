@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["expint1", "lsa_gain", "noise_psd_for", "local_floor", "denoise", "stft_sizes"]
+__all__ = ["expint1", "lsa_gain", "noise_psd_for", "denoise", "stft_sizes"]
 
 
 def stft_sizes(sample_rate: int) -> tuple[int, int]:
@@ -81,26 +81,9 @@ def _estimate_psd(power: np.ndarray) -> np.ndarray:
     return np.maximum(q.mean(axis=0) / 0.10536, 1e-20)
 
 
-def local_floor(power: np.ndarray, frames_smooth: int, frames_half: int) -> np.ndarray:
-    """Minimum statistics: per bin, the smallest ``frames_smooth``-frame average power within
-    ``+-frames_half`` frames (edges replicated), from ``(C, K, L)`` powers averaged over
-    channels. Returns ``(K, L)``. Finite support, so chunks agree given the context.
-
-    On white noise (9-frame averages, +-0.6 s) it lies at a median 0.32 and a 1st
-    percentile 0.12 of the true noise power, so 10x this floor is above the true noise
-    power in about 99 % of bins and frames.
-    """
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
-
-    pm = power.mean(axis=0)
-    sm = uniform_filter1d(pm, frames_smooth, axis=1, mode="nearest")
-    return minimum_filter1d(sm, 2 * frames_half + 1, axis=1, mode="nearest")
-
-
 def denoise(x: torch.Tensor, sample_rate: int, *, noise_psd: np.ndarray | None = None,
             max_reduction_db: float = 18.0, alpha: float = 0.98, xi_min_db: float = -20.0,
-            noise_scale: float = 1.0, offset: int = 0, floor_cap_db: float | None = 10.0,
-            floor_window_s: float = 0.6) -> torch.Tensor:
+            noise_scale: float = 1.0, offset: int = 0) -> torch.Tensor:
     """Suppress stationary noise in ``x`` ``(C, N)``.
 
     Args:
@@ -113,10 +96,6 @@ def denoise(x: torch.Tensor, sample_rate: int, *, noise_psd: np.ndarray | None =
         xi_min_db: floor of the a-priori SNR (musical-noise control).
         noise_scale: over-subtraction factor applied to the noise PSD.
         offset: absolute index of ``x[0]`` in the file (frame grid alignment).
-        floor_cap_db: the noise PSD is capped, per bin and frame, at this many dB above the
-            audio's own minimum statistics (:func:`local_floor`, +-``floor_window_s``), so a
-            spectrum measured before earlier steps removed part of the noise (crackle,
-            clicks, hum) does not over-suppress what is left; None disables the cap.
 
     Returns:
         Denoised tensor, same shape, dtype and device.
@@ -135,10 +114,6 @@ def denoise(x: torch.Tensor, sample_rate: int, *, noise_psd: np.ndarray | None =
     power = (Y.real**2 + Y.imag**2).cpu().numpy().astype(np.float64)  # (C, K, L)
     lam = _estimate_psd(power) if noise_psd is None else np.asarray(noise_psd, dtype=np.float64)
     lam = lam[None, :, None] * noise_scale  # (1, K, 1)
-    if floor_cap_db is not None:
-        half = max(1, int(round(floor_window_s * sample_rate / hop)))
-        cap = 10.0 ** (floor_cap_db / 10.0) * local_floor(power, 9, half)
-        lam = np.minimum(lam, np.maximum(cap, 1e-20)[None])  # (1, K, L)
     g_min = 10.0 ** (-max_reduction_db / 20.0)
     xi_min = 10.0 ** (xi_min_db / 10.0)
     L = power.shape[-1]

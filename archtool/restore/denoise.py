@@ -17,14 +17,12 @@ class Denoise:
 
     Params: ``noise_psd`` + ``noise_psd_n_fft`` (from the analysis; estimated from the audio
     when absent), ``max_reduction_db`` (18), ``noise_scale`` (1.0, over-subtraction),
-    ``alpha`` (0.98), ``xi_min_db`` (-20), ``floor_cap_db`` (10: the noise spectrum is
-    capped at 10 dB above the audio's own minimum statistics over +-0.6 s, so noise that
-    earlier steps already removed is not suppressed again; a negative value disables it).
+    ``alpha`` (0.98), ``xi_min_db`` (-20).
     """
 
     name: ClassVar[str] = "denoise"
     kinds: ClassVar[tuple[str, ...]] = ("noise", "surface_noise", "background")
-    context_s: ClassVar[float] = 1.0
+    context_s: ClassVar[float] = 0.5
 
     def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
                 device: torch.device | str = "cpu") -> torch.Tensor:
@@ -39,5 +37,4 @@ class Denoise:
                        alpha=number(params, "alpha", 0.98, 0.5, 0.999),
                        xi_min_db=number(params, "xi_min_db", -20.0, -40.0, 0.0),
                        noise_scale=number(params, "noise_scale", 1.0, 0.1, 10.0),
-                       floor_cap_db=cap if (cap := number(params, "floor_cap_db", 10.0, -1.0, 60.0)) >= 0 else None,
                        offset=chunk_offset(params, sample_rate))
