@@ -115,7 +115,7 @@ def test_dask_worker_killed_mid_file_is_retried_elsewhere(cluster, collection, t
     watcher = threading.Thread(target=kill_worker_with_open_spill, args=(out, killed, stop), daemon=True)
     watcher.start()
     try:
-        batch = run_batch(d, out, RestoreSettings(block_s=0.25), scheduler=cluster)
+        batch = run_batch(d, out, RestoreSettings(block_s=1.0), scheduler=cluster)  # the reference block size
     finally:
         stop.set()
         watcher.join()
@@ -235,7 +235,7 @@ def test_shipped_file_of_a_killed_worker_is_redone_elsewhere(cluster_info, colle
     watcher = threading.Thread(target=_kill_worker_with_shipped_spill, args=(killed, stop), daemon=True)
     watcher.start()
     try:
-        batch = run_batch(src, out, RestoreSettings(block_s=0.25), scheduler=address, transfer="ship")
+        batch = run_batch(src, out, RestoreSettings(block_s=1.0), scheduler=address, transfer="ship")
     finally:
         stop.set()
         watcher.join()
