@@ -30,7 +30,7 @@ from archtool.kinds import KINDS
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "analyze_detector.pt"
 RULE_KINDS = ("gaps",)
 SNR_CENTRE_DB, SNR_SCALE_DB = 20.0, 8.0  # standardisation of the noise-SNR output
-FEATURE_VERSION = 2  # bump when feature_vector changes (training caches are keyed by it)
+FEATURE_VERSION = 3  # bump when feature_vector changes (training caches are keyed by it)
 OCTAVES_HZ = (62, 125, 250, 500, 1000, 2000, 4000, 8000)
 HIDDEN = 96
 
@@ -94,6 +94,26 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
         floor_b = 10 * math.log10(float(np.sum(f.noise_psd[sel] * 2)) / (f.n_fft * wss) + 1e-20) if sel.any() else -200.0
         feats[f"band{b}_q20_over_floor"] = min(max(float(np.percentile(col, 20)) - floor_b, -20.0), 80.0)
         feats[f"band{b}_q5_over_floor"] = min(max(float(np.percentile(col, 5)) - floor_b, -20.0), 80.0)
+    # stationarity of the quietest quarter of the frames: a steady noise floor keeps their
+    # level and band balance fixed; a mixed-in ambience does not
+    fdl = f.frame_db[live] if live.any() else np.zeros(0)
+    q = fdl <= np.percentile(fdl, 25) if fdl.size >= 8 else np.zeros(fdl.size, dtype=bool)
+    if np.count_nonzero(q) >= 4:
+        bq = f.band_db[live][q]
+        feats["quiet_level_std"] = min(float(np.std(fdl[q])), 30.0)
+        for b in range(len(BANDS_HZ)):
+            feats[f"quiet_band{b}_std"] = min(float(np.std(bq[:, b])), 30.0)
+        feats["quiet_shape_std"] = min(float(np.mean(np.std(bq - fdl[q][:, None], axis=0))), 30.0)
+        pkq = f.frame_peakiness[live][q]
+        feats["quiet_flat_med"] = float(np.median(pkq))
+        feats["quiet_flat_std"] = float(np.std(pkq))
+    else:
+        feats["quiet_level_std"] = 0.0
+        for b in range(len(BANDS_HZ)):
+            feats[f"quiet_band{b}_std"] = 0.0
+        feats["quiet_shape_std"] = 0.0
+        feats["quiet_flat_med"] = 0.0
+        feats["quiet_flat_std"] = 0.0
     pk = f.frame_peakiness[live] if f.frame_peakiness.size and live.any() else np.zeros(1)
     if pk.size == 0:
         pk = np.zeros(1)
