@@ -185,12 +185,15 @@ def phone(data: Path, quick: bool, split: str = "benchmark") -> dict:
     rows: dict[str, dict[str, list]] = {}
     plans: dict[str, list] = {}
     items = D.phone_pairs(data, split, rate)
+    from archtool.restore.presets import load_preset
+    tuned = load_preset("phone").kinds["bandlimit"].params  # enhance alone runs with the preset's settings
+    settings = {"gain": float(tuned.get("gain", 1.0)), "strength": float(tuned.get("strength", 1.0))}
     if quick:
         items = items[::3]
     for sim, name, s, x in items:
         s = s.astype(np.float64)
         x32 = x[None]
-        est = {"degraded": x, "enhance": enhance_phone(x32, rate, model=_model("enhance_phone"))[0]}
+        est = {"degraded": x, "enhance": enhance_phone(x32, rate, model=_model("enhance_phone"), **settings)[0]}
         for preset in ("speech", "phone"):
             steps = _preset_steps(preset, x32, rate)
             if steps is not None:
@@ -199,7 +202,7 @@ def phone(data: Path, quick: bool, split: str = "benchmark") -> dict:
         for method, y in est.items():
             rows.setdefault(sim, {}).setdefault(method, []).append(
                 {"clip": name, "pesq_wb": pesq_wb(s, y, rate), "lsd": lsd(s, y)})
-    out: dict = {"split": split}
+    out: dict = {"split": split, "enhance_settings": settings}
     for sim, by_method in rows.items():
         out[sim] = {m: {k: _mean(r, k) for k in ("pesq_wb", "lsd")} | {"n": len(r)} for m, r in by_method.items()}
         if "preset_phone" in by_method and "preset_speech" in by_method:
@@ -210,7 +213,8 @@ def phone(data: Path, quick: bool, split: str = "benchmark") -> dict:
     return out
 
 
-def tune_phone(data: Path, model: str | None = None) -> dict:
+def tune_phone(data: Path, model: str | None = None, denoise: tuple[float, ...] = (0.0, 0.5, 1.0),
+               strengths: tuple[float, ...] = (0.0, 0.5, 1.0), gains: tuple[float, ...] = (0.0, 0.5, 1.0)) -> dict:
     """Settings of the ``phone`` preset chosen on the VALIDATION clips (never the benchmark's):
     mean PESQ-WB per (DSP denoise depth scale, stage-1 strength, generated-band gain), the
     DSP part planned by the preset from the analysis of each degraded clip."""
@@ -227,7 +231,7 @@ def tune_phone(data: Path, model: str | None = None) -> dict:
         scores.setdefault("speech_preset", []).append(pesq_wb(s, restore_audio(x[None], rate, speech, normalize=False)[0], rate))
         scores.setdefault("input", []).append(pesq_wb(s, x, rate))
         dsp = [st for st in steps if st.restorer != "enhance"]
-        for dn in (0.0, 0.5, 1.0):
+        for dn in denoise:
             chain = []
             for st in dsp:
                 if st.restorer == "denoise" and "max_reduction_db" in st.params:
@@ -236,8 +240,8 @@ def tune_phone(data: Path, model: str | None = None) -> dict:
                     st = replace(st, params=dict(st.params, max_reduction_db=st.params["max_reduction_db"] * dn))
                 chain.append(st)
             mid = restore_audio(x[None], rate, chain, normalize=False)
-            for strength in (0.0, 0.5, 1.0):
-                for gain in (0.0, 0.5, 1.0):
+            for strength in strengths:
+                for gain in gains:
                     y = enhance_phone(mid, rate, gain=gain, strength=strength, model=model)[0]
                     scores.setdefault(f"denoise{dn}_strength{strength}_gain{gain}", []).append(pesq_wb(s, y, rate))
     table = {k: {"pesq_wb": float(np.nanmean(v)), "n": len(v)} for k, v in scores.items()}
@@ -254,6 +258,8 @@ def main() -> None:
                     help="sections: speech, speech44, music, phone, tune_phone (settings on the validation clips)")
     ap.add_argument("--split", default="benchmark", choices=("benchmark", "validation"),
                     help="phone section: the benchmark clips or the validation clips (for tuning)")
+    ap.add_argument("--grid", default="0,0.5,1;0,0.5,1;0,0.5,1",
+                    help="tune_phone: DSP denoise depth scales; stage-1 strengths; generated-band gains")
     ap.add_argument("--models", type=Path, default=None, help="folder of checkpoints to test instead of the packaged ones")
     args = ap.parse_args()
     global MODEL_DIR
@@ -271,7 +277,8 @@ def main() -> None:
     if "phone" in only:
         res["phone_enhance"] = phone(args.data, args.quick, args.split)
     if "tune_phone" in only:
-        res["tune_phone"] = tune_phone(args.data)
+        grid = [tuple(float(v) for v in part.split(",")) for part in args.grid.split(";")]
+        res["tune_phone"] = tune_phone(args.data, None, *grid)
     res["seconds"] = round(time.time() - t0, 1)
     text = json.dumps(res, indent=2)
     print(text)

@@ -125,14 +125,14 @@ class PhoneEnhancer(nn.Module):
 class _ResolutionDiscriminator(nn.Module):
     """2D conv stack over one log-magnitude spectrogram ``(B, 1, F, T)`` -> patch scores."""
 
-    def __init__(self, n_fft: int, hop: int, channels: int = 16):
+    def __init__(self, n_fft: int, hop: int, channels: int = 8):
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
         c = channels
         self.layers = nn.ModuleList([
-            nn.Conv2d(1, c, (7, 5), padding=(3, 2)),
-            nn.Conv2d(c, c, (7, 5), stride=(2, 1), padding=(3, 2)),
-            nn.Conv2d(c, c, (7, 5), stride=(2, 1), padding=(3, 2)),
+            nn.Conv2d(1, c, (7, 5), stride=(2, 1), padding=(3, 2)),
+            nn.Conv2d(c, c, (7, 5), stride=(2, 2), padding=(3, 2)),
+            nn.Conv2d(c, c, (7, 5), stride=(2, 2), padding=(3, 2)),
             nn.Conv2d(c, c, (5, 3), stride=(2, 1), padding=(2, 1)),
         ])
         self.out = nn.Conv2d(c, 1, (3, 3), padding=1)
@@ -154,7 +154,7 @@ class SpectrogramDiscriminator(nn.Module):
     ``forward(x (B, N))`` returns a list of ``(scores, features)`` per resolution.
     """
 
-    def __init__(self, resolutions: tuple[int, ...] = (256, 512, 1024), channels: int = 16):
+    def __init__(self, resolutions: tuple[int, ...] = (256, 512, 1024), channels: int = 8):
         super().__init__()
         self.discs = nn.ModuleList(_ResolutionDiscriminator(n, n // 4, channels) for n in resolutions)
 
