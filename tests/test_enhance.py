@@ -54,10 +54,18 @@ def test_stage1_starts_at_identity_and_gain_is_bounded() -> None:
 
 @pytest.mark.parametrize("rate,channels", [(16000, 1), (22050, 2)])
 def test_output_shape_rate_channels_kept(small_ckpt: Path, rate: int, channels: int) -> None:
-    x = _phone(2.0, rate, 2, channels)
+    x = _phone(1.0, rate, 2, channels)
     y = enhance_phone(x, rate, model=str(small_ckpt), seed=1)
     assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
     assert np.array_equal(y, enhance_phone(x, rate, model=str(small_ckpt), seed=1))  # deterministic
+
+
+def test_file_seeds_of_any_size_work(small_ckpt: Path) -> None:
+    """The engine passes 64-bit file seeds (archtool.seeding); the phases must accept them."""
+    x = torch.from_numpy(_phone(1.0, 16000, 6))
+    a = PhoneEnhance().process(x, 16000, {"model": str(small_ckpt), "seed": 2 ** 64 - 1, "chunk_offset": 0})
+    b = PhoneEnhance().process(x, 16000, {"model": str(small_ckpt), "seed": 2 ** 64 - 2, "chunk_offset": 0})
+    assert torch.isfinite(a).all() and not torch.equal(a, b)
 
 
 def test_no_generation_and_no_denoising_returns_the_input(small_ckpt: Path) -> None:
@@ -76,12 +84,12 @@ def test_segment_grid_covers_the_chunk() -> None:
 @pytest.mark.parametrize("rate", [16000, 22050])
 def test_chunked_run_matches_unchunked_within_60_db(small_ckpt: Path, rate: int) -> None:
     """Chunks with the restorer's declared context, cropped and joined, equal the whole run."""
-    x = torch.from_numpy(_phone(9.0, rate, 4))
+    x = torch.from_numpy(_phone(7.0, rate, 4))
     restorer = PhoneEnhance()
     params = {"model": str(small_ckpt), "seed": 5, "gain": 1.0}
     whole = restorer.process(x, rate, dict(params, chunk_offset=0)).numpy()
     ctx = int(np.ceil(PhoneEnhance.context_s * rate))
-    bounds = [0, int(2.3 * rate) + 11, int(5.9 * rate), x.shape[-1]]
+    bounds = [0, int(2.3 * rate) + 11, int(4.4 * rate), x.shape[-1]]
     parts = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         lo, hi = max(0, a - ctx), min(x.shape[-1], b + ctx)
@@ -96,7 +104,7 @@ def test_training_steps_reduce_the_loss() -> None:
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    clean = np.stack([speech_like(0.5, 16000, k)[0] for k in range(2)]).astype(np.float64)
+    clean = np.stack([speech_like(0.35, 16000, k)[0] for k in range(2)]).astype(np.float64)
     noisy = np.stack([D.phone_degrade(c, 16000, rng.standard_normal(len(c)), rng) for c in clean])
     s, x = torch.from_numpy(clean.astype(np.float32)), torch.from_numpy(noisy.astype(np.float32))
     cut = torch.full((2,), 3400.0)

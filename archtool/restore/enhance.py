@@ -106,7 +106,7 @@ def enhance_with(net: PhoneEnhancer, audio: np.ndarray, rate: int, cutoff_hz: fl
             x = torch.from_numpy(np.stack(segs16[i:i + BATCH]))
             frames = x.shape[-1] // (MODEL_RATE * 8 // 1000) + 1
             phase = torch.cat([torch.rand((1, n_fft, frames), generator=torch.Generator().manual_seed(
-                int(seed) * 1_000_003 + int(k))) * (2 * np.pi) for k in keys[i:i + BATCH]])
+                (int(seed) % 2 ** 31 * 1_000_003 + int(k)) % 2 ** 63)) * (2 * np.pi) for k in keys[i:i + BATCH]])
             y = net(x, torch.tensor(cuts[i:i + BATCH]), gain=float(gain), strength=float(strength), phase=phase)
             out16.extend(y.numpy().astype(np.float64))
     acc = np.zeros_like(padded)
