@@ -370,7 +370,9 @@ class FeatureAccumulator:
         self.peak_neg = np.minimum(self.peak_neg, cmin)
         ax = np.abs(x)
         for c in range(self.channels):
-            self.abs_hist[c] += np.histogram(ax[c], bins=self.hist_edges)[0]
+            # uniform bins given as (count, range): numpy bins by arithmetic, without sorting
+            self.abs_hist[c] += np.histogram(ax[c], bins=self.hist_edges.size - 1,
+                                             range=(self.hist_edges[0], self.hist_edges[-1]))[0]
         # flat runs at this chunk's extremes (kept per chunk; merged against global peaks)
         cnt_p = np.zeros(self.channels, dtype=np.int64)
         cnt_n = np.zeros(self.channels, dtype=np.int64)
@@ -598,8 +600,8 @@ class FeatureAccumulator:
         self.res_scale.append(med_scale)
         # floor: near-silent passages must not turn quantisation steps into "clicks"
         scale = np.maximum(scale, 0.1 * med_scale) + 1e-9
-        ratio = ae / np.repeat(scale, S)[:n]
-        out = ratio > CLICK_THRESHOLD
+        # outliers: |e| beyond CLICK_THRESHOLD local scales (compared block-wise, no full-rate copy)
+        out = (aep.reshape(m, S) > (CLICK_THRESHOLD * scale)[:, None]).reshape(-1)[:n]
         if not out.any():
             return
         # merge outliers closer than 1 ms into one event
@@ -608,7 +610,7 @@ class FeatureAccumulator:
         first = np.concatenate([[0], np.flatnonzero(np.diff(idxs) > gap) + 1])
         last = np.concatenate([first[1:], [idxs.size]])
         seg_id = np.repeat(np.arange(first.size), last - first)
-        rv = ratio[idxs]
+        rv = ae[idxs] / scale[idxs // S]
         # index of the maximum ratio within each group
         order = np.lexsort((-rv, seg_id))
         peak_idx = idxs[order[first]]
@@ -627,7 +629,7 @@ class FeatureAccumulator:
         right = mf[np.clip(b + g + h, 0, mb - 1)]
         iso = ae[peak_idx] / (np.maximum(left, right) + 1e-12)
         self.ev_t.append((start + peak_idx) / self.sr)
-        self.ev_r.append(ratio[peak_idx])
+        self.ev_r.append(ae[peak_idx] / scale[peak_idx // S])
         self.ev_w.append((last - first).astype(np.float64))
         self.ev_iso.append(iso)
         self.ev_amp.append(ae[peak_idx] / (np.sqrt(self.chunk_ms) + 1e-12))
