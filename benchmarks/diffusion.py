@@ -230,6 +230,42 @@ def speed(seconds: float = 3.0) -> dict:
     return out
 
 
+TUNE_CLIPS = ("music/tchaikovsky_sugarplum_macleod_0.flac", "music/lets_go_fishin_hobbs_0.flac")  # training clips
+
+
+def tune(grid: str, steps: int) -> None:
+    """Sampler settings on two excerpts of *training* clips with surface noise only (8, 15 dB).
+
+    ``grid``: ``XI,...:START,...:CHURN,...`` (e.g. ``0,0.5:1,1.5:0,5``); prints the SI-SDR
+    improvement and LSD per excerpt for every combination."""
+    from archtool.degrade.recipe import parse_recipe
+    from archtool.restore.diffusion import DiffusionRestorer
+
+    r = DiffusionRestorer(checkpoint=str(CKPT))
+    items = []
+    for i, snr in enumerate((8.0, 15.0)):
+        rng = rng_for(5, f"t{i}")
+        clip = load_mono(SHARED / TUNE_CLIPS[i], RATE)[0]
+        start = int(rng.integers(0, len(clip) - 66150))
+        clean = clip[start:start + 66150]
+        clean = (clean / np.abs(clean).max() * 0.5).astype(np.float32)
+        deg, _ = Degrader(parse_recipe(f'name="t"\n[[units]]\nunit="surface_noise"\nsnr_db={snr}\n'))(clean[None], RATE, rng)
+        m = analyze_audio(deg, RATE).finding("noise").measures
+        params = {k: m[k] for k in ("noise_psd", "noise_psd_n_fft", "noise_floor_dbfs", "snr_db")}
+        items.append((clean, deg[0].astype(np.float32), params))
+    xis, starts, churns = ([float(v) for v in part.split(",")] for part in grid.split(":"))
+    for xi in xis:
+        for st in starts:
+            for ch in churns:
+                res = []
+                for clean, deg, params in items:
+                    y = r.process(torch.from_numpy(deg[None]), RATE, {**params, "xi": xi, "start_factor": st,
+                                                                      "churn": ch, "steps": steps, "seed": 0})[0].numpy()
+                    res.append((si_sdr_db(clean, y) - si_sdr_db(clean, deg), lsd_db(clean, y)))
+                print(f"xi {xi:g} start {st:g} churn {ch:g} steps {steps}: dSI-SDR "
+                      f"{[round(a, 2) for a, _ in res]} LSD {[round(b, 2) for _, b in res]}", flush=True)
+
+
 def main() -> None:
     global CKPT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -240,9 +276,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: noise,bwe,declip,speed")
     ap.add_argument("--checkpoint", type=Path, default=CKPT)
+    ap.add_argument("--tune", default=None, metavar="XI:START:CHURN",
+                    help="instead of the benchmark: sampler settings on training excerpts (see tune())")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     CKPT = args.checkpoint
+    if args.tune:
+        torch.set_num_threads(1)
+        tune(args.tune, args.steps)
+        return
     torch.set_num_threads(1)
     skip = set(filter(None, args.skip.split(",")))
     _, meta = load_checkpoint(CKPT)
