@@ -6,6 +6,11 @@ keeps only compact summaries: per-frame scalars (a few floats per STFT frame and
 envelope block), averaged spectra, a noise-floor spectrum, impulsive events and per-channel
 statistics. Memory is O(file duration x a few floats per frame), never the samples.
 
+Per chunk, the mono mix goes through one ~40 ms STFT at the full rate (levels, bands, noise
+floor, and the AR model of the click detector), and through one anti-alias filter down to
+~8 kHz that feeds both the wow pitch tracker (0.25 s STFT) and a second decimation to ~1 kHz
+for hum, rumble and DC.
+
 :meth:`FeatureAccumulator.finish` returns a :class:`Features`, which the detectors
 (one module per defect kind) read. All spectra use a periodic Hann window
 (``scipy.signal.get_window("hann", n_fft)``) and an unnormalised ``numpy.fft.rfft``.
