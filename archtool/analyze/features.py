@@ -224,11 +224,13 @@ def _blockwise_residual(x: np.ndarray, a: np.ndarray, L: int, p: int, n: int) ->
     """Prediction error of ``x[p:p+n]`` with coefficients ``a[b]`` for samples of block b."""
     nb = a.shape[0]
     xp = np.pad(x, (0, nb * L + p - x.shape[0])) if x.shape[0] < nb * L + p else x
-    lag = np.lib.stride_tricks.sliding_window_view(xp[: nb * L + p], p + 1)[: nb * L]
-    lag = lag.reshape(nb, L, p + 1)  # lag[b, t, j] = x[b*L + t + j]; x index p+t is the current sample
     coef = np.concatenate([-a[:, ::-1], np.ones((nb, 1))], axis=1)  # weights for x[n-p..n]
-    e = np.matmul(lag, coef[:, :, None])[:, :, 0].reshape(-1)
-    return e[:n]
+    # e[b, t] = sum_j coef[b, j] x[b*L + t + j]: one multiply-add per lag over (nb, L) views
+    # of x (no (samples x lags) copy); x index p+t is the current sample
+    e = np.zeros((nb, L))
+    for j in range(p + 1):
+        e += coef[:, j:j + 1] * xp[j: j + nb * L].reshape(nb, L)
+    return e.reshape(-1)[:n]
 
 
 class FeatureAccumulator:
