@@ -3,15 +3,20 @@
 The detectors measure (SNR, residual-outlier rates, line prominences, decay times ...);
 on mixtures of defects their fixed thresholds confuse one kind with another (crackle and
 surface noise raise the noise floor, rumble moves the DC estimate...). This layer reads a
-vector of scale-free features (:func:`feature_vector`, ``FEATURE_NAMES``) and gives, for each
-kind of ``archtool.kinds.KINDS``, the probability that it is present. It is a 2-hidden-layer
-MLP (about 15 k weights) trained on ``archtool degrade`` corpora; its checkpoint
-(``archtool/checkpoints/analyze_detector.pt`` + ``.json`` metadata) is loaded weights-only.
+vector of scale-free features (:func:`feature_vector`) and gives, for each kind of
+``archtool.kinds.KINDS``, the probability that it is present, plus an estimate of the
+broadband noise's SNR. It is the mean of a few 2-hidden-layer MLPs trained on
+``archtool degrade`` corpora (:mod:`archtool.analyze.train_detector`); its checkpoint
+(``archtool/checkpoints/analyze_detector.pt`` + ``.json`` metadata) is mirrored as plain
+arrays in ``analyze_detector.npz`` (checked against the .pt's sha256), so inference is a
+numpy forward pass and analysis never imports torch.
 
-The measures of every finding stay those of its detector; the layer decides ``detected``
-and ``confidence`` (the detector's own verdict is kept as ``measures["rule_detected"]``).
-Kinds listed in ``RULE_KINDS``, and those for which cross-validation found the rule better
-(checkpoint metadata ``rule_kinds``), keep the detector's verdict.
+Most measures of a finding stay those of its detector; the layer decides ``detected`` and
+``confidence`` (the detector's own verdict is kept as ``measures["rule_detected"]``). Kinds in
+``RULE_KINDS``, those for which validation found the rule better (checkpoint metadata
+``rule_kinds``), and findings resting on an exact measurement (:func:`rule_certain`) keep
+the detector's verdict. A detected noise finding reports the learned SNR as ``snr_db``
+(the detector's figure stays as ``snr_db_detector``).
 """
 from __future__ import annotations
 
