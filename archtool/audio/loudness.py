@@ -58,7 +58,20 @@ class LoudnessMeter:
         self._n = 0  # samples seen
         self._k = 1  # index of the next sub-block boundary to record
         self._acc = np.zeros(self.channels)  # energy since the last recorded boundary
-        self._sums: list[np.ndarray] = [np.zeros(self.channels)]  # cumulative energy at boundaries
+        # cumulative energy at each 100 ms boundary, rows [0, _count) of a buffer that doubles
+        # when full (one row per boundary: 16 bytes a second of stereo, not a Python object each)
+        self._buf = np.zeros((1024, self.channels))
+        self._count = 1
+
+    @property
+    def _sums(self) -> np.ndarray:
+        return self._buf[:self._count]
+
+    def _record(self, row: np.ndarray) -> None:
+        if self._count == self._buf.shape[0]:
+            self._buf = np.concatenate([self._buf, np.zeros_like(self._buf)])
+        self._buf[self._count] = row
+        self._count += 1
 
     def _boundary(self, k: int) -> int:
         # pyloudnorm's bounds: int(T_g * (j * step) * rate) with T_g=0.4, step=0.25
@@ -71,16 +84,16 @@ class LoudnessMeter:
         y, self._zi = signal.lfilter(self._b, self._a, block, axis=1, zi=self._zi)
         y *= y
         start, end = self._n, self._n + block.shape[1]
-        running = self._sums[-1] + self._acc  # cumulative energy at the block's start
+        running = self._buf[self._count - 1] + self._acc  # cumulative energy at the block's start
         pos = 0
         while self._boundary(self._k) <= end:  # record the cumulative energy at each boundary
             b = self._boundary(self._k) - start
             if b > pos:
                 running = running + y[:, pos:b].sum(axis=1)
                 pos = b
-            self._sums.append(running)
+            self._record(running)
             self._k += 1
-        self._acc = running + y[:, pos:].sum(axis=1) - self._sums[-1]
+        self._acc = running + y[:, pos:].sum(axis=1) - self._buf[self._count - 1]
         self._n = end
 
     @property
@@ -93,8 +106,8 @@ class LoudnessMeter:
         if total_s < BLOCK_S:
             return np.zeros((self.channels, 0))
         n_blocks = int(np.round((total_s - BLOCK_S) / (BLOCK_S * 0.25))) + 1
-        sums = np.array(self._sums + [self._sums[-1] + self._acc])  # (boundaries+1, C)
-        bounds = np.array([self._boundary(k) for k in range(len(self._sums))] + [self._n])
+        sums = np.concatenate([self._sums, (self._sums[-1] + self._acc)[None]])  # (boundaries+1, C)
+        bounds = np.array([self._boundary(k) for k in range(self._count)] + [self._n])
         lo = np.array([self._boundary(j) for j in range(n_blocks)])
         hi = np.minimum(np.array([self._boundary(j + 4) for j in range(n_blocks)]), self._n)
         cum_lo = np.array([np.interp(lo, bounds, sums[:, c]) for c in range(self.channels)])
@@ -103,7 +116,7 @@ class LoudnessMeter:
 
     def _short_term(self) -> np.ndarray:
         """Short-term (3 s) K-weighted power every 100 ms, weighted over channels."""
-        sums = np.array(self._sums + [self._sums[-1] + self._acc])
+        sums = np.concatenate([self._sums, (self._sums[-1] + self._acc)[None]])
         g = _channel_weights(self.channels)
         span = 30  # sub-blocks of 100 ms
         if sums.shape[0] - 1 < span:
