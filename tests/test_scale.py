@@ -52,6 +52,16 @@ def collection(tmp_path_factory) -> tuple[Path, Path]:
     return d, ref
 
 
+@pytest.fixture(scope="module")
+def quarter_ref(collection) -> Path:
+    """One-worker reference outputs at 0.25 s blocks: the interruption tests use small blocks so
+    that files are still in flight when the signal comes (block size is not what they test)."""
+    d, ref = collection
+    out = ref.parent / "ref_quarter"
+    assert not run_batch(d, out, RestoreSettings(block_s=0.25), jobs=1).failed
+    return out
+
+
 def test_plan_slots_share_threads_and_give_one_worker_per_gpu():
     assert [s.device for s in plan_slots(["cuda:0", "cuda:1"], jobs=8, cores=16)] == ["cuda:0", "cuda:1"]
     cpu = plan_slots(["cpu"], jobs=3, cores=8)
@@ -116,8 +126,8 @@ def kill_worker_with_open_spill(out: Path, killed: list[int], stop: threading.Ev
         time.sleep(0.01)
 
 
-def test_worker_killed_mid_file_leaves_nothing_partial_and_batch_completes(collection, tmp_path):
-    d, ref = collection
+def test_worker_killed_mid_file_leaves_nothing_partial_and_batch_completes(collection, quarter_ref, tmp_path):
+    d, ref = collection[0], quarter_ref
     out = tmp_path / "killed"
     killed: list[int] = []
     stop = threading.Event()
@@ -125,8 +135,7 @@ def test_worker_killed_mid_file_leaves_nothing_partial_and_batch_completes(colle
     events = []
     watcher.start()
     try:
-        # the reference's block size: this test is about a lost worker, not about block-size invariance
-        batch = run_batch(d, out, RestoreSettings(block_s=1.0), jobs=2, on_event=events.append)
+        batch = run_batch(d, out, RestoreSettings(block_s=0.25), jobs=2, on_event=events.append)
     finally:
         stop.set()
         watcher.join()
@@ -227,11 +236,11 @@ def test_oom_everywhere_fails_that_file_only(oom_restorer, one_file, tmp_path):
 
 
 # --- Ctrl-C and resume ------------------------------------------------------------------------
-def test_sigint_stops_cleanly_and_the_next_run_resumes(collection, tmp_path):
-    d, ref = collection
+def test_sigint_stops_cleanly_and_the_next_run_resumes(collection, quarter_ref, tmp_path):
+    d, ref = collection[0], quarter_ref
     out = tmp_path / "int"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "archtool", "restore", str(d), "-o", str(out), "--jobs", "2", "--block-seconds", "1"]
+    cmd = [sys.executable, "-m", "archtool", "restore", str(d), "-o", str(out), "--jobs", "2", "--block-seconds", "0.25"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, env=env)
     deadline = time.time() + 90
@@ -248,7 +257,7 @@ def test_sigint_stops_cleanly_and_the_next_run_resumes(collection, tmp_path):
     want = audio_hashes(ref)
     assert all(got[k] == want[k] for k in got)  # whatever exists is complete and correct
     assert not (out / ".archtool-tmp").exists() or not any((out / ".archtool-tmp").iterdir())
-    again = run_batch(d, out, RestoreSettings(block_s=1.0), jobs=1)  # the same resume logic as the CLI's
+    again = run_batch(d, out, RestoreSettings(block_s=0.25), jobs=1)  # the same resume logic as the CLI's
     assert not again.failed
     assert {r["input"] for r in again.results if r["status"] == "done"} == done
     assert audio_hashes(out) == want
