@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -237,19 +236,19 @@ def test_oom_everywhere_fails_that_file_only(oom_restorer, one_file, tmp_path):
 
 
 # --- Ctrl-C and resume ------------------------------------------------------------------------
-def test_sigint_stops_cleanly_and_the_next_run_resumes(collection, tmp_path):
-    # three copies of the collection (18 files), so that many files are still to do when the
-    # first one lands in the manifest and the signal comes
-    d = tmp_path / "in"
-    for k in range(3):
-        shutil.copytree(collection[0], d / f"copy{k}")
-    ref = tmp_path / "ref"
-    assert not run_batch(d, ref, RestoreSettings(block_s=0.25), jobs=1).failed
+def _default_sigint() -> None:
+    # as in a terminal's foreground job; a test run started in the background (`cmd &` in a
+    # script) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_sigint_stops_cleanly_and_the_next_run_resumes(collection, quarter_ref, tmp_path):
+    d, ref = collection[0], quarter_ref
     out = tmp_path / "int"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "archtool", "restore", str(d), "-o", str(out), "--jobs", "2", "--block-seconds", "0.25"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=env, preexec_fn=_default_sigint)
     deadline = time.time() + 90
     while time.time() < deadline and not (out / "manifest.json").exists():
         time.sleep(0.02)
@@ -259,7 +258,7 @@ def test_sigint_stops_cleanly_and_the_next_run_resumes(collection, tmp_path):
     assert "interrupted" in err and "resume" in err
     manifest = json.loads((out / "manifest.json").read_text())["files"]  # still valid JSON
     done = {k for k, v in manifest.items() if v["status"] == "ok"}
-    assert 1 <= len(done) < 18
+    assert 1 <= len(done) < 6
     got = audio_hashes(out)
     want = audio_hashes(ref)
     assert all(got[k] == want[k] for k in got)  # whatever exists is complete and correct
