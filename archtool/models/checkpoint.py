@@ -60,6 +60,16 @@ def packaged_checkpoints() -> list[Path]:
 _LOADED: dict[str, Any] = {}
 
 
+def resolve_checkpoint(name_or_path: str | Path, packaged: dict[str, str], what: str) -> Path:
+    """The file of a packaged checkpoint name (a key of ``packaged``) or of a ``.pt`` path;
+    UsageError naming the known names when there is no such file."""
+    path = PACKAGED_DIR / packaged[name_or_path] if name_or_path in packaged else Path(name_or_path)
+    if not path.exists():
+        raise UsageError(f"{name_or_path}: no such {what} checkpoint "
+                         f"(give a .pt path or one of {', '.join(packaged)})")
+    return path
+
+
 def load_model(name_or_path: str | Path, *, packaged: dict[str, str], expected_model: str,
                build: Callable[[dict[str, Any]], "torch.nn.Module"], what: str) -> "torch.nn.Module":
     """A model from a packaged checkpoint name (a key of ``packaged``) or a ``.pt`` path.
@@ -69,12 +79,9 @@ def load_model(name_or_path: str | Path, *, packaged: dict[str, str], expected_m
     worker loads it once). Raises UsageError for an unknown name or missing file and
     CheckpointError for a checkpoint of another model or with mismatched weights.
     """
-    path = PACKAGED_DIR / packaged[name_or_path] if name_or_path in packaged else Path(name_or_path)
+    path = resolve_checkpoint(name_or_path, packaged, what)
     key = str(path)
     if key not in _LOADED:
-        if not path.exists():
-            raise UsageError(f"{name_or_path}: no such {what} checkpoint "
-                             f"(give a .pt path or one of {', '.join(packaged)})")
         state, meta = load_checkpoint(path)
         if meta.get("model") != expected_model:
             raise CheckpointError(f"{path}: not a {what} checkpoint (model={meta.get('model')!r})")

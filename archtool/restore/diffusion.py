@@ -43,13 +43,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torchaudio
 
 from archtool.errors import CheckpointError, UsageError
-from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint
+from archtool.models.checkpoint import load_checkpoint, resolve_checkpoint
 from archtool.models.diffusion import CQTDenoiser, build_denoiser, sample
 from archtool.restore.classic import chunk_offset, number
 from archtool.restore.registry import register_restorer
+from archtool.restore.resampling import fit_length, resample
 from archtool.seeding import seed_for
 
 PACKAGED = {"music": "diffusion_music22k.pt"}
@@ -83,14 +83,6 @@ class DiffusionModel:
         return self
 
 
-def resolve_checkpoint(name_or_path: str) -> Path:
-    if name_or_path in PACKAGED:
-        return PACKAGED_DIR / PACKAGED[name_or_path]
-    path = Path(name_or_path)
-    if not path.exists():
-        raise UsageError(f"{name_or_path}: no such diffusion checkpoint (give a .pt path or one of "
-                         f"{', '.join(PACKAGED)})")
-    return path
 
 
 # ---------------------------------------------------------------------------------- noise model
@@ -131,7 +123,7 @@ def bank_psd(rate: int, noise_dir: str | None = None) -> np.ndarray:
             for f in files:
                 audio, sr = read_audio(f)
                 x = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=0), dtype=np.float32))
-                x = torchaudio.functional.resample(x, sr, rate) if sr != rate else x
+                x = resample(x, sr, rate)
                 p = welch_psd(x.numpy().astype(np.float64))
                 psds.append(p / max(mean_square(p), 1e-30))
             psd = np.mean(psds, axis=0)
@@ -235,12 +227,8 @@ class Observation:
 
 
 # ---------------------------------------------------------------------------------- restorer
-def _resample(x: torch.Tensor, src: int, dst: int) -> torch.Tensor:
-    return x if src == dst else torchaudio.functional.resample(x, src, dst)
 
 
-def _fit(x: torch.Tensor, n: int) -> torch.Tensor:
-    return x[..., :n] if x.shape[-1] >= n else torch.nn.functional.pad(x, (0, n - x.shape[-1]))
 
 
 def _taper(segment: int, overlap: int) -> torch.Tensor:
@@ -264,7 +252,7 @@ class DiffusionRestorer:
         self._models: dict[Path, DiffusionModel] = {}
 
     def model(self, params: dict[str, Any] | None = None, device: torch.device | str = "cpu") -> DiffusionModel:
-        path = resolve_checkpoint(self.checkpoint or str((params or {}).get("model", "music")))
+        path = resolve_checkpoint(self.checkpoint or str((params or {}).get("model", "music")), PACKAGED, "diffusion")
         if path not in self._models:
             self._models[path] = DiffusionModel(path)
         return self._models[path].to(device)
@@ -278,11 +266,11 @@ class DiffusionRestorer:
             return audio.clone()
         m = self.model(params, device)
         x = audio.detach().to("cpu", torch.float32)
-        low = _resample(x, sample_rate, m.rate)
+        low = resample(x, sample_rate, m.rate)
         restored = self._restore(low, sample_rate, m, params)
-        y = _fit(_resample(restored, m.rate, sample_rate), x.shape[-1])
+        y = fit_length(resample(restored, m.rate, sample_rate), x.shape[-1])
         if sample_rate > m.rate:  # keep the input above the model's band
-            y = y + x - _fit(_resample(low, m.rate, sample_rate), x.shape[-1])
+            y = y + x - fit_length(resample(low, m.rate, sample_rate), x.shape[-1])
         return y.to(dtype=audio.dtype, device=audio.device)
 
     def _restore(self, low: torch.Tensor, sample_rate: int, m: DiffusionModel, params: dict[str, Any]) -> torch.Tensor:

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torchaudio
 
-from archtool.errors import CheckpointError, UsageError
-from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint
+from archtool.errors import CheckpointError
+from archtool.models.checkpoint import load_checkpoint, resolve_checkpoint
 from archtool.models.opgan import OpGANGenerator, build_generator
 from archtool.models.overlap_add import overlap_add
 from archtool.restore.registry import register_restorer
+from archtool.restore.resampling import fit_length, resample
 
 #: Shipped checkpoints by material name.
 PACKAGED = {"speech": "opgan_speech16k.pt", "music": "opgan_music22k.pt"}
@@ -70,19 +70,8 @@ class OpGANModel:
                            batch_size=batch_size, device=self.device, window="tukey")
 
 
-def resolve_checkpoint(name_or_path: str) -> Path:
-    """A packaged material name (``speech``, ``music``) or a path to a ``.pt`` checkpoint."""
-    if name_or_path in PACKAGED:
-        return PACKAGED_DIR / PACKAGED[name_or_path]
-    path = Path(name_or_path)
-    if not path.exists():
-        raise UsageError(f"{name_or_path}: no such Op-GAN checkpoint "
-                         f"(give a .pt path or one of {', '.join(PACKAGED)})")
-    return path
 
 
-def _resample(x: torch.Tensor, src: int, dst: int) -> torch.Tensor:
-    return x if src == dst else torchaudio.functional.resample(x, src, dst)
 
 
 @register_restorer("opgan")
@@ -107,7 +96,7 @@ class OpGANRestorer:
     def model(self, params: dict[str, Any] | None = None, device: torch.device | str = "cpu") -> OpGANModel:
         """The loaded model for these params (loaded once per instance, then cached)."""
         name = self.checkpoint or str((params or {}).get("model", "speech"))
-        path = resolve_checkpoint(name)
+        path = resolve_checkpoint(name, PACKAGED, "Op-GAN")
         if path not in self._models:
             self._models[path] = OpGANModel(path, device)
         return self._models[path].to(device)
@@ -121,10 +110,10 @@ class OpGANRestorer:
             return audio.clone()
         model = self.model(params, device)
         x = audio.detach().to(torch.float32)
-        low = _resample(x, sample_rate, model.rate)
+        low = resample(x, sample_rate, model.rate)
         restored = model.restore(low.to(model.device), batch_size=int(params.get("batch", 16)),
                                  overlap=float(params.get("overlap", 0.25))).to(x.device)
-        y = _fit(_resample(restored, model.rate, sample_rate), x.shape[-1])
+        y = fit_length(resample(restored, model.rate, sample_rate), x.shape[-1])
         if sample_rate > model.rate:
             y = y + self._high_band(x, sample_rate, model.rate, params, device)
         return y.to(dtype=audio.dtype, device=audio.device)
@@ -139,12 +128,7 @@ class OpGANRestorer:
             if "denoise" in list_restorers():
                 source = get_restorer("denoise").process(x, rate, {"seed": params.get("seed", 0)}, device)
                 source = source.to(x.device, torch.float32)
-        round_trip = _fit(_resample(_resample(source, rate, model_rate), model_rate, rate), x.shape[-1])
+        round_trip = fit_length(resample(resample(source, rate, model_rate), model_rate, rate), x.shape[-1])
         return source - round_trip
 
 
-def _fit(x: torch.Tensor, n: int) -> torch.Tensor:
-    """Trim or zero-pad the last axis to ``n`` samples."""
-    if x.shape[-1] >= n:
-        return x[..., :n]
-    return torch.nn.functional.pad(x, (0, n - x.shape[-1]))
