@@ -207,6 +207,34 @@ def test_training_is_deterministic_and_resumable(tmp_path):
         assert torch.equal(va, vb), k
 
 
+def test_prefetch_workers_give_the_same_training(tmp_path):
+    """Batches made ahead in worker processes are the serial loop's batches, so the weights match."""
+    from archtool.train.opgan import OpGANTrainer
+
+    torch.set_num_threads(1)
+    data = _clean_dir(tmp_path)
+    serial = OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / "s.pt"), steps=4, val_every=2),
+                          degrader=_awgn, progress=False)
+    serial.run()
+    pooled = OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / "p.pt"), steps=4, val_every=2,
+                                    workers=2), degrader=_awgn, progress=False)
+    pooled.run()
+    for (k, va), vb in zip(serial.gen.state_dict().items(), pooled.gen.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_time_limit_stops_after_saving(tmp_path):
+    from archtool.train.opgan import OpGANTrainer
+
+    torch.set_num_threads(1)
+    tr = OpGANTrainer(_tiny_cfg(tmp_path, _clean_dir(tmp_path), steps=1000, val_every=500, time_limit_s=1e-9),
+                      degrader=_awgn, progress=False)
+    tr.run()
+    assert tr.step == 1 and tr.state_path.exists()
+    _, meta = load_checkpoint(tmp_path / "ck" / "opgan.pt")
+    assert meta["steps"] == 1
+
+
 def test_training_with_the_rar_recipe(tmp_path, shared_data):
     from archtool.train.opgan import OpGANTrainer
 

@@ -23,6 +23,8 @@ def register(group: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda:0."),
         threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for torch."),
         seed: int = typer.Option(0, "--seed", help="Seed: same data + seed give the same checkpoint."),
+        time_limit: float = typer.Option(0.0, "--time-limit", min=0.0,
+                                         help="Stop after this many minutes, validating and saving first (0: none)."),
     ) -> None:
         """Train the CQT-domain diffusion model (EDM) on clean music; keeps the best EMA weights."""
         import torch
@@ -39,7 +41,8 @@ def register(group: typer.Typer) -> None:
         torch.set_num_threads(threads)
         cfg = DiffusionTrainConfig(data=[str(d) for d in data], output=str(output), rate=rate, steps=steps,
                                    batch=batch, segment=segment, lr=lr, channels=chans, val_every=val_every,
-                                   holdout=list(holdout), seed=seed, device=device)
+                                   holdout=list(holdout), seed=seed, device=device,
+                                   time_limit_s=time_limit * 60.0)
         metrics = train_diffusion(cfg, resume=resume, log=lambda m: typer.echo(m, err=True))
         typer.echo(f"{output}: validation loss {metrics.get('val_loss')}, "
                    f"denoising gain at sigma 0.03: {metrics.get('gain_db@0.03')} dB")

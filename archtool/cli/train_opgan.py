@@ -33,6 +33,10 @@ def register(group: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT.state.pt if present."),
         device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda:0."),
         threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for torch."),
+        workers: int = typer.Option(0, "--workers", min=0,
+                                    help="Processes degrading batches ahead (feeds a GPU; same batches as 0)."),
+        time_limit: float = typer.Option(0.0, "--time-limit", min=0.0,
+                                         help="Stop after this many minutes, validating and saving first (0: none)."),
         seed: int = typer.Option(0, "--seed", help="Seed: same data + seed give the same checkpoint."),
     ) -> None:
         """Train Op-GAN on clean clips degraded on the fly; writes the best checkpoint by validation SDR."""
@@ -47,7 +51,7 @@ def register(group: typer.Typer) -> None:
             background_dir=str(background_dir or noise_dir) if (background_dir or noise_dir) else None,
             recipe=recipe, steps=steps, batch=batch, segment=segment, width=width, depth=depth, q=q, max_mult=max_mult,
             lr=lr, w_adv=adv_weight, adv_start=adv_start, val_every=val_every, holdout=list(holdout),
-            seed=seed, device=device, threads=threads)
+            seed=seed, device=device, threads=threads, workers=workers, time_limit_s=time_limit * 60.0)
         metrics = train(cfg, resume=resume, log=lambda m: typer.echo(m, err=True))
         if metrics:
             typer.echo(f"{output}: validation SDR improvement {metrics['sdr_improvement_db']:+.2f} dB, "

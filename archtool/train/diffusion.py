@@ -60,6 +60,7 @@ class DiffusionTrainConfig:
     val_crops: int = 12
     seed: int = 0
     device: str = "cpu"
+    time_limit_s: float = 0.0  # stop (after validating and saving) once this much wall time has run; 0: none
 
     def model(self) -> CQTDenoiser:
         cqt = CQTConfig(sample_rate=self.rate, bins_per_octave=self.bins_per_octave, octaves=self.octaves,
@@ -116,7 +117,7 @@ def validate(model: CQTDenoiser, crops: torch.Tensor, seed: int) -> dict[str, fl
     e = model.edm
     for i, sigma in enumerate(VAL_SIGMAS):
         g = torch.Generator().manual_seed(seed_for(seed, f"val{i}"))
-        noise = torch.randn(crops.shape, generator=g)
+        noise = torch.randn(crops.shape, generator=g).to(crops.device)  # same noise on any device
         err, loss = 0.0, 0.0
         for j in range(0, len(crops), 4):
             x0 = crops[j:j + 4]
@@ -158,7 +159,7 @@ def train_diffusion(cfg: DiffusionTrainConfig, resume: bool = False,
     val_source = CropSampler(load_clips(held_files or train_files, cfg.rate), cfg.segment, model.edm.sigma_data)
     vrng = rng_for(cfg.seed, "validation")
     val_crops = torch.from_numpy(np.stack([val_source.crop(vrng) * model.edm.sigma_data
-                                           for _ in range(cfg.val_crops)]).astype(np.float32))
+                                           for _ in range(cfg.val_crops)]).astype(np.float32)).to(cfg.device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     out = Path(cfg.output)
@@ -186,6 +187,7 @@ def train_diffusion(cfg: DiffusionTrainConfig, resume: bool = False,
         log(f"step 0 validation {history[-1]}")
     model.train()
     t_last, window = time.time(), []
+    started = time.time()
     while step < cfg.steps:
         lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
         if step >= cfg.warmup:
@@ -212,7 +214,8 @@ def train_diffusion(cfg: DiffusionTrainConfig, resume: bool = False,
         if step % 25 == 0:
             log(f"step {step} loss {np.mean(window):.4f} lr {lr:.2e} {train_s / 3600:.2f} h")
             window = []
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        out_of_time = cfg.time_limit_s > 0 and now - started > cfg.time_limit_s
+        if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
             metrics = validate(ema, val_crops, cfg.seed)
             history.append({"step": step, "train_s": round(train_s, 1), **metrics})
             log(f"step {step} validation {metrics}")
@@ -227,4 +230,7 @@ def train_diffusion(cfg: DiffusionTrainConfig, resume: bool = False,
                         "step": step, "best": best, "train_s": train_s, "history": json.dumps(history)}, tmp)
             tmp.replace(state_path)
             t_last = time.time()
+        if out_of_time:
+            log(f"time limit of {cfg.time_limit_s:.0f} s reached at step {step}")
+            break
     return history[-1] if history else {}

@@ -75,6 +75,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int = 1
+    workers: int = 0  # processes preparing batches ahead (0: in the training loop)
+    time_limit_s: float = 0.0  # stop (after validating and saving) once this much wall time has run; 0: none
 
 
 @dataclass
@@ -220,6 +222,44 @@ class MixedDegrader:
         return (self.synthetic if use_synthetic else self.real)(clean, sample_rate, rng)
 
 
+_PREFETCH: tuple[PairMaker, int, int] | None = None  # (pairs, seed, batch) in a prefetch worker
+
+
+def _prefetch_init(pairs: PairMaker, seed: int, batch: int) -> None:
+    global _PREFETCH
+    torch.set_num_threads(1)
+    _PREFETCH = (pairs, seed, batch)
+
+
+def _prefetch_batch(step: int) -> tuple[np.ndarray, np.ndarray]:
+    pairs, seed, batch = _PREFETCH
+    x, y = pairs.batch(rng_for(seed, f"step{step}"), batch)
+    return x.numpy(), y.numpy()
+
+
+class BatchPrefetcher:
+    """Makes the batches of steps ``start, start+1, ...`` in ``workers`` processes, in order.
+
+    A batch depends only on (seed, step), so prefetching in parallel gives exactly the
+    batches the serial loop would: a GPU is then fed by all CPU cores instead of one.
+    """
+
+    def __init__(self, pairs: PairMaker, seed: int, batch: int, workers: int, start: int, stop: int):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self.pool = ctx.Pool(workers, initializer=_prefetch_init, initargs=(pairs, seed, batch))
+        self.results = self.pool.imap(_prefetch_batch, range(start, stop), chunksize=1)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = next(self.results)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
 def make_degrader(cfg: TrainConfig) -> Callable[..., Any]:
     """The on-the-fly degradation of clean crops (archtool.degrade's recipe API)."""
     return MixedDegrader(cfg)
@@ -335,11 +375,13 @@ class OpGANTrainer:
         }
 
     # -- training ----------------------------------------------------------------------
-    def train_step(self) -> dict[str, float]:
+    def train_step(self, prefetch: BatchPrefetcher | None = None) -> dict[str, float]:
         cfg = self.cfg
-        rng = rng_for(cfg.seed, f"step{self.step}")
-        x, y = self.train_pairs.batch(rng, cfg.batch)
-        x, y = x.to(self.device), y.to(self.device)
+        if prefetch is not None:
+            x, y = prefetch.next()
+        else:
+            x, y = self.train_pairs.batch(rng_for(cfg.seed, f"step{self.step}"), cfg.batch)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         adv = cfg.w_adv > 0 and self.step >= cfg.adv_start
         out = self.gen(x)
         l1 = (out - y).abs().mean()
@@ -383,17 +425,31 @@ class OpGANTrainer:
         from tqdm import tqdm
 
         total = self.cfg.steps if steps is None else steps
-        metrics: dict[str, float] = {}
-        last: dict[str, float] = {}
         bar = tqdm(total=total, initial=self.step, disable=not self.progress, mininterval=20,
                    desc="opgan", dynamic_ncols=False, ncols=120)
+        prefetch = (BatchPrefetcher(self.train_pairs, self.cfg.seed, self.cfg.batch, self.cfg.workers,
+                                    self.step, total) if self.cfg.workers > 0 and self.step < total else None)
+        try:
+            metrics = self._loop(total, bar, prefetch, log)
+        finally:
+            if prefetch is not None:
+                prefetch.close()
+        bar.close()
+        return metrics
+
+    def _loop(self, total: int, bar: Any, prefetch: BatchPrefetcher | None,
+              log: Callable[[str], None] | None) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        last: dict[str, float] = {}
         val_text = ""
+        started = time.perf_counter()
         while self.step < total:
             t0 = time.perf_counter()
-            last = self.train_step()
+            last = self.train_step(prefetch)
             self.train_seconds += time.perf_counter() - t0
             bar.update(1)
-            if self.step % self.cfg.val_every == 0 or self.step == total:
+            out_of_time = self.cfg.time_limit_s > 0 and time.perf_counter() - started > self.cfg.time_limit_s
+            if self.step % self.cfg.val_every == 0 or self.step == total or out_of_time:
                 metrics = self.validate_and_save(last)
                 val_text = f"{metrics['sdr_improvement_db']:+.2f}"
                 if log:
@@ -403,7 +459,10 @@ class OpGANTrainer:
             bar.set_postfix(loss=f"{last['loss']:.3f}", l1=f"{last['l1']:.4f}",
                             stft=f"{last['stft']:.3f}", d=f"{last['d']:.3f}", val_dSDR=val_text,
                             refresh=False)
-        bar.close()
+            if out_of_time:
+                if log:
+                    log(f"time limit of {self.cfg.time_limit_s:.0f} s reached at step {self.step}")
+                break
         return metrics
 
 
