@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from archtool.models.bwe import BandwidthExtender, BweConfig, effective_cutoff_hz, highpass_exact
+from archtool.engine.chunking import iter_with_context
+from archtool.models.bwe import BandwidthExtender, BweConfig, effective_cutoff_hz, highpass_fir, highpass_taps
 from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint, save_checkpoint
-from archtool.restore.bwe import extend_bandwidth, load_extender
+from archtool.restore.base import Step
+from archtool.restore.bwe import BandwidthExtension, extend_bandwidth, load_extender
+from archtool.restore.chain import context_samples, run_steps
 from archtool.restore.registry import get_restorer
 from archtool.train.bwe import BweTrainConfig, PairSampler, generated_band_losses, tpcm_loss
 from archtool.train import bwe_data as D
@@ -85,11 +88,19 @@ def test_effective_cutoff_detects_lowpass() -> None:
     assert abs(effective_cutoff_hz(x, rate) - 7000.0) < 300.0
 
 
-def test_highpass_exact_zeroes_low_band(rng: np.random.Generator) -> None:
-    x = rng.standard_normal(4001)
-    h = highpass_exact(x, 16000, 3000.0)
-    spec = np.fft.rfft(h)
-    assert np.abs(spec[np.fft.rfftfreq(4001, 1 / 16000) < 3000.0]).max() < 1e-9
+def test_highpass_fir_stop_band_and_pass_band(rng: np.random.Generator) -> None:
+    rate, cutoff = 16000, 3000.0
+    x = rng.standard_normal(8001)
+    taps = highpass_taps(rate, cutoff)
+    h = highpass_fir(x, rate, cutoff)
+    assert h.shape == (x.size + taps.size - 1,)
+    freqs = np.fft.rfftfreq(h.size, 1 / rate)
+    spec = np.abs(np.fft.rfft(h)) / np.abs(np.fft.rfft(x, n=h.size)).clip(1e-3)  # response x input
+    resp = np.abs(np.fft.rfft(taps, n=1 << 16))
+    f = np.fft.rfftfreq(1 << 16, 1 / rate)
+    assert resp[f < cutoff].max() < 10 ** (-145 / 20)  # stop band: below float32 rounding
+    assert np.abs(resp[f > cutoff + 200.0] - 1).max() < 1e-6  # pass band: unity
+    assert spec[freqs > cutoff + 300].mean() > 0.99
 
 
 def test_training_steps_reduce_loss() -> None:
@@ -185,14 +196,27 @@ def test_train_bwe_writes_resumable_checkpoint(tmp_path: Path) -> None:
         torch.set_num_threads(threads)
 
 
-def test_chunks_with_context_match_whole_file(random_ckpt: Path) -> None:
-    rate, cutoff = 22050, 5000.0
-    x = _lowpass(_music_like(rate, 3.0, 7, channels=1), rate, cutoff)
-    whole = extend_bandwidth(x, rate, cutoff, model=str(random_ckpt)) - x
-    ctx, mid = rate, int(1.5 * rate)
-    a = extend_bandwidth(x[:, :mid + ctx], rate, cutoff, model=str(random_ckpt), offset=0)[:, :mid]
-    b_in = x[:, mid - ctx - 37:]  # a start off the STFT grid
-    b = extend_bandwidth(b_in, rate, cutoff, model=str(random_ckpt), offset=mid - ctx - 37)[:, ctx + 37:]
-    chunked = np.concatenate([a, b], axis=-1) - x
-    err = np.sum((chunked - whole).astype(np.float64) ** 2) / np.sum(whole.astype(np.float64) ** 2)
-    assert err < 1e-3
+def _engine_run(x: np.ndarray, rate: int, steps: list[Step], block_s: float) -> np.ndarray:
+    """``steps`` over ``x`` ``(C, N)`` as the engine runs them: blocks of ``block_s`` re-cut
+    into cores with the chain's context (archtool.engine.chunking) and told their offset."""
+    block = max(1, int(block_s * rate))
+    blocks = (x[:, i:i + block] for i in range(0, x.shape[1], block))
+    out, start = [], 0
+    for ext, left, n in iter_with_context(blocks, block, context_samples(steps, rate)):
+        out.append(run_steps(ext, rate, steps, "cpu", seed=3, offset=start - left)[:, left:left + n])
+        start += n
+    return np.concatenate(out, axis=1)
+
+
+@pytest.mark.parametrize("rate,cutoff", [(16000, 4000.0), (22050, None)])
+def test_block_size_never_changes_output(random_ckpt: Path, rate: int, cutoff: float | None) -> None:
+    """The engine's promise: identical samples at 0.25 s, 1 s and whole-file blocks (the
+    segments are on the file's grid and each is computed alone, so bit-identity holds)."""
+    x = _lowpass(_music_like(rate, 4.3, 8, channels=2), rate, 5000.0)
+    params = {"gain": 1.0, "model": str(random_ckpt)} | ({} if cutoff is None else {"cutoff_hz": cutoff})
+    steps = [Step("bwe", params)]
+    assert context_samples(steps, rate) >= int(BandwidthExtension.context_s * rate)
+    whole = _engine_run(x, rate, steps, 60.0)
+    assert 10 * np.log10(np.sum((whole - x).astype(np.float64) ** 2) / np.sum(x.astype(np.float64) ** 2)) > -40
+    for block_s in (0.25, 1.0):
+        assert np.array_equal(_engine_run(x, rate, steps, block_s), whole), f"block {block_s} s differs"

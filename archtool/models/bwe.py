@@ -181,7 +181,12 @@ class BandwidthExtender(nn.Module):
 
     def features(self, spec: torch.Tensor, rate: int, cutoff_hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Network input ``(B, 2*n_bands, T)``, the per-item reference level ``(B, 1, 1)``
-        and the known-band mask ``(B, n_bands, 1)``."""
+        and the known-band mask ``(B, n_bands, 1)``.
+
+        The reference is the item's mean power per bin below the cutoff, so the output of a
+        frame depends on the whole item: callers that must not depend on how a long signal
+        is cut (the ``bwe`` restorer) run the model on fixed segments of the file's grid,
+        as in training (one reference per training segment)."""
         n_fft, _ = stft_sizes(rate)
         _, _, upper = _band_matrices(self.config.n_bands, n_fft, rate)
         known = (upper.to(spec.device)[None, :] <= cutoff_hz[:, None]).float()[..., None]
@@ -275,17 +280,38 @@ def frame_phases(first_frame: int, n_frames: int, n_bins: int, seed: int = 0) ->
     return torch.from_numpy((2 * np.pi * (u - np.floor(u)))[None].astype(np.float32))
 
 
-def highpass_exact(signal: np.ndarray, rate: int, cutoff_hz: float) -> np.ndarray:
-    """Zero every FFT bin of ``signal`` ``(..., N)`` below ``cutoff_hz`` (float64 maths).
+HIGHPASS_TRANSITION_HZ = 200.0   # width of the high-pass's transition band, just above the cutoff
+HIGHPASS_ATTEN_DB = 150.0        # its stop-band attenuation (below the cutoff)
 
-    Adding the result to an untouched input keeps the input's spectrum below the
-    cutoff unchanged to float rounding: the conservative mode's guarantee.
+
+@lru_cache(maxsize=64)
+def highpass_taps(rate: int, cutoff_hz: float) -> np.ndarray:
+    """Odd-length linear-phase FIR high-pass ``(L,)`` float64 (Kaiser window design).
+
+    Stop band: below ``cutoff_hz``, attenuated by at least :data:`HIGHPASS_ATTEN_DB`
+    (below float32 rounding of the signal it is added to); pass band from
+    ``cutoff_hz + HIGHPASS_TRANSITION_HZ`` up. The length depends on the rate (about
+    50 ms of taps), not on the signal, so filtering is local: an output sample depends
+    on the input within ``L // 2`` samples of it.
     """
-    n = signal.shape[-1]
-    spec = np.fft.rfft(signal.astype(np.float64), axis=-1)
-    freqs = np.fft.rfftfreq(n, 1.0 / rate)
-    spec[..., freqs < cutoff_hz] = 0.0
-    return np.fft.irfft(spec, n=n, axis=-1)
+    from scipy import signal
+
+    numtaps, beta = signal.kaiserord(HIGHPASS_ATTEN_DB, HIGHPASS_TRANSITION_HZ / (rate / 2))
+    numtaps |= 1  # odd: a type-I filter can pass Nyquist
+    edge = min(cutoff_hz + HIGHPASS_TRANSITION_HZ / 2, 0.999 * rate / 2)
+    return signal.firwin(numtaps, edge, window=("kaiser", beta), pass_zero=False, fs=rate)
+
+
+def highpass_fir(signal_: np.ndarray, rate: int, cutoff_hz: float) -> np.ndarray:
+    """Full linear convolution of ``signal_`` ``(..., N)`` with :func:`highpass_taps`
+    (float64, FFT): ``(..., N + L - 1)``, sample ``i`` of the result centred on input sample
+    ``i - L // 2``. Full (not cropped) so that filtering overlapping pieces and adding
+    them gives the filtered sum of the pieces."""
+    from scipy.signal import fftconvolve
+
+    taps = highpass_taps(int(rate), float(cutoff_hz))
+    x = np.asarray(signal_, np.float64)
+    return fftconvolve(x, taps.reshape((1,) * (x.ndim - 1) + (-1,)), axes=-1)
 
 
 def effective_cutoff_hz(audio: np.ndarray, rate: int, upper_hz: float | None = None,

@@ -1,11 +1,23 @@
 """Restorer ``bwe``: conservative learned bandwidth extension for the ``bandlimit`` kind.
 
 Above the analysed cutoff (``params["cutoff_hz"]``, the bandlimit finding's measure;
-estimated from the audio when absent) a :class:`~archtool.models.bwe.BandwidthExtender`
-generates the missing band. The input is never re-synthesised: the output is
-``input + extension`` where every FFT bin of the extension below the cutoff is zeroed
-(float64), so the original band is kept to float rounding and ``gain = 0`` returns the
-input unchanged. ``params``:
+estimated per segment from the audio when absent) a
+:class:`~archtool.models.bwe.BandwidthExtender` generates the missing band. The input is
+never re-synthesised: the output is ``input + extension``, the extension high-passed by a
+linear-phase FIR (:func:`~archtool.models.bwe.highpass_fir`, stop band below the cutoff
+attenuated by 150 dB), so the original band is kept to float rounding and ``gain = 0``
+returns the input unchanged.
+
+Block-size invariance: the model runs on fixed segments of :data:`SEGMENT_S` seconds on a
+grid anchored to the **file** (``params["chunk_offset"]``; segment ``k`` starts at
+``k * (SEGMENT_S - OVERLAP_S)`` seconds, rounded to whole STFT hops), one segment at a time,
+each with its own level reference as in training. Each segment's extension is windowed
+(sine-squared crossfades of :data:`OVERLAP_S` that sum to one), high-passed in full and
+added in segment order, so an output sample depends only on the segments around it and
+the chunk it was computed in does not matter: with :attr:`BandwidthExtension.context_s`
+of context the samples are identical whatever the engine's block size.
+
+``params``:
 
 * ``cutoff_hz`` (float): where the content stops; extension starts there;
 * ``gain`` (float, default 1): level of the generated band (0 = off); ``bwe_gain`` (the
@@ -28,12 +40,17 @@ import torch
 from scipy import signal
 
 from archtool.errors import UsageError
-from archtool.models.bwe import (BandwidthExtender, BweConfig, effective_cutoff_hz, frame_phases, highpass_exact,
-                                 stft_sizes)
+from archtool.models.bwe import (BandwidthExtender, BweConfig, effective_cutoff_hz, frame_phases, highpass_fir,
+                                 highpass_taps, stft_sizes)
 from archtool.models.checkpoint import load_model
 from archtool.restore.registry import register_restorer
 
 PACKAGED = {"speech_x2": "bwe_speech_x2.pt", "speech_x4": "bwe_speech_x4.pt", "music": "bwe_music.pt"}
+SEGMENT_S = 1.5   # model segment (training used 1 s crops; one level reference per segment)
+OVERLAP_S = 0.25  # crossfade between neighbouring segments
+FIR_CONTEXT_S = 0.1  # more than the high-pass's length plus the edge ramp (~25 ms + ~25 ms + 10 ms):
+# a segment that meets a chunk's faded ends then never reaches the chunk's core
+EDGE_RAMP_S = 0.01  # fade of the extension in from a signal's start and out to its end
 
 
 def load_extender(name_or_path: str) -> BandwidthExtender:
@@ -51,40 +68,87 @@ def choose_model(rate: int, cutoff_hz: float, content: str = "auto") -> str:
     return "speech_x4" if cutoff_hz <= 0.1875 * rate else "speech_x2"
 
 
+def segment_grid(n: int, rate: int, offset: int = 0) -> tuple[int, int, list[int]]:
+    """``(length, overlap, starts)`` of the extension segments at ``rate`` (samples): every
+    grid segment meeting ``[offset, offset + n)``, by absolute start. Lengths and starts are
+    whole STFT hops, so overlapping segments share STFT frames (and noise phases)."""
+    _, hop = stft_sizes(rate)
+    length = hop * int(round(SEGMENT_S * rate / hop))
+    overlap = hop * int(round(OVERLAP_S * rate / hop))
+    step = length - overlap
+    first = max(0, (offset - length) // step + 1)
+    last = max(first, (offset + n - 1) // step)
+    return length, overlap, [k * step for k in range(first, last + 1)]
+
+
+def _crossfade(length: int, overlap: int, first: bool) -> np.ndarray:
+    """``(length,)`` float64: sine-squared fade-in and cosine-squared fade-out over
+    ``overlap`` samples (neighbours sum to one); the file's first segment starts at one."""
+    w = np.ones(length)
+    ramp = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / overlap) ** 2
+    if not first:
+        w[:overlap] = ramp
+    w[length - overlap:] = ramp[::-1]
+    return w
+
+
+def _edge_taper(n: int, half: int, ramp: int) -> np.ndarray:
+    """``(n,)`` float64: zero within ``half`` samples of either end, raised-cosine up to one
+    over the next ``ramp`` samples. Applied to the extension before the high-pass of
+    half-length ``half``, it keeps the filtered extension inside the ``n`` samples, so the
+    input's band below the cutoff is kept over the whole signal, not only away from its
+    ends. At a chunk's ends it touches only the engine's context."""
+    t = np.minimum(np.arange(n), np.arange(n)[::-1]) - half
+    return np.where(t < 0, 0.0, np.sin(0.5 * np.pi * np.clip((t + 0.5) / ramp, 0.0, 1.0)) ** 2)
+
+
 def extend_bandwidth(audio: np.ndarray, rate: int, cutoff_hz: float | None = None, gain: float = 1.0,
                      content: str = "auto", seed: int = 0, model: str | None = None,
                      offset: int = 0) -> np.ndarray:
     """Generate the band above ``cutoff_hz`` of ``audio`` ``(C, N)`` float32; same shape.
 
     Below the cutoff the output equals the input (to float rounding); ``gain`` scales
-    the generated band. ``cutoff_hz`` None: estimated with
+    the generated band. ``cutoff_hz`` None: estimated per segment with
     :func:`~archtool.models.bwe.effective_cutoff_hz`. ``offset`` is the position (samples)
-    of ``audio`` in a longer file: the STFT grid and the noise phases follow absolute
-    positions, so overlapping chunks generate the same band where they overlap (up to
-    the network's context).
+    of ``audio`` in a longer file: segments, STFT frames and noise phases follow absolute
+    positions, so an output sample more than :attr:`BandwidthExtension.context_s` from
+    both ends of ``audio`` is the same, to the bit, as in a run on the whole file.
     """
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 2:
         raise ValueError(f"audio must be (channels, samples), got shape {audio.shape}")
     if gain < 0:
         raise UsageError(f"bwe gain {gain}: must be >= 0 (0 turns extension off)")
-    nyq = rate / 2
-    if cutoff_hz is None:
-        cutoff_hz = effective_cutoff_hz(audio, rate)
-    cutoff_hz = float(cutoff_hz)
-    if gain == 0 or audio.shape[-1] < 64 or cutoff_hz >= 0.95 * nyq or cutoff_hz < 500.0:
+    channels, n = audio.shape
+    if gain == 0 or n < 64:
         return audio.copy()
-    extender = load_extender(model or choose_model(rate, cutoff_hz, content))
+    offset = int(offset)
+    length, overlap, starts = segment_grid(n, rate, offset)
     n_fft, hop = stft_sizes(rate)
-    lead = int(offset) % hop
-    padded = np.pad(audio, ((0, 0), (lead, 0)))
-    n_frames = padded.shape[-1] // hop + 1
-    phase = frame_phases((int(offset) - lead) // hop, n_frames, n_fft // 2 + 1, int(seed))
-    with torch.no_grad():
-        parts = extender(torch.from_numpy(padded), rate, cutoff_hz, gain=float(gain), phase=phase,
-                         return_parts=True)
-    ext = highpass_exact(parts["extension"].numpy()[:, lead:], rate, cutoff_hz)
-    return (audio.astype(np.float64) + ext).astype(np.float32)
+    half = (len(highpass_taps(int(rate), 1000.0)) - 1) // 2  # same length for every cutoff
+    pad = length + half
+    padded = np.zeros((channels, n + 2 * pad), np.float32)
+    padded[:, pad:pad + n] = audio
+    acc = np.zeros((channels, n + 2 * pad), np.float64)
+    edge = np.zeros(n + 2 * pad)
+    edge[pad:pad + n] = _edge_taper(n, half, max(1, int(EDGE_RAMP_S * rate)))
+    for a in starts:
+        lo = a - offset + pad
+        seg = padded[:, lo:lo + length]
+        cut = effective_cutoff_hz(seg, rate) if cutoff_hz is None else float(cutoff_hz)
+        if cut >= 0.95 * rate / 2 or cut < 500.0 or not np.any(seg):
+            continue
+        extender = load_extender(model or choose_model(rate, cut, content))
+        phase = frame_phases(a // hop, length // hop + 1, n_fft // 2 + 1, int(seed))
+        win = _crossfade(length, overlap, first=a == 0)
+        for c in range(channels):  # one item per call: the same arithmetic in every chunk
+            with torch.no_grad():
+                parts = extender(torch.from_numpy(np.ascontiguousarray(seg[c:c + 1])), rate, cut,
+                                 gain=float(gain), phase=phase, return_parts=True)
+            e = parts["extension"].numpy()[0].astype(np.float64) * win * edge[lo:lo + length]
+            ext = highpass_fir(e, rate, cut)
+            acc[c, lo - half:lo + length + half] += ext
+    return (audio.astype(np.float64) + acc[:, pad:pad + n]).astype(np.float32)
 
 
 def super_resolve(audio: np.ndarray, rate_in: int, rate_out: int, gain: float = 1.0,
@@ -109,7 +173,9 @@ class BandwidthExtension:
 
     name: ClassVar[str] = "bwe"
     kinds: ClassVar[tuple[str, ...]] = ("bandlimit",)
-    context_s: ClassVar[float] = 1.0  # about the envelope network's receptive field
+    # an output sample depends on the segments whose span, widened by the high-pass's
+    # half-length, covers it; they must lie inside the chunk with its context
+    context_s: ClassVar[float] = SEGMENT_S + FIR_CONTEXT_S
 
     def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
                 device: torch.device | str = "cpu") -> torch.Tensor:
