@@ -212,7 +212,9 @@ def _engine_run(x: np.ndarray, rate: int, steps: list[Step], block_s: float) -> 
 def test_block_size_never_changes_output(random_ckpt: Path, rate: int, cutoff: float | None) -> None:
     """The engine's promise: identical samples at 0.25 s, 1 s and whole-file blocks (the
     segments are on the file's grid and each is computed alone, so bit-identity holds)."""
-    x = _lowpass(_music_like(rate, 4.3, 8, channels=2), rate, 5000.0)
+    # longer than the context on both sides of a middle chunk, so chunks really see part of the file
+    seconds = 2 * BandwidthExtension.context_s + 1.7
+    x = _lowpass(_music_like(rate, seconds, 8, channels=2 if cutoff else 1), rate, 5000.0)
     params = {"gain": 1.0, "model": str(random_ckpt)} | ({} if cutoff is None else {"cutoff_hz": cutoff})
     steps = [Step("bwe", params)]
     assert context_samples(steps, rate) >= int(BandwidthExtension.context_s * rate)

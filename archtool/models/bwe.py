@@ -179,23 +179,33 @@ class BandwidthExtender(nn.Module):
         _, interp, _ = _band_matrices(self.config.n_bands, n_fft, rate)
         return torch.einsum("fb,xbt->xft", interp.to(bands.device), bands)
 
-    def features(self, spec: torch.Tensor, rate: int, cutoff_hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Network input ``(B, 2*n_bands, T)``, the per-item reference level ``(B, 1, 1)``
-        and the known-band mask ``(B, n_bands, 1)``.
-
-        The reference is the item's mean power per bin below the cutoff, so the output of a
-        frame depends on the whole item: callers that must not depend on how a long signal
-        is cut (the ``bwe`` restorer) run the model on fixed segments of the file's grid,
-        as in training (one reference per training segment)."""
+    def reference_level(self, spec: torch.Tensor, rate: int, cutoff_hz: torch.Tensor) -> torch.Tensor:
+        """log10 of the mean power per bin below ``cutoff_hz`` ``(B,)`` over all frames of
+        ``spec`` ``(B, F, T)``: ``(B, 1, 1)``, the level the network's input and output are
+        relative to."""
         n_fft, _ = stft_sizes(rate)
-        _, _, upper = _band_matrices(self.config.n_bands, n_fft, rate)
-        known = (upper.to(spec.device)[None, :] <= cutoff_hz[:, None]).float()[..., None]
         freqs = torch.arange(spec.shape[1], device=spec.device) * rate / n_fft
         below = (freqs[None, :] < cutoff_hz[:, None]).float()[..., None]
         power = spec.real ** 2 + spec.imag ** 2
-        logd = self.band_log_density(power, rate)
         total = (power * below).sum(dim=(1, 2)) / (below.sum(dim=(1, 2)) * power.shape[-1]).clamp_min(1.0)
-        ref = torch.log10(total + LOG_EPS)[:, None, None]
+        return torch.log10(total + LOG_EPS)[:, None, None]
+
+    def features(self, spec: torch.Tensor, rate: int, cutoff_hz: torch.Tensor,
+                 ref: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Network input ``(B, 2*n_bands, T)``, the per-item reference level ``(B, 1, 1)``
+        and the known-band mask ``(B, n_bands, 1)``.
+
+        The reference (:meth:`reference_level`) is the item's mean power per bin below the
+        cutoff (as in training, one per training segment) unless ``ref`` gives it: the
+        ``bwe`` restorer measures it over a fixed window of the file around each segment,
+        so that no output depends on how a long signal is cut."""
+        n_fft, _ = stft_sizes(rate)
+        _, _, upper = _band_matrices(self.config.n_bands, n_fft, rate)
+        known = (upper.to(spec.device)[None, :] <= cutoff_hz[:, None]).float()[..., None]
+        power = spec.real ** 2 + spec.imag ** 2
+        logd = self.band_log_density(power, rate)
+        if ref is None:
+            ref = self.reference_level(spec, rate, cutoff_hz)
         norm = ((logd - ref).clamp(-8.0, 4.0)) * known
         feats = torch.cat([norm, known.expand_as(norm)], dim=1)
         return feats, ref, known
@@ -203,7 +213,8 @@ class BandwidthExtender(nn.Module):
     # ----- synthesis ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor, rate: int, cutoff_hz: torch.Tensor | float, gain: float = 1.0,
                 generator: torch.Generator | None = None, return_parts: bool = False,
-                eq_mode: str = "dynamic", eq_amount: float = 1.0, phase: torch.Tensor | None = None) -> Any:
+                eq_mode: str = "dynamic", eq_amount: float = 1.0, phase: torch.Tensor | None = None,
+                ref: torch.Tensor | None = None) -> Any:
         """Extend ``x`` ``(B, N)`` above ``cutoff_hz`` (scalar or ``(B,)``, Hz).
 
         Returns ``y`` ``(B, N)`` = equalised ``x`` plus the generated band (``gain`` scales
@@ -214,7 +225,8 @@ class BandwidthExtender(nn.Module):
         ``dynamic`` (per frame, as trained), ``static`` (the per-band mean over the
         signal, one fixed equaliser) or ``off``; ``eq_amount`` scales the gains in dB.
         ``phase`` ``(B or 1, F, T)`` (radians) replaces the random phases drawn from
-        ``generator`` (see :func:`frame_phases`).
+        ``generator`` (see :func:`frame_phases`). ``ref`` ``(B, 1, 1)`` (log10) replaces the
+        item's own reference level (see :meth:`features`).
         """
         b, n = x.shape
         n_fft, hop = stft_sizes(rate)
@@ -222,7 +234,7 @@ class BandwidthExtender(nn.Module):
             cutoff_hz = torch.full((b,), float(cutoff_hz), device=x.device)
         cutoff_hz = cutoff_hz.to(x.device, torch.float32).clamp(2 * rate / n_fft, rate / 2)
         spec = self.stft(x, rate)
-        feats, ref, known = self.features(spec, rate, cutoff_hz)
+        feats, ref, known = self.features(spec, rate, cutoff_hz, ref)
         out = self.net(feats)
         nb = self.config.n_bands
         log_target = 8.0 * torch.tanh(out[:, :nb] / 8.0) + ref

@@ -10,12 +10,14 @@ returns the input unchanged.
 
 Block-size invariance: the model runs on fixed segments of :data:`SEGMENT_S` seconds on a
 grid anchored to the **file** (``params["chunk_offset"]``; segment ``k`` starts at
-``k * (SEGMENT_S - OVERLAP_S)`` seconds, rounded to whole STFT hops), one segment at a time,
-each with its own level reference as in training. Each segment's extension is windowed
+``k * (SEGMENT_S - OVERLAP_S)`` seconds, rounded to whole STFT hops), one segment at a time.
+The level the network works relative to is measured over the segment and
+:data:`REF_SIDE_S` of the signal on each side (so a quiet passage keeps the level of the
+music around it, as a whole-file reference would). Each segment's extension is windowed
 (sine-squared crossfades of :data:`OVERLAP_S` that sum to one), high-passed in full and
-added in segment order, so an output sample depends only on the segments around it and
-the chunk it was computed in does not matter: with :attr:`BandwidthExtension.context_s`
-of context the samples are identical whatever the engine's block size.
+added in segment order, so an output sample depends only on the signal within
+:attr:`BandwidthExtension.context_s` of it and the chunk it was computed in does not
+matter: the samples are identical, to the bit, whatever the engine's block size.
 
 ``params``:
 
@@ -46,8 +48,9 @@ from archtool.models.checkpoint import load_model
 from archtool.restore.registry import register_restorer
 
 PACKAGED = {"speech_x2": "bwe_speech_x2.pt", "speech_x4": "bwe_speech_x4.pt", "music": "bwe_music.pt"}
-SEGMENT_S = 1.5   # model segment (training used 1 s crops; one level reference per segment)
+SEGMENT_S = 1.0   # model segment (the length of the training crops)
 OVERLAP_S = 0.25  # crossfade between neighbouring segments
+REF_SIDE_S = 2.0  # the level reference of a segment is measured over it and this much each side
 FIR_CONTEXT_S = 0.1  # more than the high-pass's length plus the edge ramp (~25 ms + ~25 ms + 10 ms):
 # a segment that meets a chunk's faded ends then never reaches the chunk's core
 EDGE_RAMP_S = 0.01  # fade of the extension in from a signal's start and out to its end
@@ -102,6 +105,14 @@ def _edge_taper(n: int, half: int, ramp: int) -> np.ndarray:
     return np.where(t < 0, 0.0, np.sin(0.5 * np.pi * np.clip((t + 0.5) / ramp, 0.0, 1.0)) ** 2)
 
 
+def _reference(extender: BandwidthExtender, window: np.ndarray, rate: int, cutoff_hz: float) -> torch.Tensor:
+    """The level reference ``(1, 1, 1)`` of a segment, measured over ``window`` ``(1, n)``
+    (the segment and up to :data:`REF_SIDE_S` each side, as in the model's own reference)."""
+    n_fft, _ = stft_sizes(rate)
+    cut = torch.tensor([min(max(float(cutoff_hz), 2 * rate / n_fft), rate / 2)])
+    return extender.reference_level(extender.stft(torch.from_numpy(np.ascontiguousarray(window)), rate), rate, cut)
+
+
 def extend_bandwidth(audio: np.ndarray, rate: int, cutoff_hz: float | None = None, gain: float = 1.0,
                      content: str = "auto", seed: int = 0, model: str | None = None,
                      offset: int = 0) -> np.ndarray:
@@ -126,7 +137,8 @@ def extend_bandwidth(audio: np.ndarray, rate: int, cutoff_hz: float | None = Non
     length, overlap, starts = segment_grid(n, rate, offset)
     n_fft, hop = stft_sizes(rate)
     half = (len(highpass_taps(int(rate), 1000.0)) - 1) // 2  # same length for every cutoff
-    pad = length + half
+    side = int(round(REF_SIDE_S * rate))
+    pad = length + half + side
     padded = np.zeros((channels, n + 2 * pad), np.float32)
     padded[:, pad:pad + n] = audio
     acc = np.zeros((channels, n + 2 * pad), np.float64)
@@ -140,11 +152,13 @@ def extend_bandwidth(audio: np.ndarray, rate: int, cutoff_hz: float | None = Non
             continue
         extender = load_extender(model or choose_model(rate, cut, content))
         phase = frame_phases(a // hop, length // hop + 1, n_fft // 2 + 1, int(seed))
+        ref_lo, ref_hi = max(pad, lo - side), min(pad + n, lo + length + side)  # real samples only
         win = _crossfade(length, overlap, first=a == 0)
         for c in range(channels):  # one item per call: the same arithmetic in every chunk
             with torch.no_grad():
+                ref = _reference(extender, padded[c:c + 1, ref_lo:ref_hi], rate, cut)
                 parts = extender(torch.from_numpy(np.ascontiguousarray(seg[c:c + 1])), rate, cut,
-                                 gain=float(gain), phase=phase, return_parts=True)
+                                 gain=float(gain), phase=phase, return_parts=True, ref=ref)
             e = parts["extension"].numpy()[0].astype(np.float64) * win * edge[lo:lo + length]
             ext = highpass_fir(e, rate, cut)
             acc[c, lo - half:lo + length + half] += ext
@@ -174,8 +188,9 @@ class BandwidthExtension:
     name: ClassVar[str] = "bwe"
     kinds: ClassVar[tuple[str, ...]] = ("bandlimit",)
     # an output sample depends on the segments whose span, widened by the high-pass's
-    # half-length, covers it; they must lie inside the chunk with its context
-    context_s: ClassVar[float] = SEGMENT_S + FIR_CONTEXT_S
+    # half-length, covers it; they and their reference windows must lie inside the chunk
+    # with its context
+    context_s: ClassVar[float] = SEGMENT_S + REF_SIDE_S + FIR_CONTEXT_S
 
     def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
                 device: torch.device | str = "cpu") -> torch.Tensor:

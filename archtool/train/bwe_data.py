@@ -164,61 +164,76 @@ def phone_degrade(x: np.ndarray, rate: int, noise: np.ndarray | None, rng: np.ra
     return res
 
 
-def phone_eval_clips(data: Path, split: str, rate: int = 16000) -> list[Clip]:
-    """Clean speech for judging phone enhancement, never trained on, at ``rate``.
+def _parts(clip: Clip, rate: int, parts_if_long: int) -> list[Clip]:
+    """``clip`` at ``rate``, cut in ``parts_if_long`` equal parts when it is 8 s or longer."""
+    a = resample(clip.audio, clip.rate, rate)
+    parts = 1 if len(a) < 8 * rate else parts_if_long
+    step = len(a) // parts
+    return [Clip(f"{clip.name}@{k}" if parts > 1 else clip.name, a[k * step:(k + 1) * step], rate)
+            for k in range(parts)]
 
-    ``split`` ``"benchmark"``: the held-out clips of ``data/speech`` plus the clips of
-    ``data/speech_eval`` not in :data:`PHONE_VALIDATION`, the 10 s ones cut in three parts;
-    ``"validation"``: the :data:`PHONE_VALIDATION` clips, 10 s ones cut in halves (for
-    choosing settings; never the benchmark's clips).
+
+def phone_eval_clips(data: Path, split: str, rate: int = 16000) -> list[Clip]:
+    """Clean speech for judging or tuning phone enhancement, at ``rate``.
+
+    ``split`` ``"benchmark"``: the held-out clips of ``data/speech`` (never trained on) plus
+    the clips of ``data/speech_eval`` not in :data:`PHONE_VALIDATION`, clips of 8 s or more
+    cut in three parts; ``"validation"``: the :data:`PHONE_VALIDATION` clips of
+    ``data/speech_eval``, long ones cut in halves (for choosing settings; never the
+    benchmark's clips); ``"tune"``: the *training* clips of ``data/speech`` (not held out),
+    long ones cut in three: for choosing settings when ``speech_eval`` is absent (the
+    enhancer has seen these voices, so they flatter it).
     """
-    if split not in ("benchmark", "validation"):
-        raise ValueError(f"split {split!r}: benchmark or validation")
+    if split not in ("benchmark", "validation", "tune"):
+        raise ValueError(f"split {split!r}: benchmark, validation or tune")
     out: list[Clip] = []
-    if split == "benchmark":
-        out += [Clip(c.name, resample(c.audio, c.rate, rate), rate)
-                for c in load_clips(Path(data) / "speech", True, HELD_OUT_SPEECH)]
+    if split in ("benchmark", "tune"):
+        for c in load_clips(Path(data) / "speech", split == "benchmark", HELD_OUT_SPEECH):
+            out += _parts(c, rate, 3)
     extra = Path(data) / "speech_eval"
-    if extra.is_dir():
+    if extra.is_dir() and split != "tune":
         for c in load_clips(extra, split == "validation", PHONE_VALIDATION):
-            a = resample(c.audio, c.rate, rate)
-            parts = 1 if len(a) < 8 * rate else (3 if split == "benchmark" else 2)
-            step = len(a) // parts
-            out += [Clip(f"{c.name}@{k}" if parts > 1 else c.name, a[k * step:(k + 1) * step], rate)
-                    for k in range(parts)]
+            out += _parts(c, rate, 3 if split == "benchmark" else 2)
     return out
 
 
-def phone_pairs(data: Path, split: str, rate: int = 16000) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+def phone_pairs(data: Path, split: str, rate: int = 16000,
+                draws: int = 1) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
     """``(simulation, clip, clean, degraded)`` float32 ``(N,)`` pairs at ``rate`` for every clip
     of ``split`` (:func:`phone_eval_clips`, levelled to RMS 0.1) through two simulations:
-    ``degrade_phone_recipe`` (the team's ``phone`` degradation recipe with the held-out
-    background noises only) and ``telephone_channel`` (:func:`phone_degrade` with a held-out
-    noise). Seeded per split and clip index, so the pairs are the same on every call."""
+    ``degrade_phone_recipe`` (the team's ``phone`` degradation recipe with background noises)
+    and ``telephone_channel`` (:func:`phone_degrade` with one noise). The benchmark and
+    validation splits use the held-out noises only, the tune split the others. Seeded per
+    split, clip index and draw (``draws`` independent degradations of each clip; clip
+    names get ``~d`` for draws after the first), so the pairs are the same on every call."""
     import tempfile
 
     from archtool.degrade import Degrader
     data = Path(data)
     clips = phone_eval_clips(data, split, rate)
-    noises = load_clips(data / "background", True, HELD_OUT_NOISE)
+    held = split != "tune"
+    noises = load_clips(data / "background", held, HELD_OUT_NOISE)
+    base = {"benchmark": 77, "validation": 78, "tune": 79}[split]
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         bg = Path(tmp) / "bg"
         bg.mkdir()
         for f in sorted((data / "background").iterdir()):
-            if f.stem in HELD_OUT_NOISE:
+            if (f.stem in HELD_OUT_NOISE) == held:
                 (bg / f.name).symlink_to(f.resolve())
         deg = Degrader("phone", rir_dir=data / "rir", background_dir=bg)
         for sim in ("degrade_phone_recipe", "telephone_channel"):
-            for i, clip in enumerate(clips):
-                rng = np.random.default_rng([77 if split == "benchmark" else 78, i])
-                s = clip.audio / (np.sqrt(np.mean(clip.audio ** 2)) + 1e-12) * 0.1
-                if sim == "degrade_phone_recipe":
-                    x = np.asarray(deg(s[None].astype(np.float32), rate, rng)[0][0], np.float64)
-                else:
-                    nc = noises[i % len(noises)]
-                    x = phone_degrade(s, rate, resample(nc.audio, nc.rate, rate), rng)
-                out.append((sim, clip.name, s.astype(np.float32), x.astype(np.float32)))
+            for d in range(draws):
+                for i, clip in enumerate(clips):
+                    rng = np.random.default_rng([base, i] if d == 0 else [base, i, d])
+                    s = clip.audio / (np.sqrt(np.mean(clip.audio ** 2)) + 1e-12) * 0.1
+                    if sim == "degrade_phone_recipe":
+                        x = np.asarray(deg(s[None].astype(np.float32), rate, rng)[0][0], np.float64)
+                    else:
+                        nc = noises[(i + d) % len(noises)]
+                        x = phone_degrade(s, rate, resample(nc.audio, nc.rate, rate), rng)
+                    name = clip.name if d == 0 else f"{clip.name}~{d}"
+                    out.append((sim, name, s.astype(np.float32), x.astype(np.float32)))
     return out
 
 
