@@ -179,12 +179,41 @@ def _preset_steps(name: str, audio: np.ndarray, rate: int) -> list | None:
         return None
 
 
-def phone(data: Path, quick: bool, split: str = "benchmark") -> dict:
+def paired_difference(d: np.ndarray, clips: list[str], seed: int = 0, n_boot: int = 2000) -> dict:
+    """Mean of paired differences ``d`` with its standard error, a 95 % t interval over the
+    pairs, and a 95 % bootstrap interval that resamples whole clips (the pairs of one clip
+    -- both simulations, all draws -- are not independent)."""
+    from scipy import stats
+
+    d = np.asarray(d, float)
+    ok = np.isfinite(d)
+    d, clips = d[ok], [c for c, k in zip(clips, ok) if k]
+    n = len(d)
+    sem = float(np.std(d, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    t = float(stats.t.ppf(0.975, n - 1)) if n > 1 else float("nan")
+    names = sorted(set(clips))
+    groups = [d[[c == name for c in clips]] for name in names]
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(groups), len(groups))
+        boots.append(np.mean(np.concatenate([groups[i] for i in pick])))
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"mean": float(np.mean(d)), "sem": sem, "ci95_t": [float(np.mean(d) - t * sem), float(np.mean(d) + t * sem)],
+            "ci95_clip_bootstrap": [float(lo), float(hi)], "wins": int(np.sum(d > 0)), "n": n, "clips": len(names)}
+
+
+def _clip_of(name: str) -> str:
+    """The source clip of a pair's clip name (``clip@part~draw`` -> ``clip``)."""
+    return name.split("~")[0].split("@")[0]
+
+
+def phone(data: Path, quick: bool, split: str = "benchmark", draws: int = 1) -> dict:
     from archtool.api import restore_audio
     rate = 16000
     rows: dict[str, dict[str, list]] = {}
     plans: dict[str, list] = {}
-    items = D.phone_pairs(data, split, rate)
+    items = D.phone_pairs(data, split, rate, draws)
     from archtool.restore.presets import load_preset
     tuned = load_preset("phone").kinds["bandlimit"].params  # enhance alone runs with the preset's settings
     settings = {"gain": float(tuned.get("gain", 1.0)), "strength": float(tuned.get("strength", 1.0))}
@@ -202,29 +231,37 @@ def phone(data: Path, quick: bool, split: str = "benchmark") -> dict:
         for method, y in est.items():
             rows.setdefault(sim, {}).setdefault(method, []).append(
                 {"clip": name, "pesq_wb": pesq_wb(s, y, rate), "lsd": lsd(s, y)})
-    out: dict = {"split": split, "enhance_settings": settings}
+    out: dict = {"split": split, "draws": draws, "enhance_settings": settings}
+    all_d, all_clips = [], []
     for sim, by_method in rows.items():
         out[sim] = {m: {k: _mean(r, k) for k in ("pesq_wb", "lsd")} | {"n": len(r)} for m, r in by_method.items()}
         if "preset_phone" in by_method and "preset_speech" in by_method:
-            d = np.array([a["pesq_wb"] - b["pesq_wb"] for a, b in zip(by_method["preset_phone"], by_method["preset_speech"])])
-            out[sim]["phone_minus_speech"] = {"mean": float(np.nanmean(d)), "sem": float(np.nanstd(d) / np.sqrt(len(d))),
-                                              "wins": int(np.sum(d > 0)), "n": len(d)}
+            d = [a["pesq_wb"] - b["pesq_wb"] for a, b in zip(by_method["preset_phone"], by_method["preset_speech"])]
+            clips = [_clip_of(a["clip"]) for a in by_method["preset_phone"]]
+            out[sim]["phone_minus_speech"] = paired_difference(np.array(d), clips)
+            all_d += d
+            all_clips += clips
+    if all_d:
+        out["phone_minus_speech_all"] = paired_difference(np.array(all_d), all_clips)
     out["last_plans"] = plans
     return out
 
 
 def tune_phone(data: Path, model: str | None = None, denoise: tuple[float, ...] = (0.0, 0.5, 1.0),
-               strengths: tuple[float, ...] = (0.0, 0.5, 1.0), gains: tuple[float, ...] = (0.0, 0.5, 1.0)) -> dict:
-    """Settings of the ``phone`` preset chosen on the VALIDATION clips (never the benchmark's):
-    mean PESQ-WB per (DSP denoise depth scale, stage-1 strength, generated-band gain), the
-    DSP part planned by the preset from the analysis of each degraded clip."""
+               strengths: tuple[float, ...] = (0.0, 0.5, 1.0), gains: tuple[float, ...] = (0.0, 0.5, 1.0),
+               split: str = "validation") -> dict:
+    """Settings of the ``phone`` preset chosen on clips that are never the benchmark's
+    (``split`` ``validation``: shared/data/speech_eval's validation clips; ``tune``: the
+    training clips, when speech_eval is absent): mean PESQ-WB per (DSP denoise depth scale,
+    stage-1 strength, generated-band gain), the DSP part planned by the preset from the
+    analysis of each degraded clip, and each setting minus the ``speech`` preset."""
     from dataclasses import replace
 
     from archtool.api import restore_audio
     rate = 16000
     model = model or _model("enhance_phone")
     scores: dict[str, list] = {}
-    for sim, name, s, x in D.phone_pairs(data, "validation", rate):
+    for sim, name, s, x in D.phone_pairs(data, split, rate):
         s = s.astype(np.float64)
         steps = _preset_steps("phone", x[None], rate) or []
         speech = _preset_steps("speech", x[None], rate) or []
@@ -244,9 +281,11 @@ def tune_phone(data: Path, model: str | None = None, denoise: tuple[float, ...] 
                 for gain in gains:
                     y = enhance_phone(mid, rate, gain=gain, strength=strength, model=model)[0]
                     scores.setdefault(f"denoise{dn}_strength{strength}_gain{gain}", []).append(pesq_wb(s, y, rate))
-    table = {k: {"pesq_wb": float(np.nanmean(v)), "n": len(v)} for k, v in scores.items()}
+    sp = np.array(scores["speech_preset"])
+    table = {k: {"pesq_wb": float(np.nanmean(v)), "minus_speech": float(np.nanmean(np.array(v) - sp)), "n": len(v)}
+             for k, v in scores.items()}
     best = max((k for k in table if k.startswith("denoise")), key=lambda k: table[k]["pesq_wb"])
-    return {"split": "validation", "model": Path(model).name, "scores": table, "best": best}
+    return {"split": split, "model": Path(model).name, "scores": table, "best": best}
 
 
 def main() -> None:
@@ -256,8 +295,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer schemes and clips")
     ap.add_argument("--only", default="speech,speech44,music,phone",
                     help="sections: speech, speech44, music, phone, tune_phone (settings on the validation clips)")
-    ap.add_argument("--split", default="benchmark", choices=("benchmark", "validation"),
-                    help="phone section: the benchmark clips or the validation clips (for tuning)")
+    ap.add_argument("--split", default="benchmark", choices=("benchmark", "validation", "tune"),
+                    help="phone section: the benchmark clips, or validation / tune clips (for tuning)")
+    ap.add_argument("--draws", type=int, default=1, help="phone section: degradations drawn per clip and simulation")
+    ap.add_argument("--tune-split", default=None, choices=("validation", "tune"),
+                    help="tune_phone: validation (shared/data/speech_eval) or tune (training clips); "
+                         "default validation when speech_eval exists")
     ap.add_argument("--grid", default="0,0.5,1;0,0.5,1;0,0.5,1",
                     help="tune_phone: DSP denoise depth scales; stage-1 strengths; generated-band gains")
     ap.add_argument("--models", type=Path, default=None, help="folder of checkpoints to test instead of the packaged ones")
@@ -275,10 +318,11 @@ def main() -> None:
     if "music" in only:
         res["music_bwe"] = music_bwe(args.data, args.quick)
     if "phone" in only:
-        res["phone_enhance"] = phone(args.data, args.quick, args.split)
+        res["phone_enhance"] = phone(args.data, args.quick, args.split, args.draws)
     if "tune_phone" in only:
         grid = [tuple(float(v) for v in part.split(",")) for part in args.grid.split(";")]
-        res["tune_phone"] = tune_phone(args.data, None, *grid)
+        split = args.tune_split or ("validation" if (args.data / "speech_eval").is_dir() else "tune")
+        res["tune_phone"] = tune_phone(args.data, None, *grid, split=split)
     res["seconds"] = round(time.time() - t0, 1)
     text = json.dumps(res, indent=2)
     print(text)

@@ -39,7 +39,7 @@ from archtool.restore.registry import register_restorer
 PACKAGED = {"phone": "enhance_phone.pt"}
 SEGMENT_S = 3.0   # segment length; a whole number of seconds keeps 16 kHz lengths exact
 OVERLAP_S = 0.5   # crossfade between neighbouring segments
-BATCH = 8
+BATCH = 1         # segments per network call: one, so each is computed alike in every chunk
 
 
 def load_enhancer(name_or_path: str = "phone") -> PhoneEnhancer:
