@@ -18,8 +18,10 @@ training. Sections:
 4. phone enhancement: held-out speech through the team's ``phone`` degradation recipe
    (held-out background noises only) and through our telephone-channel simulation;
    PESQ-WB and LSD of the degraded input, of the DSP ``speech`` preset (when the
-   planner and that preset are installed), of the ``enhance`` restorer alone and of the
-   ``phone`` preset.
+   planner and that preset are installed), of the ``enhance`` restorer alone, of the
+   ``phone`` preset and of that preset's DSP chain without its learned step; the paired
+   ``phone`` minus ``speech`` difference with 95 % intervals (``--draws`` degradations
+   per clip give more pairs).
 
 Usage: python benchmarks/bwe.py [--data ../shared/data] [--out results.json] [--quick]
 """
@@ -228,6 +230,9 @@ def phone(data: Path, quick: bool, split: str = "benchmark", draws: int = 1) -> 
             if steps is not None:
                 est[f"preset_{preset}"] = restore_audio(x32, rate, steps, normalize=False)[0]
                 plans[preset] = [st.history_line() for st in steps]
+                if preset == "phone":  # its DSP chain alone: what the learned step adds
+                    dsp = [st for st in steps if st.restorer != "enhance"]
+                    est["phone_dsp_only"] = restore_audio(x32, rate, dsp, normalize=False)[0] if dsp else x
         for method, y in est.items():
             rows.setdefault(sim, {}).setdefault(method, []).append(
                 {"clip": name, "pesq_wb": pesq_wb(s, y, rate), "lsd": lsd(s, y)})
@@ -239,6 +244,8 @@ def phone(data: Path, quick: bool, split: str = "benchmark", draws: int = 1) -> 
             d = [a["pesq_wb"] - b["pesq_wb"] for a, b in zip(by_method["preset_phone"], by_method["preset_speech"])]
             clips = [_clip_of(a["clip"]) for a in by_method["preset_phone"]]
             out[sim]["phone_minus_speech"] = paired_difference(np.array(d), clips)
+            d2 = [a["pesq_wb"] - b["pesq_wb"] for a, b in zip(by_method["preset_phone"], by_method["phone_dsp_only"])]
+            out[sim]["phone_minus_its_dsp_chain"] = paired_difference(np.array(d2), clips)
             all_d += d
             all_clips += clips
     if all_d:
