@@ -188,39 +188,38 @@ def test_training_steps_reduce_the_loss(tmp_path):
     assert {f["split"] for f in meta["data"]["files"]} == {"train"}
 
 
-def test_training_is_deterministic_and_resumable(tmp_path):
+def _trained(tmp_path, data, name: str, steps: int, run: bool = True, **kw):
+    """A tiny trainer writing ``name``.pt, run to ``steps`` (2-step validation interval)."""
     from archtool.train.opgan import OpGANTrainer
 
+    tr = OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / f"{name}.pt"), steps=steps, val_every=2, **kw),
+                      degrader=_awgn, progress=False)
+    if run:
+        tr.run()
+    return tr
+
+
+def _assert_same_weights(a, b) -> None:
+    for (k, va), vb in zip(a.gen.state_dict().items(), b.gen.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_training_is_deterministic_and_resumable(tmp_path):
     torch.set_num_threads(1)
     data = _clean_dir(tmp_path)
-    a = OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / "a.pt"), steps=4, val_every=2),
-                     degrader=_awgn, progress=False)
-    a.run()
-    b = OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / "b.pt"), steps=2, val_every=2),
-                     degrader=_awgn, progress=False)
-    b.run()
-    b2 = OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / "b.pt"), steps=4, val_every=2),
-                      degrader=_awgn, progress=False)
+    a = _trained(tmp_path, data, "a", 4)
+    _trained(tmp_path, data, "b", 2)
+    b2 = _trained(tmp_path, data, "b", 4, run=False)
     assert b2.load_state() and b2.step == 2
     b2.run()
-    for (k, va), vb in zip(a.gen.state_dict().items(), b2.gen.state_dict().values()):
-        assert torch.equal(va, vb), k
+    _assert_same_weights(a, b2)
 
 
 def test_prefetch_workers_give_the_same_training(tmp_path):
     """Batches made ahead in worker processes are the serial loop's batches, so the weights match."""
-    from archtool.train.opgan import OpGANTrainer
-
     torch.set_num_threads(1)
     data = _clean_dir(tmp_path)
-    serial = OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / "s.pt"), steps=4, val_every=2),
-                          degrader=_awgn, progress=False)
-    serial.run()
-    pooled = OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / "p.pt"), steps=4, val_every=2,
-                                    workers=2), degrader=_awgn, progress=False)
-    pooled.run()
-    for (k, va), vb in zip(serial.gen.state_dict().items(), pooled.gen.state_dict().values()):
-        assert torch.equal(va, vb), k
+    _assert_same_weights(_trained(tmp_path, data, "serial", 4), _trained(tmp_path, data, "pooled", 4, workers=2))
 
 
 def test_time_limit_stops_after_saving(tmp_path):
