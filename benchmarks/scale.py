@@ -16,7 +16,9 @@ something to find.
   before and after (the machine is shared), and a check that both runs wrote the same bytes.
 * memory: each file restored by a fresh ``archtool``-engine process (one worker); the peak
   resident memory of the whole process tree (Python plus its ffmpeg children) is sampled
-  every 50 ms from /proc. ``--chain auto`` uses the plan the ``auto`` preset makes for the
+  every 50 ms from /proc, overall and per phase (start-up, analysis, restoration pass,
+  loudness and encoding pass; the child reports when each began), with whether the file
+  needed the true-peak limiter (its pass 2 then runs in Python). ``--chain auto`` uses the plan the ``auto`` preset makes for the
   file; ``auto+registered`` additionally forces every registered restorer that can run
   without a checkpoint download and is fast enough for a 3-hour file (listed in the output).
 * dask: an in-process LocalCluster of N single-thread workers (processes=False: 100 worker
@@ -38,11 +40,13 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -53,6 +57,20 @@ from archtool.audio.io import BlockWriter, OutputSpec  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "_work" / "scale"
 RATE = 44100
+
+
+def fresh(path: Path) -> Path:
+    """``path`` removed (an output folder from an earlier run), ready to be written anew."""
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def collection(files: int, seconds: float) -> Path:
+    """``files`` synthetic programmes of ``seconds`` each in one folder (made once)."""
+    src = WORK / f"tp_{files}x{seconds:g}s"
+    for i in range(files):
+        synth(src / f"reel_{i:02d}.flac", seconds, seed=i)
+    return src
 
 
 def loadavg() -> list[float]:
@@ -94,14 +112,11 @@ def throughput(args: argparse.Namespace) -> dict:
     from archtool.engine.batch import run_batch
     from archtool.engine.settings import RestoreSettings
 
-    src = WORK / f"tp_{args.files}x{args.seconds:g}s"
-    for i in range(args.files):
-        synth(src / f"reel_{i:02d}.flac", args.seconds, seed=i)
+    src = collection(args.files, args.seconds)
     runs = {}
     hashes = {}
     for jobs in (1, 2):
-        out = WORK / f"tp_out_{jobs}"
-        subprocess.run(["rm", "-rf", str(out)], check=True)
+        out = fresh(WORK / f"tp_out_{jobs}")
         before = loadavg()
         t0 = time.perf_counter()
         batch = run_batch(src, out, RestoreSettings(preset=args.preset), jobs=jobs)
@@ -117,29 +132,38 @@ def throughput(args: argparse.Namespace) -> dict:
 
 
 # -- memory ---------------------------------------------------------------------------------------
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants (Linux /proc)."""
+def _proc_tree(pid: int, field: Callable[[int, list[str], Path], float]) -> float:
+    """Sum of ``field(pid, stat fields after the command name, /proc/PID)`` over ``pid`` and all
+    its living descendants (Linux /proc); processes that vanish mid-walk count 0."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    value: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            status = (entry / "status").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            value[int(entry.name)] = field(int(entry.name), fields, entry)
         except (OSError, IndexError, ValueError):
             continue
-        children.setdefault(ppid, []).append(int(entry.name))
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                rss[int(entry.name)] = int(line.split()[1]) * 1024
-    total, todo = 0, [pid]
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0.0, [pid]
     while todo:
         p = todo.pop()
-        total += rss.get(p, 0)
+        total += value.get(p, 0.0)
         todo += children.get(p, [])
     return total
+
+
+def _rss_bytes(pid: int, fields: list[str], entry: Path) -> float:
+    for line in (entry / "status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0.0  # a zombie has no VmRSS
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants."""
+    return int(_proc_tree(pid, _rss_bytes))
 
 
 def fast_registered_restorers() -> list[str]:
@@ -164,27 +188,90 @@ def fast_registered_restorers() -> list[str]:
 
 
 def memrun(args: argparse.Namespace) -> None:
-    """Child process of ``memory``: restore one file with one worker, print its result."""
+    """Child process of ``memory``: restore one file with one worker, print its result and
+    when (``time.time()``) the analysis, the restoration pass and the loudness/encode pass
+    ran, so that the parent can split its memory samples by phase."""
     from archtool.engine import pipeline
     from archtool.engine.batch import run_batch
     from archtool.engine.settings import RestoreSettings
     from archtool.restore.base import Step
 
     forced = [s for s in (args.force or "").split(",") if s]
-    if forced:
-        real_plan = pipeline.plan_file
+    marks: dict[str, float] = {}
+    hwm: dict[str, float] = {}  # the kernel's exact peak of this process, per phase
 
-        def plan_with_forced(path, info, preset, options):
-            plan = real_plan(path, info, preset, options)
-            have = {s.restorer for s in plan.steps}
-            plan.steps += [Step(name, {}, "forced by benchmarks/scale.py") for name in forced if name not in have]
-            return plan
+    def phase(name: str) -> None:
+        if marks:
+            hwm[max(marks, key=marks.get)] = _python_peak_mb(reset=True)
+        else:
+            hwm["startup"] = _python_peak_mb(reset=True)
+        marks[name] = time.time()
 
-        pipeline.plan_file = plan_with_forced
+    real_plan, real_chunks = pipeline.plan_file, pipeline._restored_chunks
+
+    def plan_with_marks(path, info, preset, options):
+        phase("analysis")
+        plan = real_plan(path, info, preset, options)
+        have = {s.restorer for s in plan.steps}
+        plan.steps += [Step(name, {}, "forced by benchmarks/scale.py") for name in forced if name not in have]
+        phase("restore")
+        return plan
+
+    def chunks_with_marks(*a, **k):
+        yield from real_chunks(*a, **k)
+        phase("loudness_encode")
+
+    pipeline.plan_file, pipeline._restored_chunks = plan_with_marks, chunks_with_marks
     batch = run_batch(args.file, args.out, RestoreSettings(preset="auto"), jobs=1)
     r = batch.results[0]
-    print(json.dumps({"status": r["status"], "error": r.get("error"), "duration_s": r.get("duration_s"),
-                      "time_s": r.get("time_s"), "steps": [s["restorer"] for s in r.get("steps") or []]}))
+    phase("end")
+    print(json.dumps({"python_peak_mb_by_phase": {k: v for k, v in hwm.items() if v is not None},"status": r["status"], "error": r.get("error"), "duration_s": r.get("duration_s"),
+                      "time_s": r.get("time_s"), "steps": [s["restorer"] for s in r.get("steps") or []],
+                      "limited": r.get("limited"), "gain_db": r.get("gain_db"), "marks": marks,
+                      "end": time.time()}))
+
+
+def _python_peak_mb(reset: bool = False) -> float | None:
+    """This process's peak resident MB since it started or since the last reset (VmHWM;
+    ``reset`` writes 5 to /proc/self/clear_refs, Linux >= 4.0). None where unavailable."""
+    try:
+        peak = next(int(line.split()[1]) / 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith("VmHWM:"))
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+    except (OSError, StopIteration):
+        return None
+    return round(peak, 1)
+
+
+def _sample_tree_rss(proc: subprocess.Popen, every_s: float = 0.05) -> tuple[list[tuple[float, int]], Callable[[], None]]:
+    """``(samples, stop)``: a thread appends ``(time.time(), resident bytes of proc's tree)``
+    every ``every_s`` until ``stop()`` (which joins it)."""
+    samples: list[tuple[float, int]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append((time.time(), _tree_rss(proc.pid)))
+            time.sleep(every_s)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+
+    def stop() -> None:
+        done.set()
+        th.join()
+
+    return samples, stop
+
+
+def _phase_peaks(samples: list[tuple[float, int]], marks: dict[str, float], end: float) -> dict[str, float]:
+    """Peak resident MB within each phase (start up to the next phase's start or ``end``)."""
+    order = sorted(marks.items(), key=lambda kv: kv[1])
+    out = {"startup": max((v for t, v in samples if t < order[0][1]), default=0) / 2**20} if order else {}
+    for (name, t0), t1 in zip(order, [t for _, t in order[1:]] + [end]):
+        out[name] = max((v for t, v in samples if t0 <= t <= t1), default=0) / 2**20
+    return {k: round(v, 1) for k, v in out.items()}
 
 
 def memory(args: argparse.Namespace) -> dict:
@@ -192,26 +279,12 @@ def memory(args: argparse.Namespace) -> dict:
     rows = []
     for minutes in args.minutes:
         src = synth(WORK / f"mem_{minutes:g}min.flac", minutes * 60, seed=int(minutes))
-        out = WORK / f"mem_out_{minutes:g}"
-        subprocess.run(["rm", "-rf", str(out)], check=True)
+        out = fresh(WORK / f"mem_out_{minutes:g}")
         cmd = [sys.executable, __file__, "memrun", "--file", str(src), "--out", str(out), "--force", ",".join(forced)]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=dict(os.environ, OMP_NUM_THREADS="1"))
-        peak = 0
-        samples: list[int] = []
-        stop = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not stop.is_set():
-                v = _tree_rss(proc.pid)
-                samples.append(v)
-                peak = max(peak, v)
-                time.sleep(0.05)
-
-        th = threading.Thread(target=sample, daemon=True)
-        th.start()
+        samples, stop = _sample_tree_rss(proc)
         try:
             out_text, err = proc.communicate(timeout=args.deadline_s)
             res = json.loads(out_text.strip().splitlines()[-1]) if proc.returncode == 0 else {"error": err[-500:]}
@@ -220,14 +293,16 @@ def memory(args: argparse.Namespace) -> dict:
             proc.kill()
             proc.communicate()
             res = {"status": "stopped at the deadline", "restored_minutes_at_stop": round(spilled / 8 / RATE / 60, 1)}
-        stop.set()
-        th.join()
+        stop()
         wall = time.perf_counter() - t0
-        rows.append({"minutes": minutes, "peak_rss_mb": round(peak / 2**20, 1),
-                     "median_rss_mb": round(float(np.median(samples)) / 2**20, 1) if samples else None,
+        rss = [v for _, v in samples]
+        marks, end = res.pop("marks", {}), res.pop("end", time.time())
+        rows.append({"minutes": minutes, "peak_rss_mb": round(max(rss, default=0) / 2**20, 1),
+                     "median_rss_mb": round(float(np.median(rss)) / 2**20, 1) if rss else None,
+                     "peak_rss_mb_by_phase": _phase_peaks(samples, marks, end),
                      "wall_s": round(wall, 1), "x_real_time": round(minutes * 60 / wall, 1), **res,
                      "load_after": loadavg()})
-        subprocess.run(["rm", "-rf", str(out)], check=True)
+        fresh(out)
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return {"section": "memory", "machine": machine(), "chain": args.chain, "forced": forced, "rows": rows}
 
@@ -275,13 +350,11 @@ def dask_overhead(args: argparse.Namespace) -> dict:
         if not args.files:
             return out
         del futs
-        d_out = WORK / "tiny_out_dask"
-        subprocess.run(["rm", "-rf", str(d_out)], check=True)
+        d_out = fresh(WORK / "tiny_out_dask")
         t0 = time.perf_counter()
         batch = run_batch(src, d_out, RestoreSettings(preset="none"), scheduler=client)
         dt_dask = time.perf_counter() - t0
-    l_out = WORK / "tiny_out_local"
-    subprocess.run(["rm", "-rf", str(l_out)], check=True)
+    l_out = fresh(WORK / "tiny_out_local")
     t0 = time.perf_counter()
     local = run_batch(src, l_out, RestoreSettings(preset="none"), jobs=1)
     dt_local = time.perf_counter() - t0
@@ -333,25 +406,9 @@ def _echo(data: bytes) -> bytes:
 
 
 def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``pid`` and its living descendants (Linux /proc)."""
+    """CPU seconds (user + system) used so far by ``pid`` and its living descendants."""
     tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    cpu: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        total += cpu.get(p, 0.0)
-        todo += children.get(p, [])
-    return total
+    return _proc_tree(pid, lambda _pid, fields, _entry: (int(fields[11]) + int(fields[12])) / tick)
 
 
 def _roundtrip(address: str, files: list[Path], out_dir: Path, repeats: int) -> dict:
@@ -385,9 +442,7 @@ def ship_overhead(args: argparse.Namespace) -> dict:
     from archtool.engine.batch import run_batch
     from archtool.engine.settings import RestoreSettings
 
-    src = WORK / f"tp_{args.files}x{args.seconds:g}s"
-    for i in range(args.files):
-        synth(src / f"reel_{i:02d}.flac", args.seconds, seed=i)
+    src = collection(args.files, args.seconds)
     warm = WORK / "ship_warm"
     synth(warm / "warm.flac", 2.0, seed=99)
     mb = sum(p.stat().st_size for p in src.glob("*.flac")) / 2**20
@@ -403,16 +458,14 @@ def ship_overhead(args: argparse.Namespace) -> dict:
         for preset in args.preset:
             settings = RestoreSettings(preset=preset)
             for transfer in ("shared", "ship"):  # warm-up: worker imports, analysis models
-                dst = WORK / f"ship_warm_out_{transfer}"
-                subprocess.run(["rm", "-rf", str(dst)], check=True)
+                dst = fresh(WORK / f"ship_warm_out_{transfer}")
                 run_batch(warm, dst, settings, scheduler=address, transfer=transfer)
             walls: dict[str, list[float]] = {"shared": [], "ship": []}
             hashes: dict[str, dict] = {}
             loads = []
             for rep in range(args.repeats):
                 for transfer in ("shared", "ship") if rep % 2 == 0 else ("ship", "shared"):
-                    dst = WORK / f"ship_out_{transfer}"
-                    subprocess.run(["rm", "-rf", str(dst)], check=True)
+                    dst = fresh(WORK / f"ship_out_{transfer}")
                     loads.append(loadavg()[0])
                     t0 = time.perf_counter()
                     batch = run_batch(src, dst, settings, scheduler=address, transfer=transfer)

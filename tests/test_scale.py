@@ -21,6 +21,7 @@ from archtool.engine.batch import restore_job, run_batch
 from archtool.engine.pipeline import Job
 from archtool.engine.settings import RestoreSettings
 from archtool.engine.workers import WorkerPool, plan_slots
+from _workers import kill_first_holding, spill_of
 from conftest import speech_like, tone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,53 +86,12 @@ def test_one_and_two_workers_give_identical_bytes_and_manifest(collection, tmp_p
     assert {k: v["output_sha256"] for k, v in manifest.items()} == {k: v["output_sha256"] for k, v in ref_manifest.items()}
 
 
-def descendants(pid: int) -> list[int]:
-    """Process ids of every descendant of ``pid`` (Linux /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        kids = parents.get(todo.pop(), [])
-        out += kids
-        todo += kids
-    return out
-
-
-def open_paths(pid: int) -> list[str]:
-    try:
-        fds = Path(f"/proc/{pid}/fd")
-        return [os.readlink(fds / fd) for fd in os.listdir(fds)]
-    except OSError:
-        return []
-
-
-def kill_worker_with_open_spill(out: Path, killed: list[int], stop: threading.Event) -> None:
-    """SIGKILL the first descendant process seen holding a spill file of ``out`` open (mid-file)."""
-    tmp = str(out / ".archtool-tmp")
-    while not stop.is_set() and not killed:
-        for pid in descendants(os.getpid()):
-            if any(p.startswith(tmp) and p.endswith(".f32") for p in open_paths(pid)):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    continue
-                killed.append(pid)
-                return
-        time.sleep(0.01)
-
-
 def test_worker_killed_mid_file_leaves_nothing_partial_and_batch_completes(collection, quarter_ref, tmp_path):
     d, ref = collection[0], quarter_ref
     out = tmp_path / "killed"
     killed: list[int] = []
     stop = threading.Event()
-    watcher = threading.Thread(target=kill_worker_with_open_spill, args=(out, killed, stop), daemon=True)
+    watcher = threading.Thread(target=kill_first_holding, args=(spill_of(out), killed, stop), daemon=True)
     events = []
     watcher.start()
     try:

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +27,8 @@ from archtool.engine.batch import run_batch  # noqa: E402
 from archtool.engine.settings import RestoreSettings  # noqa: E402
 from archtool.errors import UsageError  # noqa: E402
 from conftest import speech_like, tone  # noqa: E402
-from test_scale import REPO, audio_hashes, collection, descendants, kill_worker_with_open_spill, open_paths  # noqa: E402,F401
+from _workers import kill_first_holding, shipped_spill, spill_of  # noqa: E402
+from test_scale import REPO, audio_hashes, collection  # noqa: E402,F401
 
 
 def _free_port() -> int:
@@ -112,7 +112,7 @@ def test_dask_worker_killed_mid_file_is_retried_elsewhere(cluster, collection, t
     out = tmp_path / "dask_killed"
     killed: list[int] = []
     stop = threading.Event()
-    watcher = threading.Thread(target=kill_worker_with_open_spill, args=(out, killed, stop), daemon=True)
+    watcher = threading.Thread(target=kill_first_holding, args=(spill_of(out), killed, stop), daemon=True)
     watcher.start()
     try:
         batch = run_batch(d, out, RestoreSettings(block_s=1.0), scheduler=cluster)  # the reference block size
@@ -208,20 +208,6 @@ def test_shipping_sends_preset_and_gap_list_and_refuses_files_over_the_limit(clu
     assert hashlib.sha256((out / "reel" / "talk.flac").read_bytes()).hexdigest() == sidecar["output"]["sha256"]
 
 
-def _kill_worker_with_shipped_spill(killed: list[int], stop: threading.Event) -> None:
-    """SIGKILL the first Dask worker seen holding a spill file of a shipped job open (mid-file)."""
-    while not stop.is_set() and not killed:
-        for pid in descendants(os.getpid()):
-            if any("archtool-ship-" in p and p.endswith(".f32") for p in open_paths(pid)):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    continue
-                killed.append(pid)
-                return
-        time.sleep(0.01)
-
-
 def test_shipped_file_of_a_killed_worker_is_redone_elsewhere(cluster_info, collection):
     address, hidden, _ = cluster_info
     d, ref = collection
@@ -232,7 +218,7 @@ def test_shipped_file_of_a_killed_worker_is_redone_elsewhere(cluster_info, colle
         shutil.copy(d / name, src / name)
     killed: list[int] = []
     stop = threading.Event()
-    watcher = threading.Thread(target=_kill_worker_with_shipped_spill, args=(killed, stop), daemon=True)
+    watcher = threading.Thread(target=kill_first_holding, args=(shipped_spill, killed, stop), daemon=True)
     watcher.start()
     try:
         batch = run_batch(src, out, RestoreSettings(block_s=1.0), scheduler=address, transfer="ship")

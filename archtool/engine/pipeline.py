@@ -2,7 +2,11 @@
 
 Memory is bounded by the block size: the restored signal is spilled to a float32
 temporary file in pass 1 (while its loudness and true peak are measured) and read
-back in pass 2 (gain, limiter if needed, encode). Outputs appear atomically.
+back in pass 2 (gain, limiter if needed, encode). Pass 2 works on blocks of its own
+size (:func:`render_block`), which depends only on the sample rate: the limiter's
+temporaries are its largest arrays, and its output then does not depend on the block
+size chosen for the restorers. Freed heap memory is returned to the system after each
+phase (:mod:`archtool.engine.memory`). Outputs appear atomically.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from archtool.engine.atomic import atomic_path, sha256_file, write_text_atomic
 from archtool.engine.chunking import iter_with_context
 from archtool.engine.devices import is_out_of_memory
 from archtool.engine.manifest import is_done
+from archtool.engine.memory import release_free_memory
 from archtool.engine.settings import RestoreSettings
 from archtool.engine.spill import Spill
 from archtool.errors import ArchtoolError, InvalidAudioError
@@ -50,6 +55,18 @@ def _ascii(text: str) -> str:
 
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 3)
+
+
+# Pass 2's block (samples), whatever the restorers' block: the limiter holds about twenty
+# float64 copies of its block with context (150 MB at 10 s of 44.1 kHz stereo, 50 MB at
+# this size), and a fixed size makes pass 2's bytes independent of ``block_s``.
+RENDER_BLOCK = 1 << 17
+
+
+def render_block(limiter: PeakLimiter | None) -> int:
+    """Samples per pass-2 block: RENDER_BLOCK, or 8 limiter contexts at high sample rates
+    (so that the context, read twice per block, stays a small share of the work)."""
+    return RENDER_BLOCK if limiter is None else max(RENDER_BLOCK, 8 * limiter.context)
 
 
 def _render(source: Callable[[], Iterator[np.ndarray]], block: int, gain_db: float,
@@ -111,6 +128,7 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
             return result
         options = {"gaps_file": settings.gaps_file, **dict(settings.extra)}
         plan = plan_file(job.path, info, settings.preset, options)
+        release_free_memory()  # the analysis's per-frame arrays of the whole file are gone
         result["steps"] = [s.to_dict() for s in plan.steps]
         result["notes"] += plan.notes
         if plan.profile is not None:
@@ -171,13 +189,9 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
                 residual_writer.__exit__(None, None, None)
                 residual_ctx.__exit__(None, None, None)
         t_pass1 = time.perf_counter() - t_pass1
+        release_free_memory()
 
         # Loudness decision (and refinement when limiting is needed).
-        def pass2_source() -> Iterator[np.ndarray]:
-            if spill is not None:
-                return spill.blocks(block)
-            return (b.astype(np.float64) for b in BlockReader(job.path, block, info=info))
-
         loud_in = meter_in.integrated()
         loud_mid, peak_mid_db = meter_mid.integrated(), peak_mid.dbtp
         limiter = None
@@ -186,14 +200,22 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
             decision = decide_gain(loud_mid, peak_mid_db, settings.target_lufs, settings.true_peak_dbtp)
             if decision.limit:
                 limiter = PeakLimiter(sr, settings.true_peak_dbtp)
+        render = render_block(limiter)
 
+        def pass2_source() -> Iterator[np.ndarray]:
+            if spill is not None:
+                return spill.blocks(render)
+            return (b.astype(np.float64) for b in BlockReader(job.path, render, info=info))
+
+        if settings.normalize:
             def render_loudness(g: float) -> float:
                 m = LoudnessMeter(sr, ch)
-                for b in _render(pass2_source, block, g, limiter):
+                for b in _render(pass2_source, render, g, limiter):
                     m.update(b)
                 return m.integrated()
 
             gain_db, note = settle_gain(render_loudness, decision, settings.target_lufs)
+            release_free_memory()
         elif peak_mid.sample_peak > 1.0 and not spec.float:
             note = "peaks above full scale were clipped (normalisation is off)"
         if note:
@@ -214,7 +236,7 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
         with atomic_path(out_path, out_dir) as tmp_out:
             if measure_out:
                 with BlockWriter(tmp_out, sr, ch, spec, metadata) as writer:
-                    for b in _render(pass2_source, block, gain_db, limiter):
+                    for b in _render(pass2_source, render, gain_db, limiter):
                         meter_out.update(b)
                         peak_out.update(b)
                         writer.write(b)
@@ -275,5 +297,6 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
     finally:
         if spill is not None:
             spill.remove()
+        release_free_memory()  # a worker starts its next file from what it really holds
     result["time_s"] = round(time.perf_counter() - t0, 3)
     return result
