@@ -115,6 +115,7 @@ def score(analysis: dict, labels: dict[str, dict], degraded_root: Path) -> dict:
         return next(f for f in rec["findings"] if f["kind"] == kind)
 
     snr_err, snr_err_only = [], []
+    snr_err_det, snr_err_missed, snr_err_detector = [], [], []
     cut_err = []
     gap_err = []
     for rec, lab in rows:
@@ -123,9 +124,14 @@ def score(analysis: dict, labels: dict[str, dict], degraded_root: Path) -> dict:
         if nz:
             meas = nz[0].get("measured") or {}
             true = meas.get("snr_db", nz[0].get("params", {}).get("snr_db"))
-            est = finding(rec, "noise")["measures"].get("snr_db")
+            nzf = finding(rec, "noise")
+            est = nzf["measures"].get("snr_db")
             if true is not None and est is not None:
                 snr_err.append(abs(est - true))
+                (snr_err_det if nzf["detected"] else snr_err_missed).append(abs(est - true))
+                det_est = nzf["measures"].get("snr_db_detector", est)
+                if det_est is not None:
+                    snr_err_detector.append(abs(det_est - true))
                 if set(lab.get("kinds", {})) == {"noise"}:
                     snr_err_only.append(abs(est - true))
         if lab.get("cutoff_hz") and "bandlimit" in lab.get("kinds", {}):
@@ -150,6 +156,8 @@ def score(analysis: dict, labels: dict[str, dict], degraded_root: Path) -> dict:
         "files_scored": len(rows), "per_kind": per_kind, "macro_f1": round(macro, 4),
         "kinds_scored": scored,
         "snr_mae_db": stats(snr_err), "snr_mae_noise_only_db": stats(snr_err_only),
+        "snr_mae_noise_detected_db": stats(snr_err_det), "snr_mae_noise_missed_db": stats(snr_err_missed),
+        "snr_mae_detector_db": stats(snr_err_detector),
         "cutoff_abs_error_hz": stats(cut_err),
         "gap_boundary_error_s": stats(gap_err) | {"boundaries_without_detection": gap_missing},
     }
@@ -183,6 +191,8 @@ def speed(out: Path, minutes: float) -> dict:
     analyze_file(path)  # warm: what each further file of a batch costs
     warm = time.perf_counter() - t1
     return {"audio_s": round(dur, 1), "wall_s": round(wall, 3), "cpu_s_python": round(cpu, 3),
+            "cpu_ms_per_audio_s": round(1000 * cpu / dur, 2),
+            "cpu_ms_per_audio_s_with_decoder": round(1000 * (cpu + dec_cpu) / dur, 2),
             "x_realtime_wall": round(dur / wall, 1), "x_realtime_cpu": round(dur / cpu, 1),
             "decoder_cpu_s": round(dec_cpu, 2), "warm_wall_s": round(warm, 3),
             "x_realtime_wall_warm": round(dur / warm, 1),
@@ -211,7 +221,10 @@ def markdown(res: dict) -> str:
     lines.append("")
     lines.append(f"macro-F1 over the {len(s['kinds_scored'])} kinds present: **{s['macro_f1']:.3f}**; "
                  f"SNR MAE {s['snr_mae_db']['mean']} dB (n={s['snr_mae_db']['n']}; noise-only clips "
-                 f"{s['snr_mae_noise_only_db']['mean']} dB, n={s['snr_mae_noise_only_db']['n']}); "
+                 f"{s['snr_mae_noise_only_db']['mean']} dB, n={s['snr_mae_noise_only_db']['n']}; where noise was "
+                 f"detected {s['snr_mae_noise_detected_db']['mean']} dB, n={s['snr_mae_noise_detected_db']['n']}; "
+                 f"missed {s['snr_mae_noise_missed_db']['mean']} dB, n={s['snr_mae_noise_missed_db']['n']}; the "
+                 f"detector's own estimate {s['snr_mae_detector_db']['mean']} dB); "
                  f"cutoff |error| median {s['cutoff_abs_error_hz']['median']} Hz, mean "
                  f"{s['cutoff_abs_error_hz']['mean']} Hz (n={s['cutoff_abs_error_hz']['n']}); gap boundary "
                  f"|error| median {s['gap_boundary_error_s']['median']} s, mean {s['gap_boundary_error_s']['mean']} s "

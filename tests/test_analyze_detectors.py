@@ -363,3 +363,67 @@ def test_shipped_detector_checkpoint_matches_the_features():
     with torch.no_grad():
         ref = model(torch.from_numpy(vec[None]))[0].numpy()
     assert np.allclose(learned._forward_numpy(learned._numpy_weights(), vec), ref, atol=1e-4)
+
+
+# ---------------------------------------------------------------- planner-facing verdicts
+def _tones(sr: int, dur: float = 3.0) -> dict[str, np.ndarray]:
+    t = np.arange(int(sr * dur)) / sr
+    return {
+        "sine 440 Hz": 0.3 * np.sin(2 * np.pi * 440.0 * t),
+        "220 Hz, 8 partials": sum(0.3 / h * np.sin(2 * np.pi * 220.0 * h * t) for h in range(1, 9)),
+        "C major chord, 11 partials": sum(0.1 / h * np.sin(2 * np.pi * f0 * h * t)
+                                          for f0 in (261.63, 329.63, 392.0) for h in range(1, 12)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_tones(44100)))
+def test_synthetic_tones_are_not_band_limited(name):
+    """A tone whose spectrum ends at its highest partial has no band limit: neither the
+    detector nor the full analysis reports one, and the auto plan has no bandwidth extension."""
+    from archtool.restore.plan import make_plan
+
+    sr = 44100
+    x = _tones(sr)[name].astype(np.float32)
+    f = rules(x[None], sr)["bandlimit"]
+    assert not f.detected and f.measures["cutoff_hz"] == sr / 2, f.measures
+    p = analyze_audio(np.stack([x, x]), sr)
+    assert not p.finding("bandlimit").detected, p.finding("bandlimit").measures
+    assert "bwe" not in [s.restorer for s in make_plan(p, "auto")]
+
+
+def test_broadband_low_pass_is_still_band_limited():
+    """The tonal-spectrum veto leaves a low-passed broadband programme band-limited."""
+    sr = 44100
+    rng = np.random.default_rng(31)
+    x = programme(sr=sr, dur=3.0, seed=31)[0] + 0.02 * np.diff(rng.standard_normal(3 * sr + 1))
+    spec = np.fft.rfft(x)
+    spec[np.fft.rfftfreq(x.size, 1 / sr) > 4000.0] = 0.0
+    f = rules(np.fft.irfft(spec, n=x.size)[None], sr)["bandlimit"]
+    assert f.detected and abs(f.measures["cutoff_hz"] - 4000.0) < 300.0, f.measures
+
+
+REVERB_CLIPS = ["speech/cmu_arctic_us_aew_a0002.flac", "speech/vctk_msp_5.flac", "music/solo_trumpet_sorohan_0.flac"]
+
+
+@pytest.mark.parametrize("rel", REVERB_CLIPS)
+def test_synthetic_room_reverb_is_detected_and_planned(shared, rel):
+    """A synthetic room (RT60 0.7 s, DRR 3 dB: degrade's exponential-noise IR) on a 4 s
+    excerpt of a real recording: the full analysis reports reverberation with an RT60 of the
+    right order, and the auto plan schedules dereverb; the dry excerpt gets neither."""
+    from archtool.audio.io import read_audio
+    from archtool.degrade.units.reverb import synthetic_rir
+    from archtool.restore.plan import make_plan
+
+    x, sr = read_audio(shared / rel)
+    x = x[:1, : 4 * sr].astype(np.float64)
+    x -= x.mean()
+    ir = synthetic_rir(sr, 0.7, 3.0, np.random.default_rng(77))
+    y = signal.fftconvolve(x[0], ir)[: x.shape[1]][None].astype(np.float32)
+    p = analyze_audio(y, sr)
+    f = p.finding("reverb")
+    assert f.detected, f.measures
+    assert 0.35 <= f.measures["rt60_s"] <= 1.5, f.measures  # sustained notes lengthen decays
+    assert "dereverb" in [s.restorer for s in make_plan(p, "auto")]
+    dry = analyze_audio(x.astype(np.float32), sr)
+    assert not dry.finding("reverb").detected, dry.finding("reverb").measures
+    assert "dereverb" not in [s.restorer for s in make_plan(dry, "auto")]

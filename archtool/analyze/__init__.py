@@ -21,13 +21,16 @@ Measures contract (restore's planner reads these keys; units in the name):
 ==============  ==========================================================================
 kind            measures
 ==============  ==========================================================================
-noise           ``snr_db``, ``noise_floor_dbfs`` (noise mean square, dB re full scale),
+noise           ``snr_db`` (the learned estimate where the decision layer is installed;
+                the detector's as ``snr_db_detector``), ``noise_floor_dbfs`` (noise mean square, dB re full scale),
                 ``noise_psd`` (list: expected ``|rfft(w * frame)|**2`` per bin of an
                 ``noise_psd_n_fft``-point frame, ``w = scipy.signal.get_window("hann",
                 n_fft)``, unnormalised rfft), ``noise_psd_n_fft``,
                 ``noise_slope_db_per_octave``
 background      ``excess_db``, ``spread_db``, ``level_dbfs``
-reverb          ``rt60_s``, ``drr_db`` (blind proxy), ``decays``
+reverb          ``rt60_s``, ``drr_db`` (blind proxy), ``decays``, ``rt60_source``
+                ("decays"/"slopes"), ``steepest_decay_db_per_s``, ``slope_p5_db_per_s``,
+                ``slope_count``
 clicks          ``rate_per_s``, ``count``, ``positions_s`` (first 500),
                 ``positions_truncated``, ``median_ratio``
 crackle         ``rate_per_s``, ``all_rate_per_s``, ``isolated_rate_per_s``

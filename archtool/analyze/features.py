@@ -45,6 +45,10 @@ WOW_HOP_DIV = 4              # hop = window / 4 (~60 ms)
 WOW_LAGS = (1, 4)            # frames between the two instantaneous frequencies compared
 WOW_PEAK_REL = 1e-3          # partials within 30 dB of the frame's strongest
 BANDS_HZ = ((0, 300), (300, 1000), (1000, 4000), (4000, 8000), (8000, 1e9))
+DECAY_BANDS = 12             # log-spaced bands, 150 Hz .. min(8 kHz, 0.45 x rate), for decay rates
+DECAY_WINDOW_S = 0.1         # least-squares slope of each band's level over this span
+DECAY_GATE_DB = 20.0         # slopes counted only from levels this far above the band's chunk floor
+SLOPE_EDGES = np.arange(-1500.0, 1500.1, 10.0)  # decay-rate histogram bins (dB/s)
 
 
 def _noise_bias(frames: int) -> float:
@@ -127,6 +131,10 @@ class Features:
     wow_partials: np.ndarray       # (W,) partials matched at the shortest lag
     hum_seg_prominence: np.ndarray  # (S, HUM_SEG_BINS) dB over a +-4 Hz median, per ~1 s segment
     residual_rms: float            # overall robust residual scale
+    slope_hist: np.ndarray         # (len(SLOPE_EDGES)-1,) counts of band-level slopes (dB/s) over
+                                   # DECAY_WINDOW_S, from levels >= DECAY_GATE_DB over the band floor
+    slope_hist_hi: np.ndarray      # (same,) the subset starting >= 40 dB over the band floor
+    slope_hist_lo: np.ndarray      # (same,) all windows starting >= 10 dB over the band floor
     mean: np.ndarray               # (C,) DC per channel
     mean_square: np.ndarray        # (C,)
     mono_mean_square: float
@@ -224,12 +232,17 @@ def _blockwise_residual(x: np.ndarray, a: np.ndarray, L: int, p: int, n: int) ->
     """Prediction error of ``x[p:p+n]`` with coefficients ``a[b]`` for samples of block b."""
     nb = a.shape[0]
     xp = np.pad(x, (0, nb * L + p - x.shape[0])) if x.shape[0] < nb * L + p else x
-    coef = np.concatenate([-a[:, ::-1], np.ones((nb, 1))], axis=1)  # weights for x[n-p..n]
+    xp = xp.astype(np.float32, copy=False)
+    # weights for x[n-p..n]
+    coef = np.concatenate([-a[:, ::-1], np.ones((nb, 1))], axis=1).astype(np.float32)
     # e[b, t] = sum_j coef[b, j] x[b*L + t + j]: one multiply-add per lag over (nb, L) views
-    # of x (no (samples x lags) copy); x index p+t is the current sample
-    e = np.zeros((nb, L))
+    # of x (no (samples x lags) copy); x index p+t is the current sample. float32: the
+    # residual only has to be compared with a threshold of several local scales
+    e = np.zeros((nb, L), dtype=np.float32)
+    tmp = np.empty((nb, L), dtype=np.float32)
     for j in range(p + 1):
-        e += coef[:, j:j + 1] * xp[j: j + nb * L].reshape(nb, L)
+        np.multiply(coef[:, j:j + 1], xp[j: j + nb * L].reshape(nb, L), out=tmp)
+        e += tmp
     return e.reshape(-1)[:n]
 
 
@@ -261,6 +274,18 @@ class FeatureAccumulator:
         self.band_matrix = np.stack([((self.freqs >= lo) & (self.freqs < hi)) * self.bin_w
                                      for lo, hi in BANDS_HZ], axis=1).astype(np.float32)
         self.env_block = max(1, int(round(ENV_BLOCK_S * self.sr)))
+        # decay rates: level of DECAY_BANDS log-spaced bands, slope over DECAY_WINDOW_S
+        top = min(8000.0, 0.45 * self.sr)
+        edges = np.geomspace(150.0, top, DECAY_BANDS + 1)
+        self.decay_matrix = np.stack([((self.freqs >= lo) & (self.freqs < hi)) * self.bin_w
+                                      for lo, hi in zip(edges[:-1], edges[1:])], axis=1).astype(np.float32)
+        W = max(3, int(round(DECAY_WINDOW_S * self.sr / self.hop)))
+        t = (np.arange(W) - (W - 1) / 2.0) * self.hop / self.sr
+        self.slope_kernel = (t / np.sum(t * t)).astype(np.float32)  # dB per frame window -> dB/s
+        self.slope_hist = np.zeros(SLOPE_EDGES.size - 1, dtype=np.int64)
+        self.slope_hist_hi = np.zeros(SLOPE_EDGES.size - 1, dtype=np.int64)
+        self.slope_hist_lo = np.zeros(SLOPE_EDGES.size - 1, dtype=np.int64)
+        self.decay_tail: np.ndarray | None = None  # last W-1 frames of band levels (continuity)
         # decimation: full rate -> ~8 kHz (pitch tracking) -> ~1 kHz (hum/rumble)
         self.mid_dec = max(1, int(self.sr // MID_RATE_TARGET))
         self.mid_rate = self.sr / self.mid_dec
@@ -376,10 +401,13 @@ class FeatureAccumulator:
         self.peak_pos = np.maximum(self.peak_pos, cmax)
         self.peak_neg = np.minimum(self.peak_neg, cmin)
         ax = np.abs(x)
+        nbins = self.hist_edges.size - 1
+        scale = np.float32(nbins / (self.hist_edges[-1] - self.hist_edges[0]))
         for c in range(self.channels):
-            # uniform bins given as (count, range): numpy bins by arithmetic, without sorting
-            self.abs_hist[c] += np.histogram(ax[c], bins=self.hist_edges.size - 1,
-                                             range=(self.hist_edges[0], self.hist_edges[-1]))[0]
+            # uniform bins: the bin index by arithmetic (no sorting, no edge search); values
+            # beyond the last edge are left out, as np.histogram does
+            idx = (ax[c] * scale).astype(np.int32)
+            self.abs_hist[c] += np.bincount(idx[idx < nbins], minlength=nbins)
         # flat runs at this chunk's extremes (kept per chunk; merged against global peaks)
         cnt_p = np.zeros(self.channels, dtype=np.int64)
         cnt_n = np.zeros(self.channels, dtype=np.int64)
@@ -449,6 +477,7 @@ class FeatureAccumulator:
         lp = np.log(np.maximum(ps, 1e-20))
         flat = 10 / np.log(10) * (lp.mean(axis=1) - np.log(np.maximum(ps.mean(axis=1), 1e-20)))
         self.peaky.append(flat)
+        self._decay_rates(p)
         live = tot > 1e-11  # > -110 dBFS: digital silence and zeroed frames are excluded
         nl = int(np.count_nonzero(live))
         if nl:
@@ -461,6 +490,32 @@ class FeatureAccumulator:
             self.chunk_noise.append(est.astype(np.float64))
             self.chunk_noise_w.append(nl)
         return p
+
+    def _decay_rates(self, p: np.ndarray) -> None:
+        """Histogram the slopes (dB/s) of each decay band's level over DECAY_WINDOW_S.
+
+        A reverberant room cannot decay faster than 60 dB per RT60, so the steepest falls of
+        a dry recording (abrupt offsets, several hundred dB/s) are missing in a reverberant
+        one; the negative side of this histogram measures that. Only windows starting
+        ``DECAY_GATE_DB`` above the band's floor in this chunk (its 10th percentile) count,
+        so noise-floor fluctuation does not pass for decay.
+        """
+        lv = 10.0 * np.log10(p @ self.decay_matrix + 1e-20)  # (F, NB) dB
+        W = self.slope_kernel.size
+        if self.decay_tail is not None:
+            lv = np.concatenate([self.decay_tail, lv], axis=0)
+        self.decay_tail = lv[-(W - 1):].copy()
+        if lv.shape[0] < W:
+            return
+        slope = np.lib.stride_tricks.sliding_window_view(lv, W, axis=0) @ self.slope_kernel  # (F-W+1, NB)
+        start = lv[: slope.shape[0]]
+        over = start - np.percentile(lv, 10, axis=0)[None, :]
+        live = start > -100.0
+        rng = (SLOPE_EDGES[0], SLOPE_EDGES[-1])
+        nb = SLOPE_EDGES.size - 1
+        self.slope_hist += np.histogram(slope[(over >= DECAY_GATE_DB) & live], bins=nb, range=rng)[0]
+        self.slope_hist_lo += np.histogram(slope[(over >= 0.5 * DECAY_GATE_DB) & live], bins=nb, range=rng)[0]
+        self.slope_hist_hi += np.histogram(slope[(over >= 2 * DECAY_GATE_DB) & live], bins=nb, range=rng)[0]
 
     def _mid(self, mono: np.ndarray) -> None:
         """Decimate to the mid rate (~8 kHz) and feed the pitch tracker and the low path."""
@@ -686,6 +741,8 @@ class FeatureAccumulator:
             wow_drift_cents=cat(self.wow_d, (0, len(WOW_LAGS))), wow_partials=cat(self.wow_cnt),
             hum_seg_prominence=cat(self.hum_seg, (0, HUM_SEG_BINS)),
             residual_rms=float(np.median(self.res_scale)) if self.res_scale else 0.0,
+            slope_hist=self.slope_hist.copy(), slope_hist_hi=self.slope_hist_hi.copy(),
+            slope_hist_lo=self.slope_hist_lo.copy(),
             mean=self.sum / n, mean_square=self.sumsq / n, mono_mean_square=self.mono_sumsq / n,
             peak_pos=self.peak_pos, peak_neg=self.peak_neg, clip_counts=clip_counts,
             clip_runs=clip_runs, near_peak=near, abs_hist=self.abs_hist,

@@ -15,8 +15,8 @@ Most measures of a finding stay those of its detector; the layer decides ``detec
 ``confidence`` (the detector's own verdict is kept as ``measures["rule_detected"]``). Kinds in
 ``RULE_KINDS``, those for which validation found the rule better (checkpoint metadata
 ``rule_kinds``), and findings resting on an exact measurement (:func:`rule_certain`) keep
-the detector's verdict. A detected noise finding reports the learned SNR as ``snr_db``
-(the detector's figure stays as ``snr_db_detector``).
+the detector's verdict. The noise finding reports the learned SNR as ``snr_db`` (the
+detector's figure stays as ``snr_db_detector``).
 """
 from __future__ import annotations
 
@@ -28,14 +28,15 @@ from typing import Any
 import numpy as np
 
 from archtool.analyze._util import ramp
-from archtool.analyze.features import BANDS_HZ, Features, hann
+from archtool.analyze.features import BANDS_HZ, SLOPE_EDGES, Features, hann
 from archtool.analyze.profile import Finding
 from archtool.kinds import KINDS
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "analyze_detector.pt"
 RULE_KINDS = ("gaps",)
 SNR_CENTRE_DB, SNR_SCALE_DB = 20.0, 8.0  # standardisation of the noise-SNR output
-FEATURE_VERSION = 3  # bump when feature_vector changes (training caches are keyed by it)
+SNR_MIN_PROBABILITY = 0.02  # raw P(noise) from which the learned SNR replaces the detector's
+FEATURE_VERSION = 5  # bump when feature_vector changes (training caches are keyed by it)
 OCTAVES_HZ = (62, 125, 250, 500, 1000, 2000, 4000, 8000)
 HIDDEN = 96
 
@@ -164,6 +165,9 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     feats["rt60"] = min(_num(m["reverb"]["rt60_s"], 0.0), 5.0)
     feats["drr"] = _num(m["reverb"]["drr_db"], 0.0)
     feats["decays"] = _log(_num(m["reverb"]["decays"]) + 1.0, 1.0)
+    feats.update(_decay_rate_features(f))
+    feats.update(_wow_long_lag_features(f))
+    feats["nz_line_resid_db"] = _noise_line_residual(f)
     feats["bg_excess"] = _num(m["background"]["excess_db"])
     feats["bg_spread"] = _num(m["background"]["spread_db"])
     feats["bg_level"] = max(_num(m["background"]["level_dbfs"], -120.0), -120.0)
@@ -185,6 +189,60 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     feats["channels"] = float(f.channels)
     names = list(feats)
     return np.asarray([feats[n] for n in names], dtype=np.float32), names
+
+
+def _decay_rate_features(f: Features) -> dict[str, float]:
+    """Percentiles (in 100 dB/s) and shares of steep falls of the band-level decay rates
+    (``Features.slope_hist``: all gated windows, and those starting 40 dB over the floor)."""
+    from archtool.analyze.reverb import slope_percentile
+
+    out = {}
+    for name, h in (("sl", f.slope_hist), ("slhi", f.slope_hist_hi)):
+        n = int(h.sum())
+        out[f"{name}_count"] = _log(n + 1.0, 1.0)
+        centres = 0.5 * (SLOPE_EDGES[1:] + SLOPE_EDGES[:-1])
+        for q in (0.5, 2.0, 5.0, 20.0):
+            v = slope_percentile(h, q) if n >= 20 else float("nan")
+            out[f"{name}_p{q:g}"] = _num(v, -200.0) / 100.0
+        for t in (150, 300, 500):
+            out[f"{name}_below_{t}"] = float(h[centres < -t].sum()) / max(n, 1)
+    return out
+
+
+def _wow_long_lag_features(f: Features) -> dict[str, float]:
+    """The strongest 0.25-3 Hz line of the pitch-drift track at the longest lag (slow wow
+    is ``2 sin(pi rate lag / frame rate)`` times stronger there than at lag 1)."""
+    from archtool.analyze.wow import WOW_RANGE_HZ, line
+
+    d = f.wow_drift_cents
+    if d.shape[0] == 0:
+        return {"wowL_peak_db": 0.0, "wowL_share": 0.0, "wowL_amp": 0.0, "wow_abs_p90": 0.0}
+    wl = line(d[:, -1], f.wow_rate, *WOW_RANGE_HZ)
+    fin = np.abs(d[:, 0][np.isfinite(d[:, 0])])
+    return {"wowL_peak_db": wl["peak_db"], "wowL_share": wl["share"], "wowL_amp": _log(wl["amp"] + 0.1, 0.1),
+            "wow_abs_p90": _log(float(np.percentile(fin, 90)) + 0.1 if fin.size else 0.1, 0.1)}
+
+
+def _noise_line_residual(f: Features) -> float:
+    """RMS deviation (dB) of the noise spectrum from a straight line in dB over log
+    frequency, 200 Hz .. min(8 kHz, 0.45 x rate): small for white or pink noise, large for
+    ambiences with their own spectral shape."""
+    sel = (f.freqs >= 200.0) & (f.freqs <= min(8000.0, 0.45 * f.sample_rate))
+    if np.count_nonzero(sel) < 8:
+        return 0.0
+    lf = np.log2(f.freqs[sel])
+    ld = 10 * np.log10(np.asarray(f.noise_psd[sel], dtype=np.float64) + 1e-30)
+    # third-octave smoothing first, so the estimator's own scatter does not count
+    edges = np.arange(lf.min(), lf.max() + 1 / 3, 1 / 3)
+    idx = np.clip(np.searchsorted(edges, lf) - 1, 0, max(edges.size - 2, 0))
+    cnt = np.bincount(idx)
+    ok = cnt > 0
+    mx = (np.bincount(idx, lf) / np.maximum(cnt, 1))[ok]
+    my = (np.bincount(idx, ld) / np.maximum(cnt, 1))[ok]
+    if mx.size < 3:
+        return 0.0
+    coef = np.polyfit(mx, my, 1)
+    return min(float(np.sqrt(np.mean((my - np.polyval(coef, mx)) ** 2))), 40.0)
 
 
 def build_model(n_in: int, n_out: int = len(KINDS), members: int = 1, hidden: int = HIDDEN):
@@ -311,7 +369,10 @@ def predict(vec: np.ndarray, names: list[str]) -> tuple[dict[str, float], float 
     """``(P(kind present) per kind, noise SNR estimate in dB or None)`` from the shipped
     model; None (with a warning when stale) when no checkpoint matching these features is
     installed. Probabilities are re-centred so that each kind's tuned threshold maps to 0.5;
-    kinds the checkpoint leaves to the detectors (``rule_kinds``) are absent."""
+    kinds the checkpoint leaves to the detectors (``rule_kinds``) are absent. The SNR
+    estimate is given when the model's own P(noise) is at least ``SNR_MIN_PROBABILITY``
+    (the SNR output was trained on clips with broadband noise only; below that the
+    detector's figure is the better one)."""
     meta = _meta()
     if meta is None:
         return None
@@ -335,7 +396,8 @@ def predict(vec: np.ndarray, names: list[str]) -> tuple[dict[str, float], float 
         t = float(th.get(k, 0.5))
         res[k] = float(0.5 * p / t) if p < t else float(0.5 + 0.5 * (p - t) / max(1 - t, 1e-9))
     snr = None
-    if meta.get("snr_head") and out.size > len(kinds):
+    p_noise = float(probs[list(kinds).index("noise")]) if "noise" in kinds else 1.0
+    if meta.get("snr_head") and out.size > len(kinds) and p_noise >= SNR_MIN_PROBABILITY:
         snr = float(out[len(kinds)] * SNR_SCALE_DB + SNR_CENTRE_DB)
     return res, snr
 
@@ -367,10 +429,13 @@ CERTAIN_CLIP_RUNS = 20
 def apply(found: dict[str, Finding], probs: dict[str, float], snr_db: float | None = None) -> None:
     """Set ``detected``/``confidence`` from ``probs`` (in place), keeping measures.
 
-    Kinds in ``RULE_KINDS`` and findings for which :func:`rule_certain` holds keep the
-    detector's verdict (the probability is still recorded). When the noise finding is
-    detected and ``snr_db`` (the learned estimate of the broadband noise's SNR) is given, it
-    becomes ``measures["snr_db"]``; the detector's own figure stays as ``snr_db_detector``."""
+    Kinds in ``RULE_KINDS``, findings for which :func:`rule_certain` holds and a band-limit
+    finding whose edge was set aside as a line spectrum keep the detector's verdict (the
+    probability is still recorded). When ``snr_db`` (the learned
+    estimate of the broadband noise's SNR, given by :func:`predict` when the model finds
+    noise at least faintly likely) is given, it becomes the noise finding's
+    ``measures["snr_db"]``, detected or not; the detector's own figure stays as
+    ``snr_db_detector``. A detected finding's severity follows it."""
     for k, fd in found.items():
         if k in RULE_KINDS or k not in probs:
             continue
@@ -381,6 +446,10 @@ def apply(found: dict[str, Finding], probs: dict[str, float], snr_db: float | No
             if p >= 0.5:
                 fd.confidence = max(fd.confidence, float(abs(p - 0.5) * 2.0) * 0.5 + 0.5)
             continue
+        if k == "bandlimit" and fd.measures.get("line_spectrum"):
+            # a tonal spectrum ending at its last partial lies outside the training corpora
+            # (programme material); the detector's "no band limit" stands
+            continue
         fd.detected = bool(p >= 0.5)
         fd.confidence = float(abs(p - 0.5) * 2.0) * 0.5 + 0.5
         if fd.detected and fd.severity <= 0.0:
@@ -388,9 +457,10 @@ def apply(found: dict[str, Finding], probs: dict[str, float], snr_db: float | No
         if not fd.detected:
             fd.severity = 0.0
     nz = found.get("noise")
-    if nz is not None and nz.detected and snr_db is not None and math.isfinite(snr_db):
+    if nz is not None and snr_db is not None and math.isfinite(snr_db):
         from archtool.analyze.noise import SNR_THRESHOLD_DB
 
         nz.measures["snr_db_detector"] = nz.measures.get("snr_db")
         nz.measures["snr_db"] = round(float(snr_db), 2)
-        nz.severity = max(ramp(snr_db, SNR_THRESHOLD_DB + 5.0, 0.0), 0.05)
+        if nz.detected:
+            nz.severity = max(ramp(snr_db, SNR_THRESHOLD_DB + 5.0, 0.0), 0.05)
