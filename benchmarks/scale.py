@@ -18,7 +18,9 @@ something to find.
   resident memory of the whole process tree (Python plus its ffmpeg children) is sampled
   every 50 ms from /proc, overall and per phase (start-up, analysis, restoration pass,
   loudness and encoding pass; the child reports when each began), with whether the file
-  needed the true-peak limiter (its pass 2 then runs in Python). ``--chain auto`` uses the plan the ``auto`` preset makes for the
+  needed the true-peak limiter (its pass 2 then runs in Python), and the peak before the
+  interpreter's exit (which alone adds ~130 MB with torch loaded: its shutdown pages in
+  more of libtorch). ``--chain auto`` uses the plan the ``auto`` preset makes for the
   file; ``auto+registered`` additionally forces every registered restorer that can run
   without a checkpoint download and is fast enough for a 3-hour file (listed in the output).
 * dask: an in-process LocalCluster of N single-thread workers (processes=False: 100 worker
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -200,12 +203,11 @@ def memrun(args: argparse.Namespace) -> None:
     marks: dict[str, float] = {}
     hwm: dict[str, float] = {}  # the kernel's exact peak of this process, per phase
 
-    def phase(name: str) -> None:
-        if marks:
-            hwm[max(marks, key=marks.get)] = _python_peak_mb(reset=True)
-        else:
-            hwm["startup"] = _python_peak_mb(reset=True)
+    def phase(name: str) -> None:  # printed at once, so a run stopped at the deadline keeps them
+        done = max(marks, key=marks.get) if marks else "startup"
+        hwm[done] = _python_peak_mb(reset=True)
         marks[name] = time.time()
+        print(json.dumps({"phase": name, "t": marks[name], "python_peak_mb": {done: hwm[done]}}), flush=True)
 
     real_plan, real_chunks = pipeline.plan_file, pipeline._restored_chunks
 
@@ -224,11 +226,10 @@ def memrun(args: argparse.Namespace) -> None:
     pipeline.plan_file, pipeline._restored_chunks = plan_with_marks, chunks_with_marks
     batch = run_batch(args.file, args.out, RestoreSettings(preset="auto"), jobs=1)
     r = batch.results[0]
-    phase("end")
-    print(json.dumps({"python_peak_mb_by_phase": {k: v for k, v in hwm.items() if v is not None},"status": r["status"], "error": r.get("error"), "duration_s": r.get("duration_s"),
+    phase("exit")
+    print(json.dumps({"status": r["status"], "error": r.get("error"), "duration_s": r.get("duration_s"),
                       "time_s": r.get("time_s"), "steps": [s["restorer"] for s in r.get("steps") or []],
-                      "limited": r.get("limited"), "gain_db": r.get("gain_db"), "marks": marks,
-                      "end": time.time()}))
+                      "limited": r.get("limited"), "gain_db": r.get("gain_db")}))
 
 
 def _python_peak_mb(reset: bool = False) -> float | None:
@@ -265,12 +266,13 @@ def _sample_tree_rss(proc: subprocess.Popen, every_s: float = 0.05) -> tuple[lis
     return samples, stop
 
 
-def _phase_peaks(samples: list[tuple[float, int]], marks: dict[str, float], end: float) -> dict[str, float]:
-    """Peak resident MB within each phase (start up to the next phase's start or ``end``)."""
+def _phase_peaks(samples: list[tuple[float, int]], marks: dict[str, float]) -> dict[str, float]:
+    """Peak resident MB within each phase (from its start to the next phase's start; the
+    last phase runs to the last sample; samples before the first are "startup")."""
     order = sorted(marks.items(), key=lambda kv: kv[1])
     out = {"startup": max((v for t, v in samples if t < order[0][1]), default=0) / 2**20} if order else {}
-    for (name, t0), t1 in zip(order, [t for _, t in order[1:]] + [end]):
-        out[name] = max((v for t, v in samples if t0 <= t <= t1), default=0) / 2**20
+    for (name, t0), t1 in zip(order, [t for _, t in order[1:]] + [math.inf]):
+        out[name] = max((v for t, v in samples if t0 <= t < t1), default=0) / 2**20
     return {k: round(v, 1) for k, v in out.items()}
 
 
@@ -287,19 +289,31 @@ def memory(args: argparse.Namespace) -> dict:
         samples, stop = _sample_tree_rss(proc)
         try:
             out_text, err = proc.communicate(timeout=args.deadline_s)
-            res = json.loads(out_text.strip().splitlines()[-1]) if proc.returncode == 0 else {"error": err[-500:]}
-        except subprocess.TimeoutExpired:  # report how far it got and the peak up to then
+            res = {} if proc.returncode == 0 else {"error": err[-500:]}
+        except subprocess.TimeoutExpired:  # report how far it got and the peaks up to then
             spilled = sum(p.stat().st_size for p in (out / ".archtool-tmp").glob("*.f32"))
             proc.kill()
-            proc.communicate()
+            out_text, _ = proc.communicate()
             res = {"status": "stopped at the deadline", "restored_minutes_at_stop": round(spilled / 8 / RATE / 60, 1)}
         stop()
         wall = time.perf_counter() - t0
+        marks: dict[str, float] = {}
+        python_peaks: dict[str, float] = {}
+        for line in out_text.splitlines():
+            if line.startswith("{"):
+                msg = json.loads(line)
+                if "phase" in msg:
+                    marks[msg["phase"]] = msg["t"]
+                    python_peaks.update({k: v for k, v in msg["python_peak_mb"].items() if v is not None})
+                elif not res:
+                    res = msg
         rss = [v for _, v in samples]
-        marks, end = res.pop("marks", {}), res.pop("end", time.time())
+        working = [v for t, v in samples if t < marks.get("exit", math.inf)]
         rows.append({"minutes": minutes, "peak_rss_mb": round(max(rss, default=0) / 2**20, 1),
+                     "peak_rss_mb_before_exit": round(max(working, default=0) / 2**20, 1),
                      "median_rss_mb": round(float(np.median(rss)) / 2**20, 1) if rss else None,
-                     "peak_rss_mb_by_phase": _phase_peaks(samples, marks, end),
+                     "peak_rss_mb_by_phase": _phase_peaks(samples, marks),
+                     "python_peak_mb_by_phase": python_peaks,
                      "wall_s": round(wall, 1), "x_real_time": round(minutes * 60 / wall, 1), **res,
                      "load_after": loadavg()})
         fresh(out)
