@@ -232,14 +232,14 @@ def memrun(args: argparse.Namespace) -> None:
                       "limited": r.get("limited"), "gain_db": r.get("gain_db")}))
 
 
-def _python_peak_mb(reset: bool = False) -> float | None:
-    """This process's peak resident MB since it started or since the last reset (VmHWM;
-    ``reset`` writes 5 to /proc/self/clear_refs, Linux >= 4.0). None where unavailable."""
+def _python_peak_mb(reset: bool = False, pid: int | str = "self") -> float | None:
+    """Peak resident MB of process ``pid`` since it started or since the last reset (VmHWM;
+    ``reset`` writes 5 to /proc/PID/clear_refs, Linux >= 4.0). None where unavailable."""
     try:
-        peak = next(int(line.split()[1]) / 1024 for line in Path("/proc/self/status").read_text().splitlines()
+        peak = next(int(line.split()[1]) / 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                     if line.startswith("VmHWM:"))
         if reset:
-            Path("/proc/self/clear_refs").write_text("5")
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
     except (OSError, StopIteration):
         return None
     return round(peak, 1)
@@ -286,12 +286,13 @@ def memory(args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=dict(os.environ, OMP_NUM_THREADS="1"))
-        samples, stop = _sample_tree_rss(proc)
+        samples, stop = _sample_tree_rss(proc, args.every_s)
         try:
             out_text, err = proc.communicate(timeout=args.deadline_s)
             res = {} if proc.returncode == 0 else {"error": err[-500:]}
         except subprocess.TimeoutExpired:  # report how far it got and the peaks up to then
             spilled = sum(p.stat().st_size for p in (out / ".archtool-tmp").glob("*.f32"))
+            current_phase_peak = _python_peak_mb(pid=proc.pid)
             proc.kill()
             out_text, _ = proc.communicate()
             res = {"status": "stopped at the deadline", "restored_minutes_at_stop": round(spilled / 8 / RATE / 60, 1)}
@@ -307,6 +308,8 @@ def memory(args: argparse.Namespace) -> dict:
                     python_peaks.update({k: v for k, v in msg["python_peak_mb"].items() if v is not None})
                 elif not res:
                     res = msg
+        if res.get("status") == "stopped at the deadline" and marks:
+            python_peaks[max(marks, key=marks.get) + " (until stopped)"] = current_phase_peak
         rss = [v for _, v in samples]
         working = [v for t, v in samples if t < marks.get("exit", math.inf)]
         rows.append({"minutes": minutes, "peak_rss_mb": round(max(rss, default=0) / 2**20, 1),
@@ -516,6 +519,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, nargs="+", default=[10, 60, 180])
     p.add_argument("--chain", choices=["auto", "auto+registered"], default="auto+registered")
     p.add_argument("--deadline-s", type=float, default=None, help="stop a file's run after this long (peak so far)")
+    p.add_argument("--every-s", type=float, default=0.05, help="seconds between samples of the process tree's memory")
     p = sub.add_parser("memrun")
     p.add_argument("--file", required=True)
     p.add_argument("--out", required=True)
