@@ -11,7 +11,9 @@ at seeded positions inside non-silent passages of the held-out clips (the files
   Griffin-Lim); ``unet_plain_gl``: the same magnitudes with plain Griffin-Lim from
   random phase (the phase-reconstruction comparison);
 - ``combined``: the restorer's own choice by length (:func:`archtool.restore.inpaint.inpaint`,
-  AR up to ``AR_MAX_MS``, U-Net beyond, with its border cross-fade).
+  method ``auto``: the recipe of ``AUTO_RECIPES`` for the model and gap length -- Janssen
+  AR, the Janssen fill topped up to a floor of the U-Net's magnitudes, or the U-Net
+  magnitudes with Griffin-Lim started from the Janssen fill and AR cross-fades at the edges).
 
 Measures (means over gaps): SNR inside the gap (dB); LSD (log10 power units,
 ``archtool.metrics.lsd_db`` with 32 ms windows, 8 ms hop) over the gap plus 32 ms on
@@ -28,10 +30,22 @@ exact one is not published with its numbers: ``psnr_linear_db`` (linear magnitud
 peak of the clean patch) and ``psnr_db01_db`` (dB magnitude, the clean patch's top
 80 dB mapped to [0, 1], data range 1). Seed 001 reports 12.9 dB on FMA music at 16 kHz.
 
-Usage: ``python benchmarks/inpaint.py [--positions 4] [--json out.json]``
-(single-threaded; a few CPU minutes).
+Tuning (``--tune``): the same gap protocol on the *training* clips (3 gaps per clip and
+length, positions seeded apart from the benchmark's), comparing candidate recipes
+(:func:`tune_candidates`) against the single methods; the candidate kept per length is
+the one with the most measures at least as good as the best single method, then the
+largest worst margin (:func:`choose`). ``AUTO_RECIPES`` was set from this table; the
+held-out clips were never used to choose.
+
+Usage: ``python benchmarks/inpaint.py [--positions 4] [--json out.json] [--tune]``
+(single-threaded; a few CPU minutes, ``--tune`` about 10x longer).
 """
 from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # single-threaded BLAS before numpy loads
 
 import argparse
 import json
@@ -52,13 +66,16 @@ from archtool.dsp.janssen import ar_fill  # noqa: E402
 from archtool.metrics import lsd_db, snr_db, spectral_psnr_db  # noqa: E402
 from archtool.models.checkpoint import PACKAGED_DIR  # noqa: E402
 from archtool.models.unet_inpaint import SpecConfig, known_rms, stft, to_features, from_features  # noqa: E402
-from archtool.restore.inpaint import AR_MAX_MS, PACKAGED_MODELS, UNetFiller, inpaint  # noqa: E402
+from archtool.restore.inpaint import (AUTO_RECIPES, PACKAGED_MODELS, Recipe, UNetFiller, ar_order_bounded,  # noqa: E402
+                                      inpaint, ramp_blend)
 from archtool.seeding import rng_for  # noqa: E402
 from archtool.train.inpaint import fragment_mask, list_audio, split_files  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 LENGTHS_MS = (10, 25, 50, 100, 200, 400)
 METHODS = ("zero", "linear", "ar", "unet", "unet_plain_gl", "combined")
+# (floor, projections) of the top-up candidates
+TUNE_TOPUPS = ((0.3, 0), (0.5, 0), (0.7, 0), (1.0, 0), (0.3, 8), (0.4, 4), (0.5, 4), (0.5, 8), (0.7, 4), (0.7, 8))
 
 
 def load_mono(path: Path, rate: int) -> np.ndarray:
@@ -87,6 +104,81 @@ def pick_positions(x: np.ndarray, rate: int, gap: int, count: int, rng: np.rando
         if np.mean(x[s:s + gap] ** 2) >= 0.09 * clip_ms and all(abs(s - o) > gap + rate // 10 for o in out):
             out.append(s)
     return out
+
+
+def tune_candidates() -> dict[str, Recipe]:
+    """The recipes ``--tune`` compares (the ``auto`` table is chosen among these)."""
+    cands = {"ar": Recipe("ar"), "unet_r10": Recipe("unet", ar_ramp_ms=10.0)}
+    for floor, its in TUNE_TOPUPS:
+        cands[f"topup{floor:g}_p{its}"] = Recipe("ar_topup", floor=floor, iterations=its, ar_ramp_ms=10.0)
+    return cands
+
+
+def choose(res: dict[str, dict[str, float]], singles: tuple[str, ...], cands: list[str]) -> str:
+    """The candidate to use: most measures at least as good as the best single method,
+    then the largest worst margin (SNR in dB, LSD x10, patch PSNR in dB)."""
+    best = {"snr_db": max(res[m]["snr_db"] for m in singles), "lsd": min(res[m]["lsd"] for m in singles),
+            "patch_psnr_db": max(res[m]["patch_psnr_db"] for m in singles)}
+
+    def key(name: str) -> tuple[int, float]:
+        v = res[name]
+        margins = (v["snr_db"] - best["snr_db"], 10.0 * (best["lsd"] - v["lsd"]),
+                   v["patch_psnr_db"] - best["patch_psnr_db"])
+        return sum(m >= 0 for m in margins), min(margins)
+
+    return max(cands, key=key)
+
+
+def tune(domain: str, rate: int, filler: UNetFiller, positions: int, seed: int) -> dict:
+    """Compare candidate recipes on the *training* clips (never the held-out ones)."""
+    files = split_files(list_audio(DATA / domain), 5)[0]
+    clips = {f.stem: load_mono(f, rate) for f in files}
+    cands = tune_candidates()
+    singles = ("zero", "linear", "ar", "unet")
+    table: dict[str, dict] = {}
+    for ms in LENGTHS_MS:
+        gap = int(round(ms * rate / 1000))
+        acc: dict[str, list[dict[str, float]]] = {m: [] for m in (*singles, *cands)}
+        for name, x in clips.items():
+            for s in pick_positions(x, rate, gap, positions, rng_for(seed, f"tune/{domain}/{name}/{ms}")):
+                e = s + gap
+                # a window around the gap keeps the measures local and the fills cheap
+                w = int(0.35 * rate)
+                lo, hi = max(0, s - w), min(x.shape[0], e + w)
+                xw, ls, le = x[lo:hi], s - lo, e - lo
+                damaged = xw.copy()
+                damaged[ls:le] = 0.0
+                fills = {"zero": damaged}
+                lin = damaged.copy()
+                lin[ls:le] = np.linspace(xw[ls - 1], xw[le], gap + 2)[1:-1]
+                fills["linear"] = lin
+                u = damaged.copy()
+                u[ls:le] = filler.fill(damaged, ls, le, rate)
+                fills["unet"] = u
+                # what inpaint(..., recipe=r) computes, with the Janssen fill shared by all candidates
+                ar = ar_fill(damaged, ls, le, rate, order=ar_order_bounded(gap, rate))
+                for cname, r in cands.items():
+                    if r.kind == "ar":
+                        fill = ar_fill(damaged, ls, le, rate)
+                    elif r.kind == "unet":
+                        fill = filler.fill(damaged, ls, le, rate, r.iterations, init=ar)
+                    else:
+                        fill = filler.fill(damaged, ls, le, rate, r.iterations, init=ar,
+                                           mag_range=(r.floor, np.inf), momentum=0.0)
+                    if r.kind != "ar":
+                        fill = ramp_blend(ar, fill, int(round(r.ar_ramp_ms * rate / 1000.0)))
+                    y = damaged.copy()
+                    y[ls:le] = fill
+                    fills[cname] = y
+                for m, y in fills.items():
+                    acc[m].append(measure(xw, y, ls, le, rate))
+        res = {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for m, rows in acc.items()}
+        pick = choose(res, singles, list(cands))
+        table[str(ms)] = {"results": res, "chosen": pick, "gaps": len(acc["zero"])}
+        print(f"tune {domain} {ms} ms ({len(acc['zero'])} gaps): chosen {pick}; "
+              + ", ".join(f"{m} {v['snr_db']:.2f}/{v['lsd']:.3f}/{v['patch_psnr_db']:.2f}" for m, v in res.items()),
+              flush=True)
+    return {"tuning_clips": [f.name for f in files], "by_length_ms": table}
 
 
 def fill_methods(x: np.ndarray, s: int, e: int, rate: int, filler: UNetFiller) -> dict[str, np.ndarray]:
@@ -202,6 +294,7 @@ def fragmentation_benchmark(domain: str, filler: UNetFiller, seed: int) -> dict:
 def to_markdown(out: dict) -> str:
     """Tables for benchmarks/RESULTS.md: one per domain (rows: length; cells: SNR / LSD / PSNR)."""
     lines = []
+    singles = ("zero", "linear", "ar", "unet", "unet_plain_gl")
     for domain in ("speech", "music"):
         if domain not in out:
             continue
@@ -213,6 +306,20 @@ def to_markdown(out: dict) -> str:
         for ms, row in d["by_length_ms"].items():
             cells = [f"{row[m]['snr_db']:.2f} / {row[m]['lsd']:.3f} / {row[m]['patch_psnr_db']:.2f}" for m in METHODS]
             lines.append(f"| {ms} ms | {row['zero']['gaps']} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append(f"{domain}: combined vs the best single method (which one in brackets); met = at least as good")
+        lines.append("")
+        lines.append("| gap | SNR dB | LSD | patch PSNR dB | met |")
+        lines.append("|---|---|---|---|---|")
+        for ms, row in d["by_length_ms"].items():
+            cells, met = [], 0
+            for key, sign, fmt in (("snr_db", 1, ".2f"), ("lsd", -1, ".3f"), ("patch_psnr_db", 1, ".2f")):
+                best = max(singles, key=lambda m: sign * row[m][key])
+                c = row["combined"][key]
+                ok = sign * (c - row[best][key]) >= 0
+                met += ok
+                cells.append(f"{c:{fmt}} vs {row[best][key]:{fmt}} ({best}){'' if ok else ' short'}")
+            lines.append(f"| {ms} ms | " + " | ".join(cells) + f" | {met}/3 |")
         lines.append("")
         fr = d.get("fragmentation", {})
         if fr:
@@ -234,24 +341,32 @@ def main() -> None:
     ap.add_argument("--speech-ckpt", type=Path, default=PACKAGED_DIR / PACKAGED_MODELS["speech16k"])
     ap.add_argument("--music-ckpt", type=Path, default=PACKAGED_DIR / PACKAGED_MODELS["music22k"])
     ap.add_argument("--domains", default="speech,music")
+    ap.add_argument("--tune", action="store_true",
+                    help="compare candidate recipes on the training clips (3 gaps per clip and length, seed 1) "
+                         "instead of benchmarking the held-out clips")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.time()
     out: dict = {"machine": f"{platform.machine()}, {platform.python_version()}, torch {torch.__version__}",
-                 "ar_max_ms": AR_MAX_MS, "seed": args.seed, "positions_per_clip": args.positions}
+                 "auto_recipes": {k: [[b, r.__dict__] for b, r in v] for k, v in AUTO_RECIPES.items()},
+                 "seed": args.seed, "positions_per_clip": args.positions}
     speech = UNetFiller.load(args.speech_ckpt)
     for domain in args.domains.split(","):
         filler = speech if domain == "speech" else UNetFiller.load(args.music_ckpt)
         rate = 16000 if domain == "speech" else 22050
+        if args.tune:
+            out[domain] = tune(domain, rate, filler, 3, 1)
+            continue
         out[domain] = gap_benchmark(domain, rate, filler, args.positions, args.seed)
         out[domain]["fragmentation"] = fragmentation_benchmark(domain, speech, args.seed)
         print(f"{domain} fragmentation (speech16k model): {out[domain]['fragmentation']}", flush=True)
     out["time_s"] = round(time.time() - t0, 1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2))
-    print(to_markdown(out))
+        args.json.write_text(json.dumps(out, indent=2, default=float))
+    if not args.tune:
+        print(to_markdown(out))
     print(f"done in {out['time_s']} s")
 
 

@@ -1,20 +1,25 @@
-"""Restorer ``inpaint``: fill gaps and dropouts, choosing the method by gap length.
+"""Restorer ``inpaint``: fill gaps and dropouts, choosing the recipe by gap length.
 
-- Gaps up to ``ar_max_ms`` (default 50 ms): Janssen AR interpolation from both
-  sides (:func:`archtool.dsp.janssen.ar_fill`). LSAR joins the known samples
-  smoothly by construction, so nothing outside the gap changes.
-- Longer gaps (up to ``max_gap_ms``, default 2 s): the spectrogram U-Net
-  (:mod:`archtool.models.unet_inpaint`) predicts the magnitudes of the STFT frames
-  the gap touches; the phase starts from a bidirectional AR prediction of the
-  gap (so it continues the surrounding phase) and is refined by Griffin-Lim
-  iterations that change only the samples inside the gap (fast Griffin-Lim,
-  momentum 0.99), with the known samples held fixed. Over the first and last
-  ``xfade_ms`` of the gap (at most a quarter of it) the fill is cross-faded
-  (raised cosine) from the Janssen AR interpolation, which joins the untouched
-  signal seamlessly, into the U-Net fill. On held-out clips this lowered the LSD
-  at 50-200 ms (e.g. 1.06 -> 0.99 speech, 0.70 -> 0.57 music at 100 ms) where a
-  3 ms cross-fade *outside* the gap (``border_ms``) scored worse on every measure,
-  so ``border_ms`` defaults to 0.
+Three recipes (:class:`Recipe`), all built on the Janssen AR interpolation from both
+sides (:func:`archtool.dsp.janssen.ar_fill`), which joins the known samples smoothly by
+construction:
+
+- ``ar``: Janssen AR alone.
+- ``ar_topup``: the Janssen fill, with every STFT bin of the gap's frames that it leaves
+  below ``floor`` times the U-Net's predicted magnitude raised to that level (the AR's
+  phase kept), over a few projections that re-impose the known samples. Where the AR
+  continues the signal (tonal, predictable parts) nothing changes, so its waveform SNR is
+  kept; where LSAR decays towards silence (the middle of longer gaps, noisy bands) the
+  spectrogram U-Net (:mod:`archtool.models.unet_inpaint`) supplies the level.
+- ``unet``: the U-Net's magnitudes for the STFT frames the gap touches, the phase from
+  gap-only fast Griffin-Lim (momentum 0.99, known samples held fixed) started from the
+  Janssen fill.
+
+The two U-Net-based recipes are cross-faded (raised cosine) from the Janssen fill over
+``ar_ramp_ms`` (10 ms) at each gap edge, inside the gap. ``auto`` takes the recipe from
+:data:`AUTO_RECIPES` (per model and length, chosen on training clips by
+``benchmarks/inpaint.py --tune``). A 3 ms cross-fade *outside* the gap (``border_ms``)
+scored worse on every measure in an earlier round, so ``border_ms`` defaults to 0.
 
 Samples outside the gaps (and outside ``border_ms`` when set) are bit-identical to
 the input. The restorer declares ``context_s = 1.0``: a gap up to ~1 s that
@@ -30,13 +35,16 @@ resampled back. Params (all optional): ``intervals_s`` ([[start, end], ...],
 seconds from the start of the file; when absent, interior runs of digital silence
 of at least 8 ms are filled), ``chunk_offset`` (samples) or ``offset_s`` (seconds):
 where this chunk starts in the file (the engine's convention, see
-``archtool.restore.classic.chunk_offset``), ``method`` (``auto`` | ``ar`` | ``unet``), ``ar_max_ms``,
-``border_ms``, ``xfade_ms``, ``max_gap_ms``, ``model`` (``auto``, a packaged model name or a
-checkpoint path), ``iterations`` (Griffin-Lim iterations).
+``archtool.restore.classic.chunk_offset``), ``method`` (``auto`` | ``ar`` | ``ar_topup`` |
+``unet``), ``ar_max_ms`` (set: ``auto`` is AR up to it and ``unet`` beyond, the earlier
+policy), ``border_ms``, ``xfade_ms`` (overrides the recipes' ``ar_ramp_ms``), ``max_gap_ms``,
+``model`` (``auto``, a packaged model name or a checkpoint path), ``iterations``
+(Griffin-Lim iterations of the ``unet`` recipe).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,7 +60,6 @@ from archtool.models.unet_inpaint import (InpaintUNet, SpecConfig, build_model, 
 from archtool.restore.classic import chunk_offset
 from archtool.restore.registry import register_restorer
 
-AR_MAX_MS = 50.0
 BORDER_MS = 0.0
 XFADE_MS = 10.0
 MAX_GAP_MS = 2000.0
@@ -60,6 +67,58 @@ GL_ITERATIONS = 60
 CONTEXT_FRAMES = 64
 MIN_ZERO_RUN_S = 0.008
 PACKAGED_MODELS = {"speech16k": "inpaint_speech16k.pt", "music22k": "inpaint_music22k.pt"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one gap is filled.
+
+    ``kind``: ``ar`` (Janssen AR alone), ``ar_topup`` (the Janssen fill, with every STFT
+    bin of the gap's frames that it leaves below ``floor`` times the U-Net's predicted
+    magnitude raised to that level, over ``iterations`` plain projections that keep the
+    known samples: the AR's waveform where it is confident, the network's level where
+    the AR has decayed) or ``unet`` (the U-Net's magnitudes imposed by ``iterations``
+    gap-only fast Griffin-Lim steps started from the Janssen fill). The U-Net-based
+    kinds are cross-faded from the Janssen fill over ``ar_ramp_ms`` at each gap edge.
+    """
+
+    kind: str
+    floor: float = 0.0
+    iterations: int = GL_ITERATIONS
+    ar_ramp_ms: float = XFADE_MS
+
+
+RECIPE_KINDS = ("ar", "ar_topup", "unet")
+DEFAULT_RECIPES = {"ar": Recipe("ar"), "ar_topup": Recipe("ar_topup", floor=0.5, iterations=4),
+                   "unet": Recipe("unet")}
+# The ``auto`` choice, per model (by rate) and gap length: (upper bound in ms, recipe), the
+# bounds at the geometric midpoints of the tuned lengths 10/25/50/100/200/400 ms. Chosen on
+# the *training* clips (3 gaps per clip and length, positions seeded apart from the
+# benchmark's) by ``python benchmarks/inpaint.py --tune``: per length, the candidate with the
+# most measures (gap SNR, LSD, patch PSNR) at least as good as the best single method, then
+# the largest worst margin. The held-out benchmark clips were never used to choose.
+_TOPUP = partial(Recipe, "ar_topup")
+AUTO_RECIPES: dict[str, tuple[tuple[float, Recipe], ...]] = {
+    "speech16k": ((15.8, _TOPUP(floor=0.3, iterations=0)),
+                  (70.7, Recipe("unet")),
+                  (141.4, _TOPUP(floor=0.7, iterations=4)),
+                  (282.8, Recipe("unet")),
+                  (float("inf"), _TOPUP(floor=0.5, iterations=8))),
+    "music22k": ((15.8, _TOPUP(floor=0.7, iterations=0)),
+                 (35.4, _TOPUP(floor=0.3, iterations=0)),
+                 (70.7, _TOPUP(floor=0.5, iterations=0)),
+                 (141.4, _TOPUP(floor=0.4, iterations=4)),
+                 (282.8, _TOPUP(floor=0.7, iterations=4)),
+                 (float("inf"), Recipe("unet"))),
+}
+
+
+def recipe_for(gap_ms: float, sample_rate: int) -> Recipe:
+    """The ``auto`` recipe for a gap of ``gap_ms`` at ``sample_rate`` (see :data:`AUTO_RECIPES`)."""
+    for bound, recipe in AUTO_RECIPES[model_for_rate(sample_rate)]:
+        if gap_ms <= bound:
+            return recipe
+    raise AssertionError("the last bound of every recipe table is infinite")
 
 
 def model_for_rate(sample_rate: int) -> str:
@@ -91,23 +150,32 @@ class UNetFiller:
 
     @torch.no_grad()
     def fill_native(self, y: np.ndarray, start: int, stop: int, iterations: int = GL_ITERATIONS,
-                    phase: str = "gap") -> np.ndarray:
+                    phase: str = "gap", init: np.ndarray | None = None,
+                    mag_range: tuple[float, float] = (1.0, 1.0), momentum: float = 0.99) -> np.ndarray:
         """Fill ``y[start:stop]`` (``y`` 1-D at the model rate); returns the whole window, float64.
 
-        ``phase="gap"`` (default): AR-predicted initial phase, fast Griffin-Lim that
-        changes only gap samples. ``phase="plain"`` (for comparison): random initial
-        phase and plain Griffin-Lim over the frames touching the gap, known samples
-        not imposed during the iterations.
+        ``phase="gap"`` (default): fast Griffin-Lim that changes only gap samples,
+        starting from ``init`` (the gap's first estimate, ``(stop - start,)``; default
+        a bidirectional AR prediction, which continues the surrounding phase).
+        ``mag_range=(lo, hi)``: each iteration clamps the magnitude of every gap frame's
+        bin into ``[lo, hi]`` times the predicted one (``(1, 1)``: impose the prediction;
+        ``(lo, inf)`` with an AR ``init``: keep what the AR fill carries and only raise
+        the bins where it has decayed below ``lo`` of the predicted level).
+        ``phase="plain"`` (for comparison): random initial phase and plain Griffin-Lim
+        over the frames touching the gap, known samples not imposed during the iterations.
         """
         spec = self.spec
         n = y.shape[0]
         known = np.ones(n, dtype=bool)
         known[start:stop] = False
         x0 = np.where(known, y, 0.0)
-        init = x0.copy()
-        init[start:stop] = bidirectional_extrapolate(x0, start, stop, spec.sample_rate,
-                                                     order=min(ar_order_for(stop - start, spec.sample_rate),
-                                                               int(0.01 * spec.sample_rate)))
+        first = x0.copy()
+        if init is None:
+            first[start:stop] = bidirectional_extrapolate(x0, start, stop, spec.sample_rate,
+                                                          order=min(ar_order_for(stop - start, spec.sample_rate),
+                                                                    int(0.01 * spec.sample_rate)))
+        else:
+            first[start:stop] = init
         xt = torch.from_numpy(x0).float()
         spec0 = stft(xt, spec)
         frames = spec0.shape[-1]
@@ -127,7 +195,7 @@ class UNetFiller:
         sub_n = g1 - g0
         known_t = torch.from_numpy(known[g0:g1])
         x_known = torch.from_numpy(x0[g0:g1]).float()
-        c = stft(torch.from_numpy(init[g0:g1]).float(), spec)
+        c = stft(torch.from_numpy(first[g0:g1]).float(), spec)
         sub_frames = c.shape[-1]
         sub_centres = g0 + np.arange(sub_frames) * spec.hop
         unk = torch.from_numpy((sub_centres + half > start) & (sub_centres - half < stop))
@@ -135,10 +203,19 @@ class UNetFiller:
         if tgt.shape[-1] < sub_frames:
             tgt = torch.cat([tgt, torch.zeros(tgt.shape[0], sub_frames - tgt.shape[-1])], dim=1)
 
+        lo, hi = float(mag_range[0]), float(mag_range[1])
+
         def impose(c: torch.Tensor) -> torch.Tensor:
-            """Predicted magnitudes on unknown frames, current phase kept."""
-            unit = c / c.abs().clamp_min(1e-12)
-            return torch.where(unk[None, :], tgt * unit, c)
+            """Predicted magnitudes (clamped into mag_range) on unknown frames, current phase kept."""
+            mag = c.abs()
+            unit = c / mag.clamp_min(1e-12)
+            if lo == hi == 1.0:
+                new = tgt
+            else:
+                new = torch.maximum(mag, lo * tgt)
+                if np.isfinite(hi):
+                    new = torch.minimum(new, hi * tgt)
+            return torch.where(unk[None, :], new * unit, c)
 
         def project(c: torch.Tensor) -> torch.Tensor:
             """Impose the magnitudes, then the known samples."""
@@ -156,7 +233,7 @@ class UNetFiller:
             t_prev = c
             for _ in range(int(iterations)):
                 t = project(c)
-                c = t + 0.99 * (t - t_prev)
+                c = t + momentum * (t - t_prev)
                 t_prev = t
         sub = istft(impose(t_prev), spec, sub_n).double().numpy()
         out = np.array(y, dtype=np.float64)
@@ -164,8 +241,13 @@ class UNetFiller:
         return np.where(known, y, out)
 
     def fill(self, x: np.ndarray, start: int, stop: int, sample_rate: int,
-             iterations: int = GL_ITERATIONS, phase: str = "gap") -> np.ndarray:
-        """Fill ``x[start:stop]`` of a 1-D signal at any rate; returns the gap ``(stop - start,)``."""
+             iterations: int = GL_ITERATIONS, phase: str = "gap", init: np.ndarray | None = None,
+             mag_range: tuple[float, float] = (1.0, 1.0), momentum: float = 0.99) -> np.ndarray:
+        """Fill ``x[start:stop]`` of a 1-D signal at any rate; returns the gap ``(stop - start,)``.
+
+        ``init`` (optional, ``(stop - start,)`` at ``sample_rate``) and ``mag_range`` as in
+        :meth:`fill_native`.
+        """
         spec = self.spec
         gap = stop - start
         ctx = int(max(CONTEXT_FRAMES * spec.hop * sample_rate / spec.sample_rate, 0.5 * gap))
@@ -173,13 +255,20 @@ class UNetFiller:
         win = np.asarray(x[lo:hi], dtype=np.float64).copy()
         win[start - lo:stop - lo] = 0.0
         if sample_rate == spec.sample_rate:
-            return self.fill_native(win, start - lo, stop - lo, iterations, phase)[start - lo:stop - lo]
+            return self.fill_native(win, start - lo, stop - lo, iterations, phase, init,
+                                    mag_range, momentum)[start - lo:stop - lo]
         up = torchaudio.functional.resample(torch.from_numpy(win).float(), sample_rate, spec.sample_rate)
         ratio = spec.sample_rate / sample_rate
         margin = 16  # resampling filter smear around the zeroed gap
         a = max(0, int(np.floor((start - lo) * ratio)) - margin)
         b = min(up.shape[0], int(np.ceil((stop - lo) * ratio)) + margin)
-        filled = self.fill_native(up.double().numpy(), a, b, iterations, phase)
+        up_init = None
+        if init is not None:
+            seeded = win.copy()
+            seeded[start - lo:stop - lo] = init
+            up_init = torchaudio.functional.resample(torch.from_numpy(seeded).float(), sample_rate,
+                                                     spec.sample_rate).double().numpy()[a:b]
+        filled = self.fill_native(up.double().numpy(), a, b, iterations, phase, up_init, mag_range, momentum)
         down = torchaudio.functional.resample(torch.from_numpy(filled).float(), spec.sample_rate, sample_rate)
         down = down.double().numpy()
         if down.shape[0] < win.shape[0]:
@@ -198,18 +287,21 @@ def zero_runs(audio: np.ndarray, sample_rate: int, min_s: float = MIN_ZERO_RUN_S
 
 
 def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None, *,
-               offset_s: float = 0.0, method: str = "auto", ar_max_ms: float = AR_MAX_MS,
+               offset_s: float = 0.0, method: str = "auto", ar_max_ms: float | None = None,
                max_gap_ms: float = MAX_GAP_MS) -> list[dict[str, Any]]:
     """Decide, for each interval, the samples to fill and the method.
 
     ``intervals_s`` are in file seconds; ``offset_s`` is the file time of sample 0.
     Intervals are sorted and merged; those outside ``[0, n_samples)`` are dropped and
     those crossing its ends clipped. Returns dicts with ``start_s``, ``end_s`` (file
-    time), ``start``, ``stop`` (local samples) and ``method`` (``ar`` | ``unet`` |
-    ``skipped``, with ``reason``).
+    time), ``start``, ``stop`` (local samples), ``method`` (``ar`` | ``ar_topup`` |
+    ``unet`` | ``skipped``, with ``reason``) and ``recipe`` (a :class:`Recipe`).
+    ``method="auto"`` takes the recipe for the gap's length from :data:`AUTO_RECIPES`
+    (the table of the model serving ``sample_rate``); with ``ar_max_ms`` set, ``auto``
+    is instead Janssen AR up to that length and the ``unet`` recipe beyond.
     """
-    if method not in ("auto", "ar", "unet"):
-        raise UsageError(f"inpaint: method must be auto, ar or unet, not {method!r}")
+    if method not in ("auto",) + RECIPE_KINDS:
+        raise UsageError(f"inpaint: method must be auto, {', '.join(RECIPE_KINDS)}, not {method!r}")
     spans = []
     for item in intervals_s:
         a, b = float(item[0]), float(item[1])
@@ -237,10 +329,15 @@ def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None
                                "end_s": round(offset_s + e / sample_rate, 6), "start": s, "stop": e}
         if ms > max_gap_ms:
             rec.update(method="skipped", reason=f"longer than {max_gap_ms:g} ms")
-        elif method == "auto":
-            rec["method"] = "ar" if ms <= ar_max_ms else "unet"
+            out.append(rec)
+            continue
+        if method != "auto":
+            recipe = DEFAULT_RECIPES[method]
+        elif ar_max_ms is not None:
+            recipe = DEFAULT_RECIPES["ar" if ms <= ar_max_ms else "unet"]
         else:
-            rec["method"] = method
+            recipe = recipe_for(ms, sample_rate)
+        rec.update(method=recipe.kind, recipe=recipe)
         out.append(rec)
     return out
 
@@ -248,78 +345,139 @@ def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None
 def fill_report(params: dict[str, Any], sample_rate: int, n_samples: int | None = None) -> list[dict[str, Any]]:
     """What an ``inpaint`` step with ``params`` fills, one dict per interval, for reports.
 
-    Keys: ``start_s``, ``end_s``, ``method`` (``ar`` | ``unet`` | ``skipped``) and
-    ``reason`` for skipped ones. Empty when the step fills detected digital silence
-    (no ``intervals_s``): those runs are only known once the audio is read.
+    Keys: ``start_s``, ``end_s``, ``method`` (``ar`` | ``ar_topup`` | ``unet`` |
+    ``skipped``), the recipe's settings (``floor``, ``iterations``, ``ar_ramp_ms``) where
+    they apply, and ``reason`` for skipped ones. Empty when the step fills detected digital
+    silence (no ``intervals_s``): those runs are only known once the audio is read.
     """
     if not params.get("intervals_s"):
         return []
+    ar_max = params.get("ar_max_ms")
     recs = plan_fills(params["intervals_s"], sample_rate, n_samples, method=str(params.get("method", "auto")),
-                      ar_max_ms=float(params.get("ar_max_ms", AR_MAX_MS)),
+                      ar_max_ms=None if ar_max is None else float(ar_max),
                       max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)))
-    return [{k: v for k, v in r.items() if k not in ("start", "stop")} for r in recs]
+    for rec in recs:
+        _describe(rec)
+    return recs
+
+
+def _describe(rec: dict[str, Any], xfade_ms: float | None = None) -> None:
+    """Replace a plan's internal keys by the audit fields of its recipe (in place)."""
+    recipe = rec.pop("recipe", None)
+    rec.pop("start", None), rec.pop("stop", None)
+    if recipe is None or rec["method"] in ("ar", "ar_extrapolate"):
+        return
+    if recipe.kind == "ar_topup":
+        rec["floor"] = recipe.floor
+        rec["iterations"] = recipe.iterations
+    rec["ar_ramp_ms"] = recipe.ar_ramp_ms if xfade_ms is None else float(xfade_ms)
+
+
+def ramp_blend(ar: np.ndarray, fill: np.ndarray, k: int) -> np.ndarray:
+    """``fill`` cross-faded (raised cosine) from ``ar`` over ``k`` samples at each end (k <= half)."""
+    n = fill.shape[0]
+    k = min(k, n // 2)
+    if k <= 0:
+        return fill
+    v = np.ones(n)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
+    v[:k] = ramp
+    v[n - k:] = np.minimum(v[n - k:], ramp[::-1])
+    return v * fill + (1.0 - v) * ar
+
+
+def ar_order_bounded(gap_samples: int, sample_rate: int) -> int:
+    """Janssen order for the U-Net-based recipes: :func:`ar_order_for`, bounded so the
+    banded solve (``O(gap * order^2)``) costs no more than a 400 ms gap at 22.05 kHz
+    (order 441), and never below 64."""
+    budget = 8820 * 441 ** 2
+    cap = max(64, int(np.sqrt(budget / max(gap_samples, 1))))
+    return min(ar_order_for(gap_samples, sample_rate), cap)
 
 
 def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: UNetFiller | None = None,
-            method: str = "auto", ar_max_ms: float = AR_MAX_MS, border_ms: float = BORDER_MS,
-            xfade_ms: float = XFADE_MS, max_gap_ms: float = MAX_GAP_MS, offset_s: float = 0.0,
-            iterations: int = GL_ITERATIONS) -> tuple[np.ndarray, list[dict[str, Any]]]:
+            method: str = "auto", ar_max_ms: float | None = None, border_ms: float = BORDER_MS,
+            xfade_ms: float | None = None, max_gap_ms: float = MAX_GAP_MS, offset_s: float = 0.0,
+            iterations: int = GL_ITERATIONS, recipe: Recipe | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Fill gaps of ``audio`` ``(channels, samples)``; returns ``(new audio, fill records)``.
 
-    U-Net fills need ``filler``; without one they fall back to bidirectional AR
+    ``recipe`` (optional) fills every gap with that recipe instead of the planned one
+    (how ``benchmarks/inpaint.py --tune`` compares candidate recipes).
+
+    Each gap is filled by its recipe (:func:`plan_fills`): ``ar`` -- Janssen AR;
+    ``ar_topup`` -- the Janssen fill with the STFT bins it leaves below ``floor`` times
+    the U-Net's predicted magnitude raised to that level (``iterations`` projections that
+    keep the known samples); ``unet`` -- U-Net magnitudes, gap-only fast Griffin-Lim
+    (``iterations``) started from the Janssen fill. The two U-Net-based recipes are
+    cross-faded from the Janssen fill over ``ar_ramp_ms`` (``xfade_ms`` overrides it) at
+    each edge. They need ``filler``; without one they fall back to bidirectional AR
     prediction (recorded as method ``ar_extrapolate``). Samples farther than
-    ``border_ms`` from every filled gap are bit-identical to the input.
+    ``border_ms`` from every filled gap are bit-identical to the input. BLAS runs on one
+    thread here (banded solves gain nothing from threads, and spinning threads on a
+    loaded machine made a 400 ms fill ~25x slower).
     """
+    from threadpoolctl import threadpool_limits
+
     audio = np.asarray(audio)
     out = audio.copy()
     n = audio.shape[-1]
     border = int(round(border_ms * sample_rate / 1000.0))
     records = plan_fills(intervals_s, sample_rate, n, offset_s=offset_s, method=method,
                          ar_max_ms=ar_max_ms, max_gap_ms=max_gap_ms)
+    with threadpool_limits(1, user_api="blas"):
+        for rec in records:
+            if recipe is not None and rec["method"] != "skipped":
+                rec.update(method=recipe.kind, recipe=recipe)
+            if rec["method"] != "skipped":
+                _fill_one(audio, out, rec, sample_rate, filler, border, xfade_ms, iterations)
     for rec in records:
-        s, e = rec["start"], rec["stop"]
-        if rec["method"] == "skipped":
-            continue
-        if rec["method"] == "unet" and filler is None:
-            rec["method"] = "ar_extrapolate"
-            rec["reason"] = "no U-Net checkpoint available"
-        use_border = border if rec["method"] != "ar" else 0
-        fs, fe = max(0, s - use_border), min(n, e + use_border)
-        for ch in range(audio.shape[0]):
-            x = audio[ch].astype(np.float64)
-            if rec["method"] == "ar":
-                fill = ar_fill(x, fs, fe, sample_rate)
-            elif rec["method"] == "unet":
-                fill = filler.fill(x, fs, fe, sample_rate, iterations)
-                k = min(int(round(xfade_ms * sample_rate / 1000.0)), (fe - fs) // 4)
-                if k > 0:
-                    # Order capped at 256: only the gap's edges are used, and long gaps
-                    # at high rates stay cheap (banded solve, O(gap * order^2)).
-                    ar = ar_fill(x, fs, fe, sample_rate, order=min(ar_order_for(fe - fs, sample_rate), 256))
-                    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
-                    v = np.ones(fe - fs)
-                    v[:k], v[-k:] = ramp, ramp[::-1]
-                    fill = v * fill + (1.0 - v) * ar
-            else:
-                fill = bidirectional_extrapolate(x, fs, fe, sample_rate)
-            w = np.ones(fe - fs)
-            if s - fs > 0:
-                k = s - fs
-                w[:k] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
-            if fe - e > 0:
-                k = fe - e
-                w[fe - fs - k:] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
-            orig = x[fs:fe]
-            out[ch, fs:fe] = (w * fill + (1.0 - w) * orig).astype(out.dtype)
-        rec["border_s"] = round(use_border / sample_rate, 6)
-    for rec in records:
-        rec.pop("start"), rec.pop("stop")
+        _describe(rec, xfade_ms)
     return out, records
+
+
+def _fill_one(audio: np.ndarray, out: np.ndarray, rec: dict[str, Any], sample_rate: int,
+              filler: UNetFiller | None, border: int, xfade_ms: float | None, iterations: int) -> None:
+    """Fill one planned gap of every channel of ``audio`` into ``out`` (updates ``rec``)."""
+    s, e, recipe = rec["start"], rec["stop"], rec["recipe"]
+    n = audio.shape[-1]
+    if rec["method"] == "ar_topup" and filler is None:
+        rec["method"] = "ar"  # the top-up's base fill
+        rec["reason"] = "no U-Net checkpoint available"
+    elif rec["method"] == "unet" and filler is None:
+        rec["method"] = "ar_extrapolate"
+        rec["reason"] = "no U-Net checkpoint available"
+    use_border = border if rec["method"] != "ar" else 0
+    fs, fe = max(0, s - use_border), min(n, e + use_border)
+    ramp_ms = recipe.ar_ramp_ms if xfade_ms is None else float(xfade_ms)
+    for ch in range(audio.shape[0]):
+        x = audio[ch].astype(np.float64)
+        if rec["method"] == "ar":
+            fill = ar_fill(x, fs, fe, sample_rate)
+        elif rec["method"] in ("unet", "ar_topup"):
+            ar = ar_fill(x, fs, fe, sample_rate, order=ar_order_bounded(fe - fs, sample_rate))
+            if rec["method"] == "unet":
+                fill = filler.fill(x, fs, fe, sample_rate, iterations, init=ar)
+            else:
+                fill = filler.fill(x, fs, fe, sample_rate, recipe.iterations, init=ar,
+                                   mag_range=(recipe.floor, np.inf), momentum=0.0)
+            fill = ramp_blend(ar, fill, int(round(ramp_ms * sample_rate / 1000.0)))
+        else:
+            fill = bidirectional_extrapolate(x, fs, fe, sample_rate)
+        w = np.ones(fe - fs)
+        if s - fs > 0:
+            k = s - fs
+            w[:k] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
+        if fe - e > 0:
+            k = fe - e
+            w[fe - fs - k:] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
+        orig = x[fs:fe]
+        out[ch, fs:fe] = (w * fill + (1.0 - w) * orig).astype(out.dtype)
+    rec["border_s"] = round(use_border / sample_rate, 6)
 
 
 @register_restorer("inpaint")
 class InpaintRestorer:
-    """Fill gaps/dropouts: Janssen AR up to ``ar_max_ms``, spectrogram U-Net beyond."""
+    """Fill gaps/dropouts by the recipe for each gap's length (Janssen AR, AR topped up by the U-Net, U-Net)."""
 
     name: ClassVar[str] = "inpaint"
     kinds: ClassVar[tuple[str, ...]] = ("gaps",)
@@ -348,16 +506,16 @@ class InpaintRestorer:
         if intervals is None:
             intervals = [[a + offset, b + offset] for a, b in zero_runs(x, sample_rate)]
         method = str(params.get("method", "auto"))
-        ar_max = float(params.get("ar_max_ms", AR_MAX_MS))
+        ar_max = None if params.get("ar_max_ms") is None else float(params["ar_max_ms"])
+        xfade = None if params.get("xfade_ms") is None else float(params["xfade_ms"])
         filler = None
         if method != "ar":
             plans = plan_fills(intervals, sample_rate, x.shape[-1], offset_s=offset, method=method,
                                ar_max_ms=ar_max, max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)))
-            if any(p["method"] == "unet" for p in plans):
+            if any(p["method"] in ("unet", "ar_topup") for p in plans):
                 filler = self.filler(str(params.get("model", "auto")), sample_rate)
         out, records = inpaint(x, sample_rate, intervals, filler=filler, method=method, ar_max_ms=ar_max,
-                               border_ms=float(params.get("border_ms", BORDER_MS)),
-                               xfade_ms=float(params.get("xfade_ms", XFADE_MS)),
+                               border_ms=float(params.get("border_ms", BORDER_MS)), xfade_ms=xfade,
                                max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)), offset_s=offset,
                                iterations=int(params.get("iterations", GL_ITERATIONS)))
         return torch.from_numpy(out).to(audio.device)
