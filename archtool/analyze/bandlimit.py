@@ -23,9 +23,9 @@ LIMIT_HZ = 15000.0       # content up to here counts as full band for archival m
 LIMIT_FRACTION = 0.8     # ... and so does content up to this fraction of Nyquist
 LOW_RATE_NYQUIST = 5500.0
 TONAL_VALLEY_DB = 10.0   # valleys under the edge this close to the stop band: a line spectrum
-TONAL_FLATNESS_DB = -22.0  # ... or a spectral flatness below this under the edge
-STEADY_FLATNESS_DB, STEADY_DB = -10.0, 3.0  # ... or a peaky spectrum that never changes
-NO_EDGE_VALLEY_DB = -25.0  # without an edge: lines only (median level this far under the local peak)
+TONAL_VALLEY_DEPTH_DB = -25.0  # ... or the median level this far under the local peak
+STEADY_VALLEY_DEPTH_DB, STEADY_DB = -10.0, 3.0  # ... or a peaky spectrum that never changes
+NO_EDGE_VALLEY_DB = TONAL_VALLEY_DEPTH_DB  # the same test where no edge was found
 
 
 def effective_cutoff(f: Features) -> tuple[float, float]:
@@ -96,27 +96,16 @@ def _valley_depth_db(L: np.ndarray, freqs: np.ndarray, kc: int, w: int) -> float
     return float(np.median((L - local)[lo300: kc + 1]))
 
 
-def _flatness_db(L: np.ndarray, freqs: np.ndarray, kc: int) -> float:
-    """Spectral flatness (dB: geometric over arithmetic mean power) of the long-term
-    spectrum ``L`` (dB) from 300 Hz to 0.95 x bin ``kc``; 0 when that band is too narrow."""
-    lo300 = int(np.searchsorted(freqs, 300.0))
-    band = L[lo300: max(int(0.95 * kc), lo300 + 1)].astype(np.float64)
-    if band.size < 4:
-        return 0.0
-    lin = 10.0 ** ((band - band.max()) / 10.0)
-    return float(10.0 * np.log10(np.exp(np.mean(np.log(lin + 1e-30))) / np.mean(lin)))
-
-
 def _line_spectrum_below(L: np.ndarray, freqs: np.ndarray, kc: int, w: int, noise_psd: np.ndarray) -> bool:
     """True when the spectrum under the edge at bin ``kc`` is a set of lines (pure tones,
     synthetic partials) rather than broadband content: either the 25th percentile of the
     octave below the edge lies within ``TONAL_VALLEY_DB`` of the median level above it
-    (the valleys between partials are as empty as the stop band), or the spectral
-    flatness from 300 Hz to the edge is below ``TONAL_FLATNESS_DB`` (band-limited speech
-    and music measure -2 to -18 dB there, a sine about -27 dB), or it is below
-    ``STEADY_FLATNESS_DB`` and the spectrum never changes (the time-averaged power is
-    within ``STEADY_DB`` of the quiet-frame noise estimate, as for a held synthetic chord;
-    a programme moves)."""
+    (the valleys between partials are as empty as the stop band), or the median level
+    from 300 Hz to the edge lies more than ``-TONAL_VALLEY_DEPTH_DB`` under the local
+    maximum (:func:`_valley_depth_db`; programme spectra are smooth, about -2 to -19 dB, a
+    tone -35 dB and below), or more than ``-STEADY_VALLEY_DEPTH_DB`` under it while the
+    spectrum never changes (the time-averaged power within ``STEADY_DB`` of the
+    quiet-frame noise estimate, as for a held synthetic chord; a programme moves)."""
     lo = int(np.searchsorted(freqs, max(freqs[kc] / 2.0, 300.0)))
     below = L[lo: max(kc - w // 2, lo + 1)]
     above = L[min(kc + w, L.size - 1):]
@@ -124,13 +113,13 @@ def _line_spectrum_below(L: np.ndarray, freqs: np.ndarray, kc: int, w: int, nois
         return False
     if float(np.percentile(below, 25)) - float(np.median(above)) < TONAL_VALLEY_DB:
         return True
-    flatness_db = _flatness_db(L, freqs, kc)
-    if flatness_db < TONAL_FLATNESS_DB:
+    depth_db = _valley_depth_db(L, freqs, int(0.95 * kc), w)
+    if depth_db < TONAL_VALLEY_DEPTH_DB:
         return True
     lo300 = int(np.searchsorted(freqs, 300.0))
     sel = slice(lo300, max(int(0.95 * kc), lo300 + 1))
     steady = float(np.median(L[sel] - 10.0 * np.log10(np.asarray(noise_psd[sel], dtype=np.float64) + 1e-30)))
-    return bool(flatness_db < STEADY_FLATNESS_DB and steady < STEADY_DB)
+    return bool(depth_db < STEADY_VALLEY_DEPTH_DB and steady < STEADY_DB)
 
 
 def detect(f: Features) -> Finding:
