@@ -227,8 +227,14 @@ def gap_benchmark(domain: str, rate: int, filler: UNetFiller, positions: int, se
                     acc[method].append(measure(x, y, s, s + gap, rate))
         table[str(ms)] = {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"gaps": len(rows)}
                           for m, rows in acc.items()}
+        # paired differences, combined minus each single method: mean and standard error over gaps
+        table[str(ms)]["paired"] = {
+            m: {k: [float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d)))]
+                for k in acc[m][0]
+                for d in [np.array([c[k] - r[k] for c, r in zip(acc["combined"], acc[m])])]}
+            for m in METHODS if m != "combined"}
         print(f"{domain} {ms} ms: " + ", ".join(f"{m} {v['snr_db']:.2f}/{v['lsd']:.3f}/{v['patch_psnr_db']:.2f}"
-                                               for m, v in table[str(ms)].items()), flush=True)
+                                               for m, v in table[str(ms)].items() if m in METHODS), flush=True)
     return {"held_out": [f.name for f in files], "by_length_ms": table}
 
 
@@ -307,7 +313,8 @@ def to_markdown(out: dict) -> str:
             cells = [f"{row[m]['snr_db']:.2f} / {row[m]['lsd']:.3f} / {row[m]['patch_psnr_db']:.2f}" for m in METHODS]
             lines.append(f"| {ms} ms | {row['zero']['gaps']} | " + " | ".join(cells) + " |")
         lines.append("")
-        lines.append(f"{domain}: combined vs the best single method (which one in brackets); met = at least as good")
+        lines.append(f"{domain}: combined vs the best single method (which one, and the paired difference "
+                     "combined minus it, mean +- standard error over gaps); met = at least as good")
         lines.append("")
         lines.append("| gap | SNR dB | LSD | patch PSNR dB | met |")
         lines.append("|---|---|---|---|---|")
@@ -318,7 +325,9 @@ def to_markdown(out: dict) -> str:
                 c = row["combined"][key]
                 ok = sign * (c - row[best][key]) >= 0
                 met += ok
-                cells.append(f"{c:{fmt}} vs {row[best][key]:{fmt}} ({best}){'' if ok else ' short'}")
+                diff, se = row["paired"][best][key]
+                cells.append(f"{c:{fmt}} vs {row[best][key]:{fmt}} ({best}; {diff:+{fmt}} +- {se:{fmt}})"
+                             f"{'' if ok else ' short'}")
             lines.append(f"| {ms} ms | " + " | ".join(cells) + f" | {met}/3 |")
         lines.append("")
         fr = d.get("fragmentation", {})
