@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,16 @@ def single_threaded_blas():
     7 ms instead of 0.2 ms per 10 s chunk on the loaded 2-core box), competes with the
     decoder process, and oversubscribes the cores under ``--jobs N``.
     """
-    from threadpoolctl import threadpool_limits
+    return _blas_controller().limit(limits=1, user_api="blas")
 
-    return threadpool_limits(1, user_api="blas")
+
+@lru_cache(maxsize=1)
+def _blas_controller():
+    """One ``threadpoolctl.ThreadpoolController`` per process (finding the loaded thread
+    pools is the costly part, ~2 ms)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def rule_findings(f: Features) -> dict[str, Finding]:
