@@ -72,6 +72,18 @@ def test_background_from_folder_at_snr(clean):
     assert abs(snr_of(clean, y) - 3.0) < 0.1
 
 
+def test_folder_background_adds_no_dc(clean, tmp_path):
+    """A background recording with a DC offset (like shared/data's humpback clip) adds none."""
+    from archtool.audio.io import write_audio
+
+    t = np.arange(SR * 2) / SR
+    write_audio(tmp_path / "offset.wav", (0.3 + 0.05 * np.sin(2 * np.pi * 97 * t))[None].astype(np.float32), SR)
+    y, _ = apply_unit("background", clean, SR, {"snr_db": 0.0}, np.random.default_rng(1),
+                      Sources(background_dir=tmp_path))
+    added = y.astype(np.float64) - clean
+    assert abs(added.mean()) < 1e-3 * np.sqrt(np.mean(added ** 2))
+
+
 def test_synthetic_surface_noise_labels_its_crackle_and_scratches(clean):
     y, label = apply_unit("surface_noise", clean, SR, {"snr_db": 12.0, "scratches": 2, "rpm": 78.0,
                                                        "source": "synthetic"}, np.random.default_rng(19))

@@ -130,7 +130,12 @@ def excerpt(source: np.ndarray, channels: int, n: int, rng: np.random.Generator)
 def folder_excerpt(folder: "Folder", channels: int, n: int, sample_rate: int, rng: np.random.Generator,
                    label_key: str) -> tuple[np.ndarray, dict]:
     """A random ``(channels, n)`` excerpt of a random file of ``folder`` and its label:
-    ``{label_key}_file`` and ``{label_key}_offset_s``."""
+    ``{label_key}_file`` and ``{label_key}_offset_s``.
+
+    The excerpt's DC is removed: a noise or background recording with an offset would add a
+    DC offset that the corpus's labels do not record (DC offset is its own unit).
+    """
     name, src = folder.pick(sample_rate, rng)
     x, offset = excerpt(src, channels, n, rng)
+    x -= x.mean(axis=1, keepdims=True)
     return x, {f"{label_key}_file": name, f"{label_key}_offset_s": round(offset / sample_rate, 6)}
