@@ -55,6 +55,16 @@ def test_conservative_caps_reduction_and_drops_dereverb():
     assert "dereverb" in [s.restorer for s in make_plan(loud, "speech")]
 
 
+def test_if_detected_rule_ignores_measures_of_undetected_kinds():
+    from archtool.restore.plan import evaluate_rule
+
+    rule = load_preset("auto").kinds["reverb"].params["rt60_s"]
+    dry = profile(reverb=Finding("reverb", False, 0.0, 0.9, {"rt60_s": 0.47}))
+    wet = profile(reverb=Finding("reverb", True, 0.4, 0.9, {"rt60_s": 0.6}))
+    assert evaluate_rule(rule, dry, dry.finding("reverb")) == 0.0
+    assert evaluate_rule(rule, wet, wet.finding("reverb")) == 0.6
+
+
 def test_clean_profile_plans_nothing():
     clean = profile(noise=Finding("noise", False, 0.0, 0.9, {"snr_db": 60.0}))
     assert make_plan(clean, "auto") == []
@@ -77,6 +87,8 @@ def test_user_preset_extends_and_overrides(tmp_path):
     ('[kinds.noise]\nrestorer = "denoise"\nmin_severity = 3\n', 3, "min_severity"),
     ('[kinds.noise]\nrestorer = "denoise"\nthreshold = 2\n', 3, "unknown key 'threshold'"),
     ('[kinds.noise\nrestorer = "denoise"\n', 1, "invalid TOML"),
+    ('[kinds.reverb]\nrestorer = "dereverb"\n[kinds.reverb.params]\nrt60_s = { measure = "rt60_s", if_detected = 1 }\n',
+     4, "if_detected"),
 ])
 def test_bad_preset_names_the_line(tmp_path, text, line, words):
     f = tmp_path / "bad.toml"

@@ -29,7 +29,9 @@ Preset format (TOML; built-ins in ``archtool/recipes/restore/``)::
 
 Rules accept ``min``/``max`` (clamp), ``scale`` (multiply a copied or mapped measure) and
 ``default`` (used when the measure is missing; without one the parameter is left out, so
-the restorer estimates what it needs itself). Measures are looked up in the kind's own
+the restorer estimates what it needs itself) and ``if_detected = true`` (use the default
+unless the kind was detected: for an ``always`` step, or a forced one, a measure of a defect
+the analysis did not find is no evidence of it). Measures are looked up in the kind's own
 finding first, then in every other finding (e.g. a dereverb step may read ``snr_db``).
 Neural restorers join a preset by naming their kind and restorer; no code changes here.
 A bad file raises :class:`archtool.errors.RecipeError` naming the file and line.
@@ -77,7 +79,9 @@ def evaluate_rule(rule: Any, profile: Profile, finding: Finding | None) -> Any:
     if not isinstance(rule, dict):
         return rule
     value: Any = _MISSING
-    if "lerp" in rule:
+    if rule.get("if_detected") and (finding is None or not finding.detected):
+        pass  # a measure of a defect the analysis did not find is no evidence of it: the default
+    elif "lerp" in rule:
         by = rule.get("by", "severity")
         t = float(getattr(finding, by, 0.0)) if finding is not None else 0.0
         a, b = rule["lerp"]

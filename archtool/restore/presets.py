@@ -27,7 +27,7 @@ DEFAULT_ORDER: dict[str, float] = {
 }
 
 _KIND_KEYS = {"restorer", "order", "min_severity", "min_confidence", "always", "params", "reason"}
-_RULE_KEYS = {"measure", "lerp", "map", "default", "min", "max", "scale", "by"}
+_RULE_KEYS = {"measure", "lerp", "map", "default", "min", "max", "scale", "by", "if_detected"}
 _TOP_KEYS = {"name", "description", "extends", "kinds", "options"}
 
 
@@ -237,6 +237,8 @@ def check_rule(value: Any) -> str | None:
     for k in ("min", "max", "scale"):
         if k in value and not _is_num(value[k]):
             return f"'{k}' must be a number"
+    if "if_detected" in value and not isinstance(value["if_detected"], bool):
+        return "'if_detected' must be true or false"
     return None
 
 
