@@ -7,17 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from archtool.engine.chunking import iter_with_context
 from archtool.models.bwe import BandwidthExtender, BweConfig, effective_cutoff_hz, highpass_fir, highpass_taps
 from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint, save_checkpoint
 from archtool.restore.base import Step
 from archtool.restore.bwe import BandwidthExtension, extend_bandwidth, load_extender
-from archtool.restore.chain import context_samples, run_steps
+from archtool.restore.chain import context_samples
 from archtool.restore.registry import get_restorer
 from archtool.train.bwe import BweTrainConfig, PairSampler, generated_band_losses, tpcm_loss
 from archtool.train import bwe_data as D
 from archtool.train.bwe_metrics import lsd, snr_db
-from tests.conftest import speech_like
+from tests.conftest import run_in_engine_blocks, speech_like
 
 
 def _music_like(rate: int, seconds: float, seed: int, channels: int = 2) -> np.ndarray:
@@ -197,15 +196,7 @@ def test_train_bwe_writes_resumable_checkpoint(tmp_path: Path) -> None:
 
 
 def _engine_run(x: np.ndarray, rate: int, steps: list[Step], block_s: float) -> np.ndarray:
-    """``steps`` over ``x`` ``(C, N)`` as the engine runs them: blocks of ``block_s`` re-cut
-    into cores with the chain's context (archtool.engine.chunking) and told their offset."""
-    block = max(1, int(block_s * rate))
-    blocks = (x[:, i:i + block] for i in range(0, x.shape[1], block))
-    out, start = [], 0
-    for ext, left, n in iter_with_context(blocks, block, context_samples(steps, rate)):
-        out.append(run_steps(ext, rate, steps, "cpu", seed=3, offset=start - left)[:, left:left + n])
-        start += n
-    return np.concatenate(out, axis=1)
+    return run_in_engine_blocks(x, rate, steps, block_s, seed=3)
 
 
 @pytest.mark.parametrize("rate,cutoff", [(16000, 4000.0), (22050, None)])

@@ -12,7 +12,7 @@ from archtool.models.checkpoint import PACKAGED_DIR, load_checkpoint, save_check
 from archtool.models.enhance import EnhanceConfig, PhoneEnhancer, SpectrogramDiscriminator
 from archtool.restore.enhance import PhoneEnhance, enhance_phone, segment_grid
 from archtool.train import bwe_data as D
-from tests.conftest import speech_like
+from tests.conftest import run_in_engine_blocks, speech_like
 
 SMALL = EnhanceConfig(bwe={"width": 8, "depth": 2, "eq": True}, width=16, blocks=2)
 
@@ -86,21 +86,13 @@ def test_block_size_never_changes_output(small_ckpt: Path, rate: int, channels: 
     """Through the engine's chunking (0.25 s and 1 s blocks, each core with the chain's
     context and its file offset) the samples equal the whole-file run's, bit for bit; at
     22.05 kHz the bandwidth extension above 8 kHz runs too."""
-    from archtool.engine.chunking import iter_with_context
     from archtool.restore.base import Step
-    from archtool.restore.chain import context_samples, run_steps
 
     x = _phone(2 * PhoneEnhance.context_s + 1.7, rate, 4, channels)
     steps = [Step("enhance", {"model": str(small_ckpt), "gain": 1.0})]
 
     def run(block_s: float) -> np.ndarray:
-        block = int(block_s * rate)
-        blocks = (x[:, i:i + block] for i in range(0, x.shape[1], block))
-        out, start = [], 0
-        for ext, left, n in iter_with_context(blocks, block, context_samples(steps, rate)):
-            out.append(run_steps(ext, rate, steps, "cpu", seed=5, offset=start - left)[:, left:left + n])
-            start += n
-        return np.concatenate(out, axis=1)
+        return run_in_engine_blocks(x, rate, steps, block_s, seed=5)
 
     whole = run(60.0)
     assert _ratio_db(whole, x) > -40  # it did something
