@@ -22,7 +22,7 @@ def register(group: typer.Typer) -> None:
         batch: int = typer.Option(4, "--batch", min=1, help="Segments per step."),
         segment: int = typer.Option(16384, "--segment", min=1024, help="Segment length in samples (multiple of 2**depth)."),
         width: int = typer.Option(8, "--width", min=1, help="Channels of the first generator layer."),
-        depth: int = typer.Option(6, "--depth", min=2, max=8, help="Encoder layers (each halves the time axis)."),
+        depth: int = typer.Option(6, "--depth", min=2, max=12, help="Encoder layers (each halves the time axis)."),
         max_mult: int = typer.Option(4, "--max-mult", min=1, help="Cap on the channel multiplier of deeper layers."),
         q: int = typer.Option(3, "--q", min=1, max=9, help="Maclaurin order of the generative neurons."),
         lr: float = typer.Option(5e-4, "--lr", help="Generator learning rate (Adam)."),
