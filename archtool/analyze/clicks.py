@@ -47,12 +47,12 @@ def click_mask(f: Features) -> np.ndarray:
 def detect(f: Features) -> Finding:
     m = click_mask(f)
     dur = max(f.duration_s, 1e-9)
-    count = int(np.count_nonzero(m))
+    count = int(np.count_nonzero(m)) * f.click_weight
     rate = count / dur
     detected = count >= MIN_COUNT and rate >= MIN_RATE
     sev = ramp(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), np.log10(20.0))
     conf = margin_confidence(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), 0.4)
-    pos = f.click_times_s[m][:MAX_POSITIONS]
+    pos = f.click_times_s[m][:MAX_POSITIONS]  # a uniform sample when click_weight > 1
     return Finding("clicks", bool(detected), sev, conf, {
         "rate_per_s": r(rate, 3), "count": count,
         "positions_s": [round(float(t), 4) for t in pos],

@@ -25,9 +25,10 @@ def detect(f: Features) -> Finding:
     dur = max(f.duration_s, 1e-9)
     ok = genuine_events(f)
     big = (f.click_ratio >= RATIO) & ok
-    rate = float(np.count_nonzero(big)) / dur
-    iso_rate = float(np.count_nonzero((f.click_ratio >= 10) & (f.click_isolation >= 3) & ok)) / dur
-    all_rate = float(np.count_nonzero(ok)) / dur
+    w = f.click_weight
+    rate = float(np.count_nonzero(big)) * w / dur
+    iso_rate = float(np.count_nonzero((f.click_ratio >= 10) & (f.click_isolation >= 3) & ok)) * w / dur
+    all_rate = float(np.count_nonzero(ok)) * w / dur
     detected = rate >= MIN_RATE
     sev = ramp(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), np.log10(100.0))
     conf = margin_confidence(np.log10(max(rate, 1e-3)), np.log10(MIN_RATE), 0.3)

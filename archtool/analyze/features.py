@@ -4,7 +4,12 @@
 ``archtool.audio.io.BlockReader``), processes them in chunks of ``chunk_s`` seconds, and
 keeps only compact summaries: per-frame scalars (a few floats per STFT frame and per 5 ms
 envelope block), averaged spectra, a noise-floor spectrum, impulsive events and per-channel
-statistics. Memory is O(file duration x a few floats per frame), never the samples.
+statistics, never the samples. Memory is bounded (archtool.analyze._bounded): the per-frame
+series and events are kept whole up to ``HISTORY_S`` (30 minutes), then as a uniform sample
+(whole segments of the series, every n-th event), while what must cover every sample (the
+gap detector's quiet runs, level extremes, clipping and silence runs, histograms, averaged
+spectra) is kept exactly in fixed-size or event-sized form. Files up to ``HISTORY_S`` are
+analysed exactly.
 
 Per chunk, the mono mix goes through one ~40 ms STFT at the full rate (levels, bands, noise
 floor, and the AR model of the click detector), and through one anti-alias filter down to
@@ -23,6 +28,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import signal
 
+from archtool.analyze._bounded import EventStore, LevelRecords, LowRuns, SampledRows, SegmentStore
+
 # Analysis parameters (derived from the sample rate in FeatureAccumulator.__init__).
 CHUNK_S = 10.0
 ENV_BLOCK_S = 0.005          # gap envelope resolution
@@ -32,6 +39,7 @@ LOW_CUTOFF_HZ = 420.0        # anti-alias cutoff before decimation
 LOW_NFFT = 1 << 15           # fixed hum/rumble frequency grid (~0.03 Hz bins at 1 kHz)
 HUM_SEG = 1024               # segment length (low-rate samples, ~1 s) for line stationarity
 HUM_SEG_BINS = 430           # keep bins up to ~420 Hz
+HUM_SEG_LINE_DB = 6.0        # a line in a segment: this far over the segment's +-4 Hz median
 NOISE_PERCENTILE = 10.0      # percentile of time-smoothed frame power per bin
 NOISE_SMOOTH_FRAMES = 5
 LPC_ORDER = 20
@@ -49,6 +57,10 @@ DECAY_BANDS = 12             # log-spaced bands, 150 Hz .. min(8 kHz, 0.45 x rat
 DECAY_WINDOW_S = 0.1         # least-squares slope of each band's level over this span
 DECAY_GATE_DB = 20.0         # slopes counted only from levels this far above the band's chunk floor
 SLOPE_EDGES = np.arange(-1500.0, 1500.1, 10.0)  # decay-rate histogram bins (dB/s)
+HISTORY_S = 1800.0           # per-frame series kept whole up to this duration (then sampled segments)
+GAP_CEILING_DBFS = -60.0     # envelope runs below this are kept for the gap detector
+EVENTS_PER_S = 100.0         # residual events kept exactly for HISTORY_S at this rate (then sampled)
+ZERO_RUNS_MAX = 65536        # digital-silence runs recorded (later ones are counted only)
 
 
 def _noise_bias(frames: int) -> float:
@@ -116,7 +128,11 @@ class Features:
     band_db: np.ndarray            # (F, B) frame power per band, dB
     frame_peakiness: np.ndarray    # (F,) spectral flatness-like measure (dB)
     env_db: np.ndarray             # (E,) mean square per ENV_BLOCK_S block, dB
-    env_hop_s: float
+    env_side_db: np.ndarray        # (E,) the same for the side signal (x0 - x1) / 2; (0,) for mono
+    env_hop_s: float               # seconds per env_db row
+    env_levels: LevelRecords       # where the envelope first / last exceeds a level (exact)
+    env_low_runs: list             # [(start, end, max dB, values or None)] envelope runs below
+                                   # GAP_CEILING_DBFS, in env blocks of the whole file (exact)
     low_rate: float
     low_freqs: np.ndarray          # (LOW_NFFT//2+1,) Hz
     low_psd: np.ndarray            # (LOW_NFFT//2+1,) averaged periodogram of the decimated mix
@@ -125,11 +141,15 @@ class Features:
     click_width: np.ndarray        # (M,) outlier samples in the event
     click_isolation: np.ndarray    # (M,) event peak / largest residual 1.5-10 ms around it
     click_amplitude: np.ndarray    # (M,) residual peak / chunk RMS of the signal
+    click_weight: int              # events each stored event stands for (1 unless a long file
+                                   # filled the bounded event store: then a uniform sample)
     wow_rate: float                # frame rate of the pitch-drift tracks (Hz)
     wow_drift_cents: np.ndarray    # (W, len(WOW_LAGS)) weighted median pitch change of the
                                    # stable partials over each lag, cents (NaN: too few partials)
     wow_partials: np.ndarray       # (W,) partials matched at the shortest lag
-    hum_seg_prominence: np.ndarray  # (S, HUM_SEG_BINS) dB over a +-4 Hz median, per ~1 s segment
+    hum_seg_count: int             # ~1 s segments of the decimated mix
+    hum_seg_line_count: np.ndarray  # (HUM_SEG_BINS,) segments in which a bin (or a neighbour)
+                                   # stands >= HUM_SEG_LINE_DB over its +-4 Hz median
     residual_rms: float            # overall robust residual scale
     slope_hist: np.ndarray         # (len(SLOPE_EDGES)-1,) counts of band-level slopes (dB/s) over
                                    # DECAY_WINDOW_S, from levels >= DECAY_GATE_DB over the band floor
@@ -145,9 +165,13 @@ class Features:
     near_peak: np.ndarray          # (C,) samples with |x| >= 0.95 x channel peak (from histogram)
     abs_hist: np.ndarray           # (C, H) histogram of |x| on [0, 2)
     zero_runs_s: list[tuple[float, float]]  # digital silence runs >= 1 ms (all channels), seconds
+                                   # (the first ZERO_RUNS_MAX)
     loudness_lufs: float | None
     true_peak_dbtp: float | None
     chunk_noise: list[np.ndarray] = field(default_factory=list)
+    series_exact: bool = True      # False when a long file's per-frame series (frame_db, band_db,
+                                   # frame_peakiness, env_db, env_side_db, wow tracks) hold a
+                                   # uniform sample of whole segments joined end to end
 
     @property
     def duration_s(self) -> float:
@@ -254,10 +278,15 @@ class FeatureAccumulator:
         channels: number of channels of every block.
         chunk_s: processing chunk length in seconds (memory bound ~ chunk x channels).
         loudness: also run the BS.1770 loudness and true-peak meters.
+        history_s: duration for which per-frame series, residual events (at up to
+            ``EVENTS_PER_S``) and per-chunk estimates are all kept. Past it the stores keep
+            a uniform sample (series: whole segments of history_s / 8; events and chunk
+            estimates: every other one, then every 4th ...), so memory stays bounded
+            whatever the duration; files shorter than this are analysed exactly.
     """
 
     def __init__(self, sample_rate: int, channels: int, *, chunk_s: float = CHUNK_S,
-                 loudness: bool = True):
+                 loudness: bool = True, history_s: float = HISTORY_S):
         self.sr = int(sample_rate)
         self.channels = int(channels)
         self.n_fft = analysis_n_fft(self.sr)
@@ -307,40 +336,46 @@ class FeatureAccumulator:
         self.wow_buf = np.zeros(0, dtype=np.float32)
         self.wow_prev: np.ndarray | None = None  # last complex spectrum row (band bins +-2)
         self.wow_hist: np.ndarray | None = None  # peak frequencies of the last max(WOW_LAGS) frames
-        self.wow_d: list[np.ndarray] = []
-        self.wow_cnt: list[np.ndarray] = []
+        # bounded stores (see archtool.analyze._bounded): exact up to history_s, then halved
+        wow_fr = self.mid_rate / self.wow_hop
+        self.wow_series = SegmentStore(len(WOW_LAGS) + 1, int(history_s * wow_fr))
         # buffers
         self.buf = np.zeros((self.channels, 0), dtype=np.float32)
         self.prev_tail = np.zeros(0, dtype=np.float32)  # mono samples before the chunk (for LPC/STFT)
         self.pos = 0  # samples consumed into chunks
         # accumulators
-        self.frame_db: list[np.ndarray] = []
-        self.band_db: list[np.ndarray] = []
-        self.peaky: list[np.ndarray] = []
-        self.env_db: list[np.ndarray] = []
+        self.frames = SegmentStore(2 + len(BANDS_HZ), int(history_s * self.sr / self.hop))  # dB, bands, flatness
+        env_cap = int(history_s / (self.env_block / self.sr))
+        self.env = SegmentStore(1, env_cap)
+        self.env_side = SegmentStore(1, env_cap)
+        self.env_levels = LevelRecords()
+        self.env_low = LowRuns(GAP_CEILING_DBFS, env_cap, min_len=2)
         self.power_sum = np.zeros(self.freqs.size)
         self.power_frames = 0
-        self.chunk_noise: list[np.ndarray] = []
-        self.chunk_noise_w: list[int] = []
+        chunks_cap = max(4, int(history_s / max(chunk_s, 1e-3)))
+        self.chunk_noise = SampledRows(chunks_cap)
         self.low_psd_sum = np.zeros(LOW_NFFT // 2 + 1)
         self.low_weight = 0.0
-        self.hum_seg: list[np.ndarray] = []
-        self.ev_t: list[np.ndarray] = []
-        self.ev_r: list[np.ndarray] = []
-        self.ev_w: list[np.ndarray] = []
-        self.ev_iso: list[np.ndarray] = []
-        self.ev_amp: list[np.ndarray] = []
+        self.hum_segs = 0
+        self.hum_line_count = np.zeros(HUM_SEG_BINS, dtype=np.int64)
+        self.events = EventStore(("t", "ratio", "width", "iso", "amp"), int(max(256.0, history_s * EVENTS_PER_S)))
         self.chunk_ms = 0.0
-        self.res_scale: list[float] = []
+        self.res_scale = SampledRows(max(16, 4 * chunks_cap))
         self.sum = np.zeros(self.channels)
         self.sumsq = np.zeros(self.channels)
         self.mono_sumsq = 0.0
         self.peak_pos = np.full(self.channels, -np.inf)
         self.peak_neg = np.full(self.channels, np.inf)
-        self.chunk_clip: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        # flat runs at the running extremes: level, samples in runs, runs ([c, 0] at +peak,
+        # [c, 1] at -peak), merged chunk by chunk (a chunk at a new extreme replaces them)
+        self.clip_level = np.zeros((self.channels, 2))
+        self.clip_cnt = np.zeros((self.channels, 2), dtype=np.int64)
+        self.clip_nruns = np.zeros((self.channels, 2), dtype=np.int64)
+        self.clip_seen = False
         self.hist_edges = np.linspace(0.0, 2.0, 4001)
         self.abs_hist = np.zeros((self.channels, 4000), dtype=np.int64)
-        self.zero_runs: list[list[int]] = []
+        self.zero_runs: list[tuple[int, int]] = []
+        self.zero_runs_dropped = 0
         self.zero_open: int | None = None  # start sample of a run still open at the chunk end
         self.min_zero_run = max(2, int(round(MIN_SILENCE_RUN_S * self.sr)))
         self.n = 0
@@ -386,7 +421,13 @@ class FeatureAccumulator:
         ss = float(np.dot(mono.astype(np.float64), mono))
         self.mono_sumsq += ss
         self.chunk_ms = ss / max(n, 1)
-        self._envelope(mono)
+        for e in self._envelope(mono):
+            self.env.append(e)
+            self.env_levels.append(e)
+            self.env_low.append(e)
+        if self.channels > 1:
+            for e in self._envelope(0.5 * (x[0] - x[1])):
+                self.env_side.append(e)
         power = self._stft(mono)
         self._mid(mono)
         self._clicks(mono, start, power)
@@ -425,7 +466,7 @@ class FeatureAccumulator:
                 long = (e - s) >= 2
                 cnt[c] = int(np.sum((e - s)[long]))
                 runs[c] = int(np.count_nonzero(long))
-        self.chunk_clip.append((cmax.copy(), cmin.copy(), cnt_p, cnt_n, run_p, run_n))
+        self._merge_clip(cmax, cmin, cnt_p, cnt_n, run_p, run_n)
         # digital silence runs (all channels)
         silent = np.all(np.abs(x) <= SILENCE_LEVEL, axis=0)
         s, e = _runs(silent)
@@ -443,20 +484,41 @@ class FeatureAccumulator:
                 continue
             self._zero_run(a_abs, b_abs)
 
+    def _merge_clip(self, cmax, cmin, cnt_p, cnt_n, run_p, run_n) -> None:
+        """Keep the flat-run counts at the running extremes: a chunk whose extreme equals
+        the running one (within 1e-4 relative) adds its counts; a higher one replaces them."""
+        for c in range(self.channels):
+            for j, level, cnt, runs in ((0, float(cmax[c]), cnt_p[c], run_p[c]), (1, -float(cmin[c]), cnt_n[c], run_n[c])):
+                cur = self.clip_level[c, j]
+                tol = max(max(abs(cur), abs(level)) * 1e-4, 1e-7)
+                if not self.clip_seen or level > cur + tol:
+                    self.clip_level[c, j], self.clip_cnt[c, j], self.clip_nruns[c, j] = level, cnt, runs
+                elif abs(level - cur) <= tol:
+                    self.clip_level[c, j] = max(cur, level)
+                    self.clip_cnt[c, j] += cnt
+                    self.clip_nruns[c, j] += runs
+        self.clip_seen = True
+
     def _zero_run(self, a: int, b: int) -> None:
         # runs shorter than MIN_SILENCE_RUN_S are zero crossings of a quiet signal, not silence
         if b - a >= self.min_zero_run:
-            self.zero_runs.append([a, b])
+            if len(self.zero_runs) < ZERO_RUNS_MAX:
+                self.zero_runs.append((a, b))
+            else:
+                self.zero_runs_dropped += 1
 
-    def _envelope(self, mono: np.ndarray) -> None:
+    def _envelope(self, mono: np.ndarray) -> list[np.ndarray]:
+        """Mean square (dB) per ENV_BLOCK_S block of this chunk (and of a final partial block)."""
+        out = []
         m = mono.shape[0] // self.env_block
         if m:
             blocks = mono[: m * self.env_block].reshape(m, self.env_block)
-            self.env_db.append(_db(np.einsum("ij,ij->i", blocks, blocks) / self.env_block))
+            out.append(_db(np.einsum("ij,ij->i", blocks, blocks) / self.env_block))
         rest = mono.shape[0] - m * self.env_block
         if rest and mono.shape[0] < self.chunk:  # final partial block
             tail = mono[m * self.env_block:]
-            self.env_db.append(_db(np.array([float(np.dot(tail, tail)) / rest])))
+            out.append(_db(np.array([float(np.dot(tail, tail)) / rest])))
+        return out
 
     def _stft(self, mono: np.ndarray) -> np.ndarray:
         """Frame powers of this chunk, shape (F, K); frame i is centred on chunk sample i*hop."""
@@ -471,12 +533,12 @@ class FeatureAccumulator:
         spec = sfft.rfft(frames * self.win, axis=1)
         p = spec.real ** 2 + spec.imag ** 2  # float32 (F, K)
         tot = p @ self.bin_w32 / (self.n_fft * self.wss)
-        self.frame_db.append(_db(tot))
-        self.band_db.append(_db(p @ self.band_matrix / (self.n_fft * self.wss)))
+        frame_db = _db(tot)
+        band_db = _db(p @ self.band_matrix / (self.n_fft * self.wss))
         ps = p[:, self.flat_sel]
         lp = np.log(np.maximum(ps, 1e-20))
         flat = 10 / np.log(10) * (lp.mean(axis=1) - np.log(np.maximum(ps.mean(axis=1), 1e-20)))
-        self.peaky.append(flat)
+        self.frames.append(np.concatenate([frame_db[:, None], band_db, flat[:, None]], axis=1))
         self._decay_rates(p)
         live = tot > 1e-11  # > -110 dBFS: digital silence and zeroed frames are excluded
         nl = int(np.count_nonzero(live))
@@ -488,7 +550,6 @@ class FeatureAccumulator:
             kth = int(round(NOISE_PERCENTILE / 100.0 * (ps.shape[1] - 1)))
             est = np.partition(ps, kth, axis=1)[:, kth] / noise_bias_k(ps.shape[1])
             self.chunk_noise.append(est.astype(np.float64))
-            self.chunk_noise_w.append(nl)
         return p
 
     def _decay_rates(self, p: np.ndarray) -> None:
@@ -602,8 +663,7 @@ class FeatureAccumulator:
                 out[frames_ok, j] = cv[idx]
             if j == 0:
                 cnt = n_ok.astype(np.float64)
-        self.wow_d.append(out)
-        self.wow_cnt.append(cnt)
+        self.wow_series.append(np.concatenate([out, cnt[:, None]], axis=1))
         self.wow_hist = fmap[-L:].copy()
 
     def _low(self, mid: np.ndarray) -> None:
@@ -622,7 +682,11 @@ class FeatureAccumulator:
             from scipy.ndimage import median_filter
 
             base = median_filter(sp, size=(1, 9), mode="nearest")
-            self.hum_seg.append((sp - base)[:, : HUM_SEG_BINS].astype(np.float32))
+            prom = (sp - base)[:, : HUM_SEG_BINS].astype(np.float32)
+            from scipy.ndimage import maximum_filter1d
+
+            self.hum_line_count += np.count_nonzero(maximum_filter1d(prom, size=3, axis=1) >= HUM_SEG_LINE_DB, axis=0)
+            self.hum_segs += ns
         seg = low[: LOW_NFFT]
         w = np.hanning(seg.size)
         spec = np.abs(np.fft.rfft(seg * w, LOW_NFFT)) ** 2 / (np.sum(w ** 2) * self.low_rate)
@@ -690,32 +754,28 @@ class FeatureAccumulator:
         left = mf[np.clip(b - g - h, 0, mb - 1)]
         right = mf[np.clip(b + g + h, 0, mb - 1)]
         iso = ae[peak_idx] / (np.maximum(left, right) + 1e-12)
-        self.ev_t.append((start + peak_idx) / self.sr)
-        self.ev_r.append(ae[peak_idx] / scale[peak_idx // S])
-        self.ev_w.append((last - first).astype(np.float64))
-        self.ev_iso.append(iso)
-        self.ev_amp.append(ae[peak_idx] / (np.sqrt(self.chunk_ms) + 1e-12))
+        self.events.append(t=(start + peak_idx) / self.sr, ratio=ae[peak_idx] / scale[peak_idx // S],
+                           width=(last - first).astype(np.float64), iso=iso,
+                           amp=ae[peak_idx] / (np.sqrt(self.chunk_ms) + 1e-12))
 
     # ------------------------------------------------------------------ result
     def _features(self) -> Features:
         n = max(self.n, 1)
-        if self.chunk_noise:
-            cn = np.stack(self.chunk_noise)
+        chunk_noise = list(self.chunk_noise.rows)
+        if chunk_noise:
+            cn = np.stack(chunk_noise)
             noise = cn[0] if cn.shape[0] == 1 else np.percentile(cn, 25, axis=0)
         else:
             noise = np.zeros(self.freqs.size)
         mean_power = self.power_sum / max(self.power_frames, 1)
-        # clipping: merge chunk counts at the global extremes
+        # clipping: the flat-run counts at the global extremes
         clip_counts = np.zeros((self.channels, 2), dtype=np.int64)
         clip_runs = np.zeros((self.channels, 2), dtype=np.int64)
-        for cmax, cmin, cp, cn_, rp, rn in self.chunk_clip:
-            for c in range(self.channels):
-                if abs(cmax[c] - self.peak_pos[c]) <= max(abs(self.peak_pos[c]) * 1e-4, 1e-7):
-                    clip_counts[c, 0] += cp[c]
-                    clip_runs[c, 0] += rp[c]
-                if abs(cmin[c] - self.peak_neg[c]) <= max(abs(self.peak_neg[c]) * 1e-4, 1e-7):
-                    clip_counts[c, 1] += cn_[c]
-                    clip_runs[c, 1] += rn[c]
+        for c in range(self.channels):
+            for j, peak in ((0, float(self.peak_pos[c])), (1, -float(self.peak_neg[c]))):
+                if abs(self.clip_level[c, j] - peak) <= max(abs(peak) * 1e-4, 1e-7):
+                    clip_counts[c, j] = self.clip_cnt[c, j]
+                    clip_runs[c, j] = self.clip_nruns[c, j]
         peak_abs = np.maximum(np.abs(self.peak_pos), np.abs(self.peak_neg))
         centres = 0.5 * (self.hist_edges[1:] + self.hist_edges[:-1])
         near = np.array([int(self.abs_hist[c][centres >= 0.95 * peak_abs[c]].sum()) if peak_abs[c] > 0 else 0
@@ -726,26 +786,42 @@ class FeatureAccumulator:
             loud = lv if np.isfinite(lv) else None
             tv = self.tp.dbtp
             tp = tv if np.isfinite(tv) else None
-        cat = lambda parts, shape=(0,): np.concatenate(parts) if parts else np.zeros(shape)  # noqa: E731
+        fr = self.frames.values()
+        nb = len(BANDS_HZ)
+        wow = self.wow_series.values()
+        ev = self.events
+        res = list(self.res_scale.rows)
         return Features(
             sample_rate=self.sr, channels=self.channels, n_samples=self.n, n_fft=self.n_fft,
             hop=self.hop, freqs=self.freqs, mean_power=mean_power, noise_psd=noise,
-            frame_db=cat(self.frame_db), band_db=cat(self.band_db, (0, len(BANDS_HZ))),
-            frame_peakiness=cat(self.peaky), env_db=cat(self.env_db),
-            env_hop_s=self.env_block / self.sr, low_rate=self.low_rate,
+            frame_db=fr[:, 0].copy(), band_db=fr[:, 1:1 + nb].copy(), frame_peakiness=fr[:, 1 + nb].copy(),
+            env_db=self.env.values()[:, 0].copy(), env_side_db=self.env_side.values()[:, 0].copy(),
+            env_hop_s=self.env_block / self.sr, env_levels=self.env_levels, env_low_runs=self.env_low.finish(),
+            low_rate=self.low_rate,
             low_freqs=np.fft.rfftfreq(LOW_NFFT, 1.0 / self.low_rate),
             low_psd=self.low_psd_sum / max(self.low_weight, 1.0),
-            click_times_s=cat(self.ev_t), click_ratio=cat(self.ev_r), click_width=cat(self.ev_w),
-            click_isolation=cat(self.ev_iso), click_amplitude=cat(self.ev_amp),
+            click_times_s=ev.column("t"), click_ratio=ev.column("ratio"), click_width=ev.column("width"),
+            click_isolation=ev.column("iso"), click_amplitude=ev.column("amp"), click_weight=ev.step,
             wow_rate=self.mid_rate / self.wow_hop,
-            wow_drift_cents=cat(self.wow_d, (0, len(WOW_LAGS))), wow_partials=cat(self.wow_cnt),
-            hum_seg_prominence=cat(self.hum_seg, (0, HUM_SEG_BINS)),
-            residual_rms=float(np.median(self.res_scale)) if self.res_scale else 0.0,
+            wow_drift_cents=wow[:, : len(WOW_LAGS)].copy(), wow_partials=wow[:, len(WOW_LAGS)].copy(),
+            hum_seg_count=int(self.hum_segs), hum_seg_line_count=self.hum_line_count.copy(),
+            residual_rms=float(np.median(res)) if res else 0.0,
             slope_hist=self.slope_hist.copy(), slope_hist_hi=self.slope_hist_hi.copy(),
             slope_hist_lo=self.slope_hist_lo.copy(),
             mean=self.sum / n, mean_square=self.sumsq / n, mono_mean_square=self.mono_sumsq / n,
             peak_pos=self.peak_pos, peak_neg=self.peak_neg, clip_counts=clip_counts,
             clip_runs=clip_runs, near_peak=near, abs_hist=self.abs_hist,
             zero_runs_s=[(a / self.sr, b / self.sr) for a, b in self.zero_runs],
-            loudness_lufs=loud, true_peak_dbtp=tp, chunk_noise=self.chunk_noise,
+            loudness_lufs=loud, true_peak_dbtp=tp, chunk_noise=chunk_noise,
+            series_exact=self.frames.exact and self.env.exact and self.wow_series.exact,
         )
+
+    def state_nbytes(self) -> int:
+        """Bytes held by the accumulator's growing stores (per-frame series, events,
+        per-chunk estimates, silence runs) and fixed summaries; bounded by ``history_s``."""
+        fixed = (self.power_sum.nbytes + self.low_psd_sum.nbytes + self.abs_hist.nbytes + self.slope_hist.nbytes * 3
+                 + self.hum_line_count.nbytes + self.buf.nbytes)
+        rows = sum(r.nbytes for r in self.chunk_noise.rows) + 8 * len(self.res_scale.rows)
+        return int(fixed + rows + self.frames.nbytes + self.env.nbytes + self.env_side.nbytes
+                   + self.wow_series.nbytes + self.events.nbytes + 16 * len(self.zero_runs)
+                   + self.env_levels.nbytes + self.env_low.nbytes)

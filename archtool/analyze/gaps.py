@@ -3,19 +3,19 @@
 Two sources of intervals, merged:
 - digital silence: runs where every channel is within 1e-6 of zero for >= ``MIN_GAP_S``,
   not touching the start or end of the file (leading/trailing silence is not a dropout);
-- drops: 5 ms envelope blocks more than ``DROP_DB`` below the file's noise floor
-  (a zeroed STFT frame or a dropout leaves a hole quieter than the medium's own noise),
-  in runs of >= ``MIN_GAP_S`` that start and end inside the programme.
+- drops: 5 ms envelope blocks more than ``DROP_DB`` below the file's noise floor, and below
+  -60 dBFS (a zeroed STFT frame or a dropout leaves a hole quieter than the medium's own
+  noise), in runs of >= ``MIN_GAP_S`` that start and end inside the programme (read from
+  the envelope's runs below -60 dBFS and its level records, kept for the whole file).
 
 Measures: ``intervals_s`` ([[start, end], ...], first ``MAX_INTERVALS``), ``count``,
 ``total_s``, ``fraction`` (of the duration).
 """
 from __future__ import annotations
 
-import numpy as np
 
 from archtool.analyze._util import r, ramp
-from archtool.analyze.features import Features, _runs
+from archtool.analyze.features import GAP_CEILING_DBFS, Features, _runs
 from archtool.analyze.profile import Finding
 
 MIN_GAP_S = 0.008
@@ -30,17 +30,19 @@ def intervals(f: Features, noise_floor_dbfs: float) -> list[tuple[float, float]]
     edge = 0.5 / f.sample_rate + 1e-9
     zeros = [(a, b) for a, b in f.zero_runs_s if b - a >= MIN_GAP_S]
     out = [(a, b) for a, b in zeros if a > edge and b < dur - edge]
-    env = f.env_db
-    if env.size:
-        thr = min(noise_floor_dbfs - DROP_DB, -60.0)
-        low = env < thr
-        s, e = _runs(low)
-        # programme extent: first/last block above the floor
-        live = np.flatnonzero(env > noise_floor_dbfs)
-        if live.size:
-            first, last = live[0], live[-1]
-            hop = f.env_hop_s
-            for a, b in zip(s, e):
+    thr = min(noise_floor_dbfs - DROP_DB, GAP_CEILING_DBFS)
+    # programme extent: first/last envelope block above the floor
+    first, last = f.env_levels.first_above(noise_floor_dbfs), f.env_levels.last_above(noise_floor_dbfs)
+    if first is not None and last is not None:
+        hop = f.env_hop_s
+        for start, end, top, vals in f.env_low_runs:
+            if vals is None:  # a long quiet stretch past the stored values: whole or nothing
+                spans = [(0, end - start)] if top < thr else []
+            else:
+                s, e = _runs(vals < thr)
+                spans = zip(s, e)
+            for a, b in spans:
+                a, b = start + int(a), start + int(b)
                 if a <= first or b > last:
                     continue
                 t0, t1 = a * hop, b * hop

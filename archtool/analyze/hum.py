@@ -41,15 +41,15 @@ def _prominence(f: Features) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def stationarity(f: Features, freq_hz: float) -> float | None:
-    """Fraction of ~1 s segments in which ``freq_hz`` stands >= 6 dB over its neighbourhood."""
-    S = f.hum_seg_prominence
-    if S.shape[0] < 2:
+    """Fraction of ~1 s segments in which ``freq_hz`` (or a neighbouring ~1 Hz bin) stands
+    >= 6 dB over its neighbourhood."""
+    if f.hum_seg_count < 2:
         return None
     seg_df = f.low_rate / HUM_SEG
     k = int(round(freq_hz / seg_df))
-    if k + 2 > S.shape[1]:
+    if k + 2 > f.hum_seg_line_count.size:
         return None
-    return float(np.mean(S[:, max(k - 1, 0): k + 2].max(axis=1) >= 6.0))
+    return float(f.hum_seg_line_count[k] / f.hum_seg_count)
 
 
 def analyse(f: Features) -> dict:
@@ -62,11 +62,10 @@ def analyse(f: Features) -> dict:
     idx = np.rint(np.outer(f0s, hs) / df).astype(int)
     valid = np.outer(f0s, hs) <= top
     vals = np.where(valid, np.clip(Pm[np.clip(idx, 0, P.size - 1)], 0.0, 40.0), 0.0)
-    S = f.hum_seg_prominence
-    if S.shape[0] >= 2:
+    if f.hum_seg_count >= 2:
         seg_df = f.low_rate / HUM_SEG
-        frac = np.mean(maximum_filter1d(S, size=3, axis=1) >= 6.0, axis=0)
-        kk = np.clip(np.rint(np.outer(f0s, hs) / seg_df).astype(int), 0, S.shape[1] - 1)
+        frac = f.hum_seg_line_count / f.hum_seg_count
+        kk = np.clip(np.rint(np.outer(f0s, hs) / seg_df).astype(int), 0, frac.size - 1)
         vals = np.where(frac[kk] >= STATIONARY, vals, 0.0)
     else:
         vals = np.where(vals >= SHORT_LINE_DB, vals, 0.0)

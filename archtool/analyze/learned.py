@@ -132,8 +132,9 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     dur = max(f.duration_s, 1e-6)
     ok = genuine_events(f)
     for t in (6, 10, 20, 40, 80):
-        feats[f"ev_rate_{t}"] = _log(np.count_nonzero((f.click_ratio >= t) & ok) / dur, 1e-2)
-        feats[f"ev_iso_rate_{t}"] = _log(np.count_nonzero((f.click_ratio >= t) & (f.click_isolation >= 3) & ok) / dur, 1e-2)
+        feats[f"ev_rate_{t}"] = _log(np.count_nonzero((f.click_ratio >= t) & ok) * f.click_weight / dur, 1e-2)
+        feats[f"ev_iso_rate_{t}"] = _log(np.count_nonzero((f.click_ratio >= t) & (f.click_isolation >= 3) & ok)
+                                         * f.click_weight / dur, 1e-2)
     feats["ev_med_width"] = float(np.median(f.click_width)) if f.click_width.size else 0.0
     feats["ev_med_amp"] = _log(np.median(f.click_amplitude) if f.click_amplitude.size else 0.0, 1e-3)
     # hum / rumble / low band
@@ -221,6 +222,30 @@ def _wow_long_lag_features(f: Features) -> dict[str, float]:
     fin = np.abs(d[:, 0][np.isfinite(d[:, 0])])
     return {"wowL_peak_db": wl["peak_db"], "wowL_share": wl["share"], "wowL_amp": _log(wl["amp"] + 0.1, 0.1),
             "wow_abs_p90": _log(float(np.percentile(fin, 90)) + 0.1 if fin.size else 0.1, 0.1)}
+
+
+SIDE_FLOOR_DB = -60.0
+
+
+def _side_features(f: Features) -> dict[str, float]:
+    """Level of the side signal ``(x0 - x1) / 2`` re the mid (mono) signal, dB, in 5 ms
+    blocks: overall (median), at the floors (10th percentiles) and over the quietest
+    quarter of the blocks. Hiss and tape noise are independent per channel, so they put
+    as much power in the side as in the mid; a programme or a recorded ambience mixed in
+    the same way into both channels puts little there. ``SIDE_FLOOR_DB`` for mono files
+    (and identical channels)."""
+    names = ("side_med_rel", "side_q10_rel", "side_quiet_rel")
+    side, mid = f.env_side_db, f.env_db
+    if side.size == 0 or side.size != mid.size:
+        return {k: SIDE_FLOOR_DB for k in names}
+    live = mid > -110.0
+    if np.count_nonzero(live) < 8:
+        return {k: SIDE_FLOOR_DB for k in names}
+    sd, md = np.maximum(side[live], -150.0), mid[live]
+    rel = sd - md
+    quiet = md <= np.percentile(md, 25)
+    vals = (float(np.median(rel)), float(np.percentile(sd, 10) - np.percentile(md, 10)), float(np.median(rel[quiet])))
+    return {k: min(max(v, SIDE_FLOOR_DB), 20.0) for k, v in zip(names, vals)}
 
 
 def _noise_line_residual(f: Features) -> float:
@@ -422,6 +447,19 @@ def rule_certain(kind: str, fd: Finding) -> bool:
     return False
 
 
+def clipping_evidence(fd: Finding) -> bool:
+    """Whether the measures could show clipping at all: hard clipping leaves flat runs at
+    the extremes (at least ``CLIP_MIN_RUNS``), soft clipping piles samples up near the peak
+    (at least ``CLIP_MIN_NEAR_PEAK`` of them within 5 %). On the training and validation
+    corpora (2900 clips) 1 of 429 clipped clips had neither, and no unclipped clip with at
+    most one flat run had more than 2.2e-4 near the peak; a single flat run (a recording
+    whose loudest sample repeats once) is no evidence."""
+    m = fd.measures
+    return _num(m.get("flat_runs")) >= CLIP_MIN_RUNS or _num(m.get("near_peak_fraction")) >= CLIP_MIN_NEAR_PEAK
+
+
+CLIP_MIN_RUNS = 2
+CLIP_MIN_NEAR_PEAK = 1e-3
 CERTAIN_EDGE_DB = 30.0
 CERTAIN_CLIP_RUNS = 20
 
@@ -451,6 +489,10 @@ def apply(found: dict[str, Finding], probs: dict[str, float], snr_db: float | No
             # (programme material); the detector's "no band limit" stands
             continue
         fd.detected = bool(p >= 0.5)
+        if k == "clipping" and fd.detected and not clipping_evidence(fd):
+            fd.detected = False
+            fd.measures["vetoed"] = "no flat runs or near-peak pile-up to show for it"
+            p = 0.5 - 1e-6
         fd.confidence = float(abs(p - 0.5) * 2.0) * 0.5 + 0.5
         if fd.detected and fd.severity <= 0.0:
             fd.severity = 0.05
