@@ -10,8 +10,8 @@ from archtool.errors import RecipeError, UsageError
 from archtool.models.checkpoint import PACKAGED_DIR, save_checkpoint
 from archtool.models.unet_inpaint import InpaintUNet, SpecConfig
 from archtool.restore.gaplist import parse_gap_list, read_gap_list
-from archtool.restore.inpaint import (AUTO_RECIPES, PACKAGED_MODELS, Recipe, UNetFiller, ar_order_bounded, inpaint,
-                                     plan_fills, recipe_for, zero_runs)
+from archtool.restore.inpaint import (AUTO_RECIPES, PACKAGED_MODELS, Recipe, UNetFiller, ar_order_bounded, band_gain,
+                                     inpaint, plan_fills, recipe_for, zero_runs)
 from archtool.restore.registry import get_restorer
 
 from conftest import speech_like, tone
@@ -237,8 +237,8 @@ def test_packaged_checkpoint_loads_weights_only_and_fills_tone(name):
 def test_chunked_processing_matches_whole_file():
     sr = 16000
     x = np.concatenate([speech_like(1.5, sr, seed=3), speech_like(1.5, sr, seed=4)], axis=1)
-    gaps = [[1.0, 1.02], [1.3, 1.312], [1.9, 1.93]]  # U-Net recipe, AR top-up, U-Net recipe
-    assert [recipe_for(ms, sr).kind for ms in (20.0, 12.0)] == ["unet", "ar_topup"]
+    gaps = [[1.0, 1.02], [1.3, 1.42], [1.9, 1.93]]  # U-Net recipe, AR top-up, U-Net recipe
+    assert [recipe_for(ms, sr).kind for ms in (20.0, 120.0)] == ["unet", "ar_topup"]
     restorer = get_restorer("inpaint")
     whole = restorer.process(torch.from_numpy(x), sr, {"intervals_s": gaps}).numpy()
     cut = int(1.5 * sr)
@@ -308,3 +308,50 @@ def test_default_unet_fill_changes_only_gap_samples(random_filler):
     # the first samples of the fill follow the AR continuation, not the (untrained) U-Net
     ar = ar_fill(damaged[0].astype(np.float64), s, e, sr, order=ar_order_bounded(e - s, sr))
     assert snr_db(ar[:8], out[0, s:s + 8]) > 20.0
+
+
+def test_band_gain_keeps_the_ar_low_band_and_the_fills_high_band():
+    """``band_gain(ar, fill, ...)`` scales only the departure of ``fill`` from ``ar``: 1/1 is
+    ``fill``, 0/0 is ``ar``, 0.5/0.5 their average, 0/1 the AR's low band with the fill's high band."""
+    sr = 16000
+    t = np.arange(int(0.2 * sr)) / sr
+    ar = np.sin(2 * np.pi * 200 * t)
+    low_err = 0.5 * np.sin(2 * np.pi * 300 * t)   # the fill's departure below the split
+    high = 0.3 * np.sin(2 * np.pi * 5000 * t)      # and above it
+    fill = ar + low_err + high
+    assert np.array_equal(band_gain(ar, fill, sr, 1000.0, 1.0, 1.0), fill)
+    assert np.allclose(band_gain(ar, fill, sr, 1000.0, 0.0, 0.0), ar)
+    assert np.allclose(band_gain(ar, fill, sr, 1000.0, 0.5, 0.5), 0.5 * (ar + fill))
+    split = band_gain(ar, fill, sr, 1000.0, 0.0, 1.0)
+    mid = slice(400, -400)  # away from the edges of the zero-padded filter
+    assert snr_db((ar + high)[mid], split[mid]) > 60.0  # measured 137 dB
+
+
+def test_unet_magnitudes_on_ar_phase_and_band_gain_recipe_keep_outside_identical(rng):
+    """The recipe with floor = ceiling = 1 puts the U-Net's magnitudes on the Janssen fill's
+    phase; with band gains the fill stays inside the gap and is reported with its settings."""
+    filler = _interp_only_filler()
+    sr = 16000
+    x = tone(440.0, 2.0, sr, amplitude=0.5)
+    s, e = sr // 2, sr // 2 + int(0.1 * sr)
+    y = x.copy()
+    y[:, s:e] = 0.0
+    mag_on_ar = Recipe("ar_topup", floor=1.0, ceiling=1.0, iterations=0)
+    out, rec = inpaint(y, sr, [[s / sr, e / sr]], filler=filler, recipe=mag_on_ar)
+    assert rec[0]["method"] == "ar_topup" and rec[0]["ceiling"] == 1.0
+    assert snr_db(x[0, s:e], out[0, s:e]) > 40.0  # measured 63.7 dB
+    assert np.array_equal(out[:, :s], y[:, :s]) and np.array_equal(out[:, e:], y[:, e:])
+
+    noisy = (x + 0.05 * rng.standard_normal(x.shape)).astype(np.float32)
+    z = noisy.copy()
+    z[:, s:e] = 0.0
+    split = Recipe("unet", iterations=20, split_hz=2000.0, gain_low=0.0, gain_high=1.0)
+    out, rec = inpaint(z, sr, [[s / sr, e / sr]], filler=filler, recipe=split)
+    assert (rec[0]["split_hz"], rec[0]["gain_low"], rec[0]["gain_high"]) == (2000.0, 0.0, 1.0)
+    assert np.array_equal(out[:, :s], z[:, :s]) and np.array_equal(out[:, e:], z[:, e:])
+    ar = ar_fill(z[0].astype(np.float64), s, e, sr, order=ar_order_bounded(e - s, sr))
+    dev = out[0, s:e] - ar
+    spec = np.abs(np.fft.rfft(dev * np.hanning(dev.size)))
+    f = np.fft.rfftfreq(dev.size, 1 / sr)
+    # the fill departs from the Janssen fill only above the split (below 1 kHz: < 1 % of it)
+    assert np.sum(spec[f < 1000] ** 2) < 0.01 * np.sum(spec[f > 3000] ** 2)

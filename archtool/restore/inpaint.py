@@ -15,6 +15,12 @@ construction:
   gap-only fast Griffin-Lim (momentum 0.99, known samples held fixed) started from the
   Janssen fill.
 
+A top-up with ``floor = ceiling = 1`` puts the U-Net's magnitudes on the Janssen fill's
+phase. A recipe may also scale its departure from the Janssen fill per band
+(:func:`band_gain`: e.g. the AR's low band with the network's high band, or the average
+of the two fills); the ``auto`` table does not use that at present (it did not raise the
+cross-validated score on the training clips).
+
 The two U-Net-based recipes are cross-faded (raised cosine) from the Janssen fill over
 ``ar_ramp_ms`` (10 ms) at each gap edge, inside the gap. ``auto`` takes the recipe from
 :data:`AUTO_RECIPES` (per model and length, chosen on training clips by
@@ -73,19 +79,28 @@ PACKAGED_MODELS = {"speech16k": "inpaint_speech16k.pt", "music22k": "inpaint_mus
 class Recipe:
     """How one gap is filled.
 
-    ``kind``: ``ar`` (Janssen AR alone), ``ar_topup`` (the Janssen fill, with every STFT
-    bin of the gap's frames that it leaves below ``floor`` times the U-Net's predicted
-    magnitude raised to that level, over ``iterations`` plain projections that keep the
-    known samples: the AR's waveform where it is confident, the network's level where
-    the AR has decayed) or ``unet`` (the U-Net's magnitudes imposed by ``iterations``
-    gap-only fast Griffin-Lim steps started from the Janssen fill). The U-Net-based
-    kinds are cross-faded from the Janssen fill over ``ar_ramp_ms`` at each gap edge.
+    ``kind``: ``ar`` (Janssen AR alone), ``ar_topup`` (the Janssen fill, with the magnitude
+    of every STFT bin of the gap's frames clamped into ``[floor, ceiling]`` times the
+    U-Net's predicted magnitude, the AR's phase kept, over ``iterations`` plain projections
+    that keep the known samples: the AR's waveform where it is confident, the network's
+    level where the AR has decayed; ``floor = ceiling = 1`` imposes the U-Net's magnitudes
+    on the AR's phase) or ``unet`` (the U-Net's magnitudes imposed by ``iterations``
+    gap-only fast Griffin-Lim steps started from the Janssen fill). The U-Net-based kinds
+    are cross-faded from the Janssen fill over ``ar_ramp_ms`` at each gap edge, and then
+    their departure from the Janssen fill is scaled by ``gain_low`` below ``split_hz`` and
+    ``gain_high`` above it (:func:`band_gain`; ``1 / 1`` keeps it whole, ``0.5 / 0.5`` is
+    the average of the two fills, ``0 / 1`` keeps the AR's low band and the network's high
+    band).
     """
 
     kind: str
     floor: float = 0.0
     iterations: int = GL_ITERATIONS
     ar_ramp_ms: float = XFADE_MS
+    ceiling: float = float("inf")
+    split_hz: float = 1000.0
+    gain_low: float = 1.0
+    gain_high: float = 1.0
 
 
 RECIPE_KINDS = ("ar", "ar_topup", "unet")
@@ -96,18 +111,17 @@ DEFAULT_RECIPES = {"ar": Recipe("ar"), "ar_topup": Recipe("ar_topup", floor=0.5,
 # the *training* clips (3 gaps per clip and length, positions seeded apart from the
 # benchmark's) by ``python benchmarks/inpaint.py --tune``: per length, the candidate with the
 # most measures (gap SNR, LSD, patch PSNR) at least as good as the best single method, then
-# the largest worst margin. The held-out benchmark clips were never used to choose.
+# the smallest total shortfall, then the simplest (Janssen AR first). The held-out benchmark
+# clips were never used to choose.
 _TOPUP = partial(Recipe, "ar_topup")
 AUTO_RECIPES: dict[str, tuple[tuple[float, Recipe], ...]] = {
-    "speech16k": ((15.8, _TOPUP(floor=0.3, iterations=0)),
+    "speech16k": ((15.8, Recipe("ar")),
                   (70.7, Recipe("unet")),
                   (141.4, _TOPUP(floor=0.7, iterations=4)),
-                  (282.8, Recipe("unet")),
-                  (float("inf"), _TOPUP(floor=0.5, iterations=8))),
-    "music22k": ((15.8, _TOPUP(floor=0.7, iterations=0)),
-                 (35.4, _TOPUP(floor=0.3, iterations=0)),
+                  (float("inf"), Recipe("unet"))),
+    "music22k": ((35.4, Recipe("ar")),
                  (70.7, _TOPUP(floor=0.5, iterations=0)),
-                 (141.4, _TOPUP(floor=0.4, iterations=4)),
+                 (141.4, _TOPUP(floor=0.5, iterations=4)),
                  (282.8, _TOPUP(floor=0.7, iterations=4)),
                  (float("inf"), Recipe("unet"))),
 }
@@ -369,8 +383,12 @@ def _describe(rec: dict[str, Any], xfade_ms: float | None = None) -> None:
         return
     if recipe.kind == "ar_topup":
         rec["floor"] = recipe.floor
+        if np.isfinite(recipe.ceiling):
+            rec["ceiling"] = recipe.ceiling
         rec["iterations"] = recipe.iterations
     rec["ar_ramp_ms"] = recipe.ar_ramp_ms if xfade_ms is None else float(xfade_ms)
+    if not recipe.gain_low == recipe.gain_high == 1.0:
+        rec.update(split_hz=recipe.split_hz, gain_low=recipe.gain_low, gain_high=recipe.gain_high)
 
 
 def ramp_blend(ar: np.ndarray, fill: np.ndarray, k: int) -> np.ndarray:
@@ -386,6 +404,54 @@ def ramp_blend(ar: np.ndarray, fill: np.ndarray, k: int) -> np.ndarray:
     return v * fill + (1.0 - v) * ar
 
 
+def band_gain(ar: np.ndarray, fill: np.ndarray, sample_rate: int, split_hz: float,
+              gain_low: float, gain_high: float) -> np.ndarray:
+    """``ar + G(fill - ar)``: the departure of ``fill`` from the Janssen fill ``ar`` (both
+    ``(m,)``, the gap), filtered with gain ``gain_low`` below ``split_hz`` and ``gain_high``
+    above (raised-cosine transition over the octave centred on ``split_hz``, zero phase).
+
+    The difference is zero-padded by ``max(m, 20 ms)`` on each side before the FFT filter,
+    so the filter does not wrap around; only gap samples are returned, so samples outside
+    the gap never change. Returns ``(m,)`` float64.
+    """
+    if gain_low == gain_high == 1.0:
+        return np.asarray(fill, dtype=np.float64)
+    d = np.asarray(fill, dtype=np.float64) - ar
+    m = d.shape[0]
+    if gain_low == gain_high:
+        return ar + gain_low * d
+    pad = max(m, int(0.02 * sample_rate))
+    size = m + 2 * pad
+    freqs = np.fft.rfftfreq(size, 1.0 / sample_rate)
+    lo, hi = np.log2(split_hz) - 0.5, np.log2(split_hz) + 0.5
+    t = np.clip((np.log2(np.maximum(freqs, 1e-9)) - lo) / (hi - lo), 0.0, 1.0)
+    g = gain_low + (gain_high - gain_low) * (0.5 - 0.5 * np.cos(np.pi * t))
+    filtered = np.fft.irfft(np.fft.rfft(np.pad(d, (pad, pad))) * g, size)[pad:pad + m]
+    return ar + filtered
+
+
+def finish_fill(ar: np.ndarray, base: np.ndarray, sample_rate: int, recipe: Recipe,
+                ramp_ms: float | None = None) -> np.ndarray:
+    """A U-Net-based recipe's gap ``(m,)`` from the Janssen fill ``ar`` and the network's
+    fill ``base``: cross-faded from ``ar`` over ``ramp_ms`` (default the recipe's
+    ``ar_ramp_ms``) at each edge, then :func:`band_gain` with the recipe's gains."""
+    ramp = recipe.ar_ramp_ms if ramp_ms is None else float(ramp_ms)
+    fill = ramp_blend(ar, base, int(round(ramp * sample_rate / 1000.0)))
+    return band_gain(ar, fill, sample_rate, recipe.split_hz, recipe.gain_low, recipe.gain_high)
+
+
+def unet_base_fill(filler: "UNetFiller", x: np.ndarray, start: int, stop: int, sample_rate: int,
+                   recipe: Recipe, ar: np.ndarray, iterations: int | None = None) -> np.ndarray:
+    """The network's fill of ``x[start:stop]`` for a ``unet`` or ``ar_topup`` recipe, started
+    from the Janssen fill ``ar`` (before :func:`finish_fill`). ``iterations`` overrides the
+    ``unet`` recipe's Griffin-Lim iterations. Returns ``(stop - start,)`` float64."""
+    if recipe.kind == "unet":
+        its = recipe.iterations if iterations is None else int(iterations)
+        return filler.fill(x, start, stop, sample_rate, its, init=ar)
+    return filler.fill(x, start, stop, sample_rate, recipe.iterations, init=ar,
+                       mag_range=(recipe.floor, recipe.ceiling), momentum=0.0)
+
+
 def ar_order_bounded(gap_samples: int, sample_rate: int) -> int:
     """Janssen order for the U-Net-based recipes: :func:`ar_order_for`, bounded so the
     banded solve (``O(gap * order^2)``) costs no more than a 400 ms gap at 22.05 kHz
@@ -398,11 +464,12 @@ def ar_order_bounded(gap_samples: int, sample_rate: int) -> int:
 def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: UNetFiller | None = None,
             method: str = "auto", ar_max_ms: float | None = None, border_ms: float = BORDER_MS,
             xfade_ms: float | None = None, max_gap_ms: float = MAX_GAP_MS, offset_s: float = 0.0,
-            iterations: int = GL_ITERATIONS, recipe: Recipe | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+            iterations: int | None = None, recipe: Recipe | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Fill gaps of ``audio`` ``(channels, samples)``; returns ``(new audio, fill records)``.
 
     ``recipe`` (optional) fills every gap with that recipe instead of the planned one
-    (how ``benchmarks/inpaint.py --tune`` compares candidate recipes).
+    (how ``benchmarks/inpaint.py --tune`` compares candidate recipes). ``iterations``
+    (optional) overrides the Griffin-Lim iterations of ``unet`` recipes.
 
     Each gap is filled by its recipe (:func:`plan_fills`): ``ar`` -- Janssen AR;
     ``ar_topup`` -- the Janssen fill with the STFT bins it leaves below ``floor`` times
@@ -436,7 +503,7 @@ def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: U
 
 
 def _fill_one(audio: np.ndarray, out: np.ndarray, rec: dict[str, Any], sample_rate: int,
-              filler: UNetFiller | None, border: int, xfade_ms: float | None, iterations: int) -> None:
+              filler: UNetFiller | None, border: int, xfade_ms: float | None, iterations: int | None) -> None:
     """Fill one planned gap of every channel of ``audio`` into ``out`` (updates ``rec``)."""
     s, e, recipe = rec["start"], rec["stop"], rec["recipe"]
     n = audio.shape[-1]
@@ -455,12 +522,9 @@ def _fill_one(audio: np.ndarray, out: np.ndarray, rec: dict[str, Any], sample_ra
             fill = ar_fill(x, fs, fe, sample_rate)
         elif rec["method"] in ("unet", "ar_topup"):
             ar = ar_fill(x, fs, fe, sample_rate, order=ar_order_bounded(fe - fs, sample_rate))
-            if rec["method"] == "unet":
-                fill = filler.fill(x, fs, fe, sample_rate, iterations, init=ar)
-            else:
-                fill = filler.fill(x, fs, fe, sample_rate, recipe.iterations, init=ar,
-                                   mag_range=(recipe.floor, np.inf), momentum=0.0)
-            fill = ramp_blend(ar, fill, int(round(ramp_ms * sample_rate / 1000.0)))
+            base = unet_base_fill(filler, x, fs, fe, sample_rate, recipe, ar,
+                                  iterations if rec["method"] == "unet" else None)
+            fill = finish_fill(ar, base, sample_rate, recipe, ramp_ms)
         else:
             fill = bidirectional_extrapolate(x, fs, fe, sample_rate)
         w = np.ones(fe - fs)
@@ -517,5 +581,5 @@ class InpaintRestorer:
         out, records = inpaint(x, sample_rate, intervals, filler=filler, method=method, ar_max_ms=ar_max,
                                border_ms=float(params.get("border_ms", BORDER_MS)), xfade_ms=xfade,
                                max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)), offset_s=offset,
-                               iterations=int(params.get("iterations", GL_ITERATIONS)))
+                               iterations=None if params.get("iterations") is None else int(params["iterations"]))
         return torch.from_numpy(out).to(audio.device)
