@@ -355,3 +355,14 @@ def test_unet_magnitudes_on_ar_phase_and_band_gain_recipe_keep_outside_identical
     f = np.fft.rfftfreq(dev.size, 1 / sr)
     # the fill departs from the Janssen fill only above the split (below 1 kHz: < 1 % of it)
     assert np.sum(spec[f < 1000] ** 2) < 0.01 * np.sum(spec[f > 3000] ** 2)
+
+
+def test_intervals_at_exact_sample_times_keep_their_length():
+    """An interval given as ``[s / rate, e / rate]`` fills exactly samples ``s..e-1`` (floating
+    point once made about 13 % of such 10 ms gaps at 22.05 kHz one sample longer)."""
+    sr = 22050
+    for s in range(6615, 6615 + 20000, 7):
+        plan = plan_fills([[s / sr, (s + 220) / sr]], sr, 10 * sr)[0]
+        assert (plan["start"], plan["stop"]) == (s, s + 220)
+    plan = plan_fills([[1.00001, 1.01]], sr, 10 * sr, offset_s=0.5)[0]  # a fraction of a sample still counts
+    assert (plan["start"], plan["stop"]) == (int(np.floor(0.50001 * sr)), int(np.ceil(0.51 * sr)))

@@ -321,8 +321,10 @@ def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None
         a, b = float(item[0]), float(item[1])
         if not (np.isfinite(a) and np.isfinite(b)) or b <= a:
             raise UsageError(f"inpaint: bad gap interval [{a}, {b}] (end must follow start)")
-        s = int(np.floor((a - offset_s) * sample_rate))
-        e = int(np.ceil((b - offset_s) * sample_rate))
+        # a tolerance of 1e-6 samples: an interval given at exact sample times (s / rate)
+        # must not grow by a sample through floating-point rounding
+        s = int(np.floor((a - offset_s) * sample_rate + 1e-6))
+        e = int(np.ceil((b - offset_s) * sample_rate - 1e-6))
         if n_samples is not None:
             s, e = max(s, 0), min(e, n_samples)
         else:
