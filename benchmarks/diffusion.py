@@ -112,7 +112,7 @@ def noise_floor_db(clean: np.ndarray, est: np.ndarray, frame: int = 1024) -> flo
     return float(10 * np.log10(np.mean(r[quiet] ** 2) / max(np.mean(clean ** 2), 1e-20) + 1e-20))
 
 
-def preset_method(preset: str, steps: int | None = None) -> Method:
+def preset_method(preset: str, steps: int | None = None, overrides: dict | None = None) -> Method:
     def run(x: np.ndarray, rate: int) -> np.ndarray:
         profile = analyze_audio(x[None], rate)
         plan = make_plan(profile, preset)
@@ -121,6 +121,7 @@ def preset_method(preset: str, steps: int | None = None) -> Method:
                 s.params["model"] = str(CKPT)
                 if steps is not None:
                     s.params["steps"] = steps
+                s.params.update(overrides or {})
         return run_steps(x[None], rate, plan, seed=0)[0]
 
     return run
@@ -266,6 +267,29 @@ def tune(grid: str, steps: int) -> None:
                       f"{[round(a, 2) for a, _ in res]} LSD {[round(b, 2) for _, b in res]}", flush=True)
 
 
+def training_clips(meta: dict) -> list[np.ndarray]:
+    """The shared/data music clips the checkpoint trained on (for tuning, never the hold-out)."""
+    clips = []
+    for f in meta["data"]["files"]:
+        if f["split"] == "train" and f["file"].startswith("music/"):
+            clips.extend(load_mono(SHARED / f["file"], RATE))
+    return clips
+
+
+def dev(meta: dict, n: int, items: int, seed: int, steps: int, variants: list[str]) -> None:
+    """The noise benchmark's two chains on excerpts of *training* clips (tuning set): the
+    ``78rpm`` DSP chain and ``78rpm-diffusion`` with each JSON object of ``variants``
+    overriding its diffusion step's params; prints SI-SDR improvement and LSD."""
+    corpus = noise_corpus(training_clips(meta), n, items, seed)
+    methods = {"78rpm preset (DSP chain)": preset_method("78rpm")}
+    for v in variants:
+        methods[f"78rpm-diffusion {v}"] = preset_method("78rpm-diffusion", steps, json.loads(v))
+    for label, method in methods.items():
+        m = score_noise(corpus, method)
+        print(f"dev {label:50s} dSI-SDR {m['si_sdr_improvement_db']:+6.3f}  LSD {m['lsd']:6.3f}  "
+              f"floor {m['noise_floor_db']:6.1f} dB  {m['cpu_s_per_audio_s']:6.2f} cpu s/s", flush=True)
+
+
 def main() -> None:
     global CKPT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -278,9 +302,18 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=CKPT)
     ap.add_argument("--tune", default=None, metavar="XI:START:CHURN",
                     help="instead of the benchmark: sampler settings on training excerpts (see tune())")
+    ap.add_argument("--dev", nargs="*", default=None, metavar="JSON",
+                    help="instead of the benchmark: the two 78rpm chains on training-clip excerpts (seed "
+                         "--dev-seed), each JSON object overriding the diffusion step's params")
+    ap.add_argument("--dev-seed", type=int, default=777)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     CKPT = args.checkpoint
+    if args.dev is not None:
+        torch.set_num_threads(1)
+        dev(load_checkpoint(CKPT)[1], int(args.seconds * RATE), args.items, args.dev_seed, args.steps,
+            args.dev or ["{}"])
+        return
     if args.tune:
         torch.set_num_threads(1)
         tune(args.tune, args.steps)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from archtool.analyze.profile import Finding, Profile
+from archtool.errors import UsageError
 from archtool.models.checkpoint import MAX_CHECKPOINT_BYTES, PACKAGED_DIR, load_checkpoint, save_checkpoint
 from archtool.models.cqt import CQTConfig
 from archtool.models.diffusion import CQTDenoiser, EDMConfig, UNetConfig, build_denoiser
@@ -100,6 +101,44 @@ def test_bandwidth_extension_keeps_the_band_below_the_cutoff(restorer):
     assert float(ys[:, f > 3000].abs().square().sum()) > 0.0  # something was generated above
 
 
+def white_psd(level: float, n_fft: int = 1024) -> list[float]:
+    """The analysis's noise_psd convention (Hann-frame |rfft|^2) for white noise of mean square ``level``."""
+    w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    return [level * float(np.sum(w ** 2))] * (n_fft // 2 + 1)
+
+
+@pytest.mark.parametrize("rate,channels,n", [(RATE, 1, 20000), (44100, 2, 30001)])
+def test_lsa_prefilter_keeps_shape_and_is_seeded(restorer, rate, channels, n):
+    x = music(n, rate, channels)
+    noisy = x + 0.03 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    p = {"noise_psd": white_psd(0.03 ** 2), "noise_psd_n_fft": 1024, "prefilter": "lsa", "max_reduction_db": 12.0,
+         "steps": 3, "churn": 2.0, "chunk_offset": 777}
+    a = restorer.process(noisy, rate, {**p, "seed": 5})
+    b = restorer.process(noisy.clone(), rate, {**p, "seed": 5})
+    c = restorer.process(noisy, rate, {**p, "seed": 6})
+    assert a.shape == x.shape and a.dtype == x.dtype and torch.isfinite(a).all()
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_lsa_prefilter_is_the_dsp_suppressor_then_the_prior_at_the_residual_level(restorer):
+    from archtool.restore.registry import get_restorer
+
+    x = music(16384, channels=1)
+    noisy = x + 0.03 * torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
+    p = {"noise_psd": white_psd(0.03 ** 2), "noise_psd_n_fft": 1024, "max_reduction_db": 12.0, "steps": 2,
+         "seed": 0}
+    dsp = get_restorer("denoise").process(noisy, RATE, p)
+    # a vanishing residual level: the prior (untrained here: D(x) = c_skip x) leaves the DSP output
+    hyb = restorer.process(noisy, RATE, {**p, "prefilter": "lsa", "residual_scale": 0.01})
+    err = float((hyb - dsp).square().mean() / dsp.square().mean())
+    assert err < 1e-4
+    # the residual level sets the prior's noise level: a larger one shrinks more (c_skip < 1)
+    big = restorer.process(noisy, RATE, {**p, "prefilter": "lsa", "residual_scale": 100.0})
+    assert float(big.square().mean()) < 0.95 * float(hyb.square().mean())
+    with pytest.raises(UsageError):
+        restorer.process(noisy, RATE, {**p, "prefilter": "spectral"})
+
+
 def test_no_task_returns_the_input(restorer):
     x = music(5000)
     assert torch.allclose(restorer.process(x, RATE, {"denoise": False, "steps": 2}), x, atol=1e-6)
@@ -127,6 +166,10 @@ def test_preset_plans_diffusion_for_surface_noise_with_steps():
     diff = [s for s in steps if s.restorer == "diffusion"]
     assert len(diff) == 1 and diff[0].params["steps"] == 10
     assert diff[0].params["noise_floor_dbfs"] == -35.0 and len(diff[0].params["noise_psd"]) == 513
+    # the DSP suppressor first, at the strength the "78rpm" preset gives its denoise step
+    dsp = [s for s in make_plan(profile, "78rpm") if s.restorer == "denoise"]
+    assert diff[0].params["prefilter"] == "lsa" and diff[0].params["residual_scale"] > 0
+    assert diff[0].params["max_reduction_db"] == dsp[0].params["max_reduction_db"]
     assert "denoise" not in [s.restorer for s in steps]
 
 

@@ -21,6 +21,13 @@ Tasks (each on when its parameter is given; several combine in one pass):
   (each STFT bin divided by the noise power there). On tuning excerpts cut from training clips the
   trained prior denoised best with ``xi = 0`` (guidance pulled the estimate back towards
   the noisy recording), so that is the default; ``xi > 0`` keeps more of the recording.
+  Without guidance only the noise's *level* reaches the prior, whose denoiser assumes white
+  noise; surface noise is coloured, with most of its power where the music is, and there the
+  prior alone removes less than a spectral suppressor that knows the spectrum.
+  ``prefilter = "lsa"`` therefore first runs the MMSE-LSA suppressor (restorer ``denoise``,
+  ``max_reduction_db``) with the same noise spectrum and lets the prior remove what is left:
+  the noise spectrum times ``residual_scale * 10^(-max_reduction_db / 10)`` (the gain
+  floor's power, times a factor for the noise that passes with the music; 3 by default).
 * **bandwidth extension** (``cutoff_hz``): content above the cutoff is generated; below it
   the output keeps (projection) or is guided towards (with noise) the observation.
 * **declipping** (``clip_level``, in input units): unclipped samples are kept, clipped
@@ -33,7 +40,9 @@ Params: ``steps`` (25; ``diffusion_steps``, the restore command's ``--steps``, o
 ``churn`` (EDM's S_churn: 0 when only denoising, else the model's 5), ``start_factor``
 (1.0: warm-start level over the recording's noise level), ``batch`` (8),
 ``overlap`` (0.25), ``denoise`` (bool), ``noise_dir``, ``noise_gain`` (noise RMS, input
-units, when no analysis measure is given), ``model`` (``music`` or a checkpoint path).
+units, when no analysis measure is given), ``model`` (``music`` or a checkpoint path),
+``prefilter`` (``none`` / ``lsa``), ``max_reduction_db`` (18, the prefilter's),
+``residual_scale`` (3.0).
 """
 from __future__ import annotations
 
@@ -245,7 +254,7 @@ class DiffusionRestorer:
 
     name: ClassVar[str] = "diffusion"
     kinds: ClassVar[tuple[str, ...]] = ("surface_noise", "noise", "bandlimit", "clipping", "gaps")
-    context_s: ClassVar[float] = 0.75
+    context_s: ClassVar[float] = 1.25  # 0.75 for the segments + 0.5 for the LSA prefilter
 
     def __init__(self, checkpoint: str | None = None):
         self.checkpoint = checkpoint
@@ -266,14 +275,39 @@ class DiffusionRestorer:
             return audio.clone()
         m = self.model(params, device)
         x = audio.detach().to("cpu", torch.float32)
+        level_audio, noise_factor = None, 1.0
+        prefilter = str(params.get("prefilter", "none"))
+        if prefilter not in ("none", "lsa"):
+            raise UsageError(f"diffusion: prefilter must be 'none' or 'lsa', got {prefilter!r}")
+        if prefilter == "lsa" and params.get("denoise", True):
+            # the DSP suppressor takes the bulk of the (coloured) noise with the measured
+            # spectrum; the prior then removes what is left at a lower, flatter level
+            level_audio = resample(x, sample_rate, m.rate).numpy()
+            x, noise_factor = self._prefilter(x, sample_rate, params)
         low = resample(x, sample_rate, m.rate)
-        restored = self._restore(low, sample_rate, m, params)
+        restored = self._restore(low, sample_rate, m, params, noise_factor, level_audio)
         y = fit_length(resample(restored, m.rate, sample_rate), x.shape[-1])
         if sample_rate > m.rate:  # keep the input above the model's band
             y = y + x - fit_length(resample(low, m.rate, sample_rate), x.shape[-1])
         return y.to(dtype=audio.dtype, device=audio.device)
 
-    def _restore(self, low: torch.Tensor, sample_rate: int, m: DiffusionModel, params: dict[str, Any]) -> torch.Tensor:
+    @staticmethod
+    def _prefilter(x: torch.Tensor, sample_rate: int, params: dict[str, Any]) -> tuple[torch.Tensor, float]:
+        """MMSE-LSA suppression (restorer ``denoise``) of ``x`` ``(C, N)`` with the plan's noise
+        spectrum; returns the suppressed audio and the factor by which the noise power the
+        prior should assume shrinks: ``residual_scale * 10^(-max_reduction_db / 10)`` (the
+        gain floor's power times a factor for the noise that passes with the music)."""
+        from archtool.restore.registry import get_restorer
+
+        max_red = number(params, "max_reduction_db", 18.0, 0.0, 60.0)
+        keys = ("noise_psd", "noise_psd_n_fft", "alpha", "xi_min_db", "noise_scale", "chunk_offset")
+        dsp = {k: params[k] for k in keys if k in params}
+        y = get_restorer("denoise").process(x, sample_rate, {**dsp, "max_reduction_db": max_red}, "cpu")
+        factor = number(params, "residual_scale", 3.0, 0.01, 1000.0) * 10 ** (-max_red / 10)
+        return y, min(factor, 1.0)
+
+    def _restore(self, low: torch.Tensor, sample_rate: int, m: DiffusionModel, params: dict[str, Any],
+                 noise_factor: float = 1.0, level_audio: np.ndarray | None = None) -> torch.Tensor:
         rate, seg = m.rate, m.segment
         den = m.denoiser
         sd = den.edm.sigma_data
@@ -286,7 +320,10 @@ class DiffusionRestorer:
         seed = int(params.get("seed", 0) or 0)
         offset = int(round(chunk_offset(params, sample_rate) * rate / sample_rate))
         channels, n = low.shape
-        psd = noise_psd_for(params, low.numpy(), sample_rate, rate) if params.get("denoise", True) else None
+        psd = None
+        if params.get("denoise", True):
+            psd = noise_psd_for(params, low.numpy() if level_audio is None else level_audio, sample_rate, rate)
+            psd = psd * noise_factor if psd is not None else None
         cutoff = params.get("cutoff_hz")
         cutoff = float(cutoff) if cutoff and 0 < float(cutoff) < 0.48 * rate else None
         clip_level = params.get("clip_level")
