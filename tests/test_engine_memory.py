@@ -1,6 +1,6 @@
-"""Bounded memory: freed heap pages go back to the system between phases, and the loudness
-pass (pass 2) works on blocks of its own size, so a limited file's bytes do not depend on
-the block size chosen for the restorers."""
+"""Bounded memory: freed heap pages go back to the system between phases and whenever a
+pass's footprint creeps (HeapCeiling), and the loudness pass (pass 2) works on blocks of its
+own size, so a limited file's bytes do not depend on the block size chosen for the restorers."""
 from __future__ import annotations
 
 import hashlib
@@ -44,6 +44,46 @@ def test_release_free_memory_gives_freed_heap_pages_back():
                          timeout=120, check=True).stdout.split()
     before, after, released = float(out[0]), float(out[1]), out[2] == "True"
     assert released and before - after > 120.0, (before, after)  # ~180 MB freed but resident before
+
+
+_CREEPING_LOOP = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from archtool.engine.memory import HeapCeiling, resident_bytes
+
+def mb():
+    return resident_bytes() / 2**20
+
+ceiling = HeapCeiling(slack_bytes=8 << 20, settle=3)
+trims = []
+for step in range(6):  # a steady loop: the same temporaries each step, no trims
+    tmp = [np.ones(8000) for _ in range(200)]
+    del tmp
+    trims.append(ceiling.step())
+blocks = [np.ones(8000) for _ in range(3000)]  # one step leaves ~180 MB of freed heap resident
+keep = blocks[-1]
+del blocks
+before = mb()
+trims.append(ceiling.step())
+after = mb()
+for step in range(3):  # the loop goes on above the freed pages' holder: level set anew once
+    tmp = [np.ones(8000) for _ in range(200)]
+    del tmp
+    trims.append(ceiling.step())
+print(before, after, *[int(t) for t in trims])
+"""
+
+
+def test_heap_ceiling_trims_only_when_the_footprint_creeps():
+    if memory._malloc_trim() is None or memory.resident_bytes() is None:
+        pytest.skip("no malloc_trim or /proc here")
+    out = subprocess.run([sys.executable, "-c", _CREEPING_LOOP, str(REPO)], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    before, after, trims = float(out[0]), float(out[1]), [t == "1" for t in out[2:]]
+    assert trims[:6] == [False] * 6  # a loop that holds its level is left alone (no page faults)
+    assert trims[6] and before - after > 120.0, (before, after)  # a crept step is trimmed back
+    assert trims[7:] == [False] * 3  # the level after a trim is the new reference: no trim per step
 
 
 def test_render_block_depends_on_the_limiter_only():

@@ -6,7 +6,9 @@ back in pass 2 (gain, limiter if needed, encode). Pass 2 works on blocks of its 
 size (:func:`render_block`), which depends only on the sample rate: the limiter's
 temporaries are its largest arrays, and its output then does not depend on the block
 size chosen for the restorers. Freed heap memory is returned to the system after each
-phase (:mod:`archtool.engine.memory`). Outputs appear atomically.
+phase, and within a pass whenever the footprint creeps above where the pass settled
+(:mod:`archtool.engine.memory`), so peak memory does not grow with the file's length.
+Outputs appear atomically.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from archtool.engine.atomic import atomic_path, sha256_file, write_text_atomic
 from archtool.engine.chunking import iter_with_context
 from archtool.engine.devices import is_out_of_memory
 from archtool.engine.manifest import is_done
-from archtool.engine.memory import release_free_memory
+from archtool.engine.memory import HeapCeiling, release_free_memory
 from archtool.engine.settings import RestoreSettings
 from archtool.engine.spill import Spill
 from archtool.errors import ArchtoolError, InvalidAudioError
@@ -168,7 +170,9 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
                     chunks = _restored_chunks(reader, block, ctx, plan, sr, device, file_seed)
                 else:
                     chunks = ((b, b) for b in reader)
+                ceiling = HeapCeiling()
                 for inp, out in chunks:
+                    ceiling.step()  # the previous chunk's temporaries are free by now
                     if not np.isfinite(out).all():
                         raise InvalidAudioError(job.path, "restoration produced NaN or infinite samples")
                     meter_in.update(inp)
@@ -210,8 +214,10 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
         if settings.normalize:
             def render_loudness(g: float) -> float:
                 m = LoudnessMeter(sr, ch)
+                ceiling = HeapCeiling()
                 for b in _render(pass2_source, render, g, limiter):
                     m.update(b)
+                    ceiling.step()
                 return m.integrated()
 
             gain_db, note = settle_gain(render_loudness, decision, settings.target_lufs)
@@ -236,10 +242,12 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
         with atomic_path(out_path, out_dir) as tmp_out:
             if measure_out:
                 with BlockWriter(tmp_out, sr, ch, spec, metadata) as writer:
+                    ceiling = HeapCeiling()
                     for b in _render(pass2_source, render, gain_db, limiter):
                         meter_out.update(b)
                         peak_out.update(b)
                         writer.write(b)
+                        ceiling.step()
             elif spill is not None:
                 spill.close_writing()
                 transcode_with_gain(spill.path, tmp_out, sr, ch, gain_db, spec, metadata, raw_float32=True)
