@@ -366,3 +366,24 @@ def test_intervals_at_exact_sample_times_keep_their_length():
         assert (plan["start"], plan["stop"]) == (s, s + 220)
     plan = plan_fills([[1.00001, 1.01]], sr, 10 * sr, offset_s=0.5)[0]  # a fraction of a sample still counts
     assert (plan["start"], plan["stop"]) == (int(np.floor(0.50001 * sr)), int(np.ceil(0.51 * sr)))
+
+
+def test_plain_unet_recipe_is_the_unet_method_and_skips_janssen(random_filler):
+    """``Recipe("unet", init="extrapolate", ar_ramp_ms=0)`` (the table's choice for long speech
+    gaps) is exactly the plain U-Net fill; bad recipe settings are refused."""
+    sr = 16000
+    clean = speech_like(1.0, sr, seed=6)
+    s, e = 6000, 6000 + int(0.3 * sr)
+    damaged = clean.copy()
+    damaged[:, s:e] = 0.0
+    plain = Recipe("unet", init="extrapolate", ar_ramp_ms=0.0)
+    assert not plain.needs_janssen() and Recipe("unet").needs_janssen()
+    out, rec = inpaint(damaged, sr, [[s / sr, e / sr]], filler=random_filler, recipe=plain)
+    assert rec[0]["init"] == "extrapolate" and rec[0]["ar_ramp_ms"] == 0.0
+    direct = random_filler.fill(damaged[0].astype(np.float64), s, e, sr)
+    assert np.array_equal(out[0, s:e], direct.astype(np.float32))
+    assert np.array_equal(out[:, :s], damaged[:, :s]) and np.array_equal(out[:, e:], damaged[:, e:])
+    with pytest.raises(ValueError, match="recipe"):
+        Recipe("unet", init="random")
+    with pytest.raises(ValueError, match="recipe"):
+        Recipe("magic")

@@ -73,6 +73,7 @@ GL_ITERATIONS = 60
 CONTEXT_FRAMES = 64
 MIN_ZERO_RUN_S = 0.008
 PACKAGED_MODELS = {"speech16k": "inpaint_speech16k.pt", "music22k": "inpaint_music22k.pt"}
+RECIPE_KINDS = ("ar", "ar_topup", "unet")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,9 @@ class Recipe:
     their departure from the Janssen fill is scaled by ``gain_low`` below ``split_hz`` and
     ``gain_high`` above it (:func:`band_gain`; ``1 / 1`` keeps it whole, ``0.5 / 0.5`` is
     the average of the two fills, ``0 / 1`` keeps the AR's low band and the network's high
-    band).
+    band). ``init``: where the network's phase starts, ``janssen`` (the Janssen fill) or
+    ``extrapolate`` (the cross-faded forward/backward AR prediction, which keeps its level
+    mid-gap); ``Recipe("unet", init="extrapolate", ar_ramp_ms=0)`` is the plain U-Net method.
     """
 
     kind: str
@@ -101,9 +104,18 @@ class Recipe:
     split_hz: float = 1000.0
     gain_low: float = 1.0
     gain_high: float = 1.0
+    init: str = "janssen"
+
+    def __post_init__(self) -> None:
+        if self.kind not in RECIPE_KINDS or self.init not in ("janssen", "extrapolate"):
+            raise ValueError(f"bad inpainting recipe: kind {self.kind!r}, init {self.init!r}")
+
+    def needs_janssen(self) -> bool:
+        """Whether the fill uses the Janssen fill (as the base, phase start, ramp or band gain)."""
+        return (self.kind == "ar" or self.init == "janssen" or self.ar_ramp_ms > 0
+                or not self.gain_low == self.gain_high == 1.0)
 
 
-RECIPE_KINDS = ("ar", "ar_topup", "unet")
 DEFAULT_RECIPES = {"ar": Recipe("ar"), "ar_topup": Recipe("ar_topup", floor=0.5, iterations=4),
                    "unet": Recipe("unet")}
 # The ``auto`` choice, per model (by rate) and gap length: (upper bound in ms, recipe), the
@@ -118,7 +130,7 @@ AUTO_RECIPES: dict[str, tuple[tuple[float, Recipe], ...]] = {
     "speech16k": ((15.8, Recipe("ar")),
                   (70.7, Recipe("unet")),
                   (141.4, _TOPUP(floor=0.7, iterations=4)),
-                  (float("inf"), Recipe("unet"))),
+                  (float("inf"), Recipe("unet", init="extrapolate", ar_ramp_ms=0.0))),
     "music22k": ((35.4, Recipe("ar")),
                  (70.7, _TOPUP(floor=0.5, iterations=0)),
                  (141.4, _TOPUP(floor=0.5, iterations=4)),
@@ -389,6 +401,8 @@ def _describe(rec: dict[str, Any], xfade_ms: float | None = None) -> None:
             rec["ceiling"] = recipe.ceiling
         rec["iterations"] = recipe.iterations
     rec["ar_ramp_ms"] = recipe.ar_ramp_ms if xfade_ms is None else float(xfade_ms)
+    if recipe.init != "janssen":
+        rec["init"] = recipe.init
     if not recipe.gain_low == recipe.gain_high == 1.0:
         rec.update(split_hz=recipe.split_hz, gain_low=recipe.gain_low, gain_high=recipe.gain_high)
 
@@ -443,14 +457,16 @@ def finish_fill(ar: np.ndarray, base: np.ndarray, sample_rate: int, recipe: Reci
 
 
 def unet_base_fill(filler: "UNetFiller", x: np.ndarray, start: int, stop: int, sample_rate: int,
-                   recipe: Recipe, ar: np.ndarray, iterations: int | None = None) -> np.ndarray:
+                   recipe: Recipe, ar: np.ndarray | None, iterations: int | None = None) -> np.ndarray:
     """The network's fill of ``x[start:stop]`` for a ``unet`` or ``ar_topup`` recipe, started
-    from the Janssen fill ``ar`` (before :func:`finish_fill`). ``iterations`` overrides the
-    ``unet`` recipe's Griffin-Lim iterations. Returns ``(stop - start,)`` float64."""
+    from the Janssen fill ``ar`` (``init="janssen"``) or from the bidirectional AR prediction
+    (``init="extrapolate"``; ``ar`` unused), before :func:`finish_fill`. ``iterations``
+    overrides the ``unet`` recipe's Griffin-Lim iterations. Returns ``(stop - start,)`` float64."""
+    init = ar if recipe.init == "janssen" else None
     if recipe.kind == "unet":
         its = recipe.iterations if iterations is None else int(iterations)
-        return filler.fill(x, start, stop, sample_rate, its, init=ar)
-    return filler.fill(x, start, stop, sample_rate, recipe.iterations, init=ar,
+        return filler.fill(x, start, stop, sample_rate, its, init=init)
+    return filler.fill(x, start, stop, sample_rate, recipe.iterations, init=init,
                        mag_range=(recipe.floor, recipe.ceiling), momentum=0.0)
 
 
@@ -523,10 +539,11 @@ def _fill_one(audio: np.ndarray, out: np.ndarray, rec: dict[str, Any], sample_ra
         if rec["method"] == "ar":
             fill = ar_fill(x, fs, fe, sample_rate)
         elif rec["method"] in ("unet", "ar_topup"):
-            ar = ar_fill(x, fs, fe, sample_rate, order=ar_order_bounded(fe - fs, sample_rate))
+            janssen = recipe.needs_janssen() or ramp_ms > 0
+            ar = ar_fill(x, fs, fe, sample_rate, order=ar_order_bounded(fe - fs, sample_rate)) if janssen else None
             base = unet_base_fill(filler, x, fs, fe, sample_rate, recipe, ar,
                                   iterations if rec["method"] == "unet" else None)
-            fill = finish_fill(ar, base, sample_rate, recipe, ramp_ms)
+            fill = finish_fill(ar, base, sample_rate, recipe, ramp_ms) if janssen else base
         else:
             fill = bidirectional_extrapolate(x, fs, fe, sample_rate)
         w = np.ones(fe - fs)
