@@ -139,6 +139,19 @@ def test_lsa_prefilter_is_the_dsp_suppressor_then_the_prior_at_the_residual_leve
         restorer.process(noisy, RATE, {**p, "prefilter": "spectral"})
 
 
+def test_several_samples_are_averaged_and_seeded(restorer):
+    x = music(12000, channels=2) + 0.03 * torch.randn(2, 12000, generator=torch.Generator().manual_seed(5))
+    p = {"noise_gain": 0.03, "steps": 3, "churn": 5.0, "start_factor": 1.5, "seed": 3}
+    one = restorer.process(x, RATE, p)
+    assert torch.equal(restorer.process(x, RATE, {**p, "samples": 1}), one)  # the first sample is unchanged
+    three = restorer.process(x, RATE, {**p, "samples": 3})
+    assert three.shape == x.shape and torch.equal(three, restorer.process(x.clone(), RATE, {**p, "samples": 3}))
+    # the mean of three stochastic samples varies less between seeds than one sample does
+    three_b = restorer.process(x, RATE, {**p, "samples": 3, "seed": 4})
+    one_b = restorer.process(x, RATE, {**p, "seed": 4})
+    assert float((three - three_b).square().mean()) < 0.6 * float((one - one_b).square().mean())
+
+
 def test_no_task_returns_the_input(restorer):
     x = music(5000)
     assert torch.allclose(restorer.process(x, RATE, {"denoise": False, "steps": 2}), x, atol=1e-6)

@@ -42,7 +42,8 @@ Params: ``steps`` (25; ``diffusion_steps``, the restore command's ``--steps``, o
 ``overlap`` (0.25), ``denoise`` (bool), ``noise_dir``, ``noise_gain`` (noise RMS, input
 units, when no analysis measure is given), ``model`` (``music`` or a checkpoint path),
 ``prefilter`` (``none`` / ``lsa``), ``max_reduction_db`` (18, the prefilter's),
-``residual_scale`` (3.0).
+``residual_scale`` (3.0), ``samples`` (1: the output is the mean of this many samples, each
+seeded by its index; useful only with ``churn`` > 0).
 """
 from __future__ import annotations
 
@@ -316,6 +317,7 @@ class DiffusionRestorer:
         order = int(number(params, "order", 1, 1, 2))
         start_factor = number(params, "start_factor", 1.0, 0.1, 100.0)
         batch = int(number(params, "batch", 8, 1, 1024))
+        samples = int(number(params, "samples", 1, 1, 64))
         overlap = number(params, "overlap", 0.25, 0.0, 0.75)
         seed = int(params.get("seed", 0) or 0)
         offset = int(round(chunk_offset(params, sample_rate) * rate / sample_rate))
@@ -365,7 +367,7 @@ class DiffusionRestorer:
                 places.append((c, k, a, lo, hi))
             result = self._batch(torch.stack(segs), knowns, places, m, psd, noise_ms, cutoff, clip_level,
                                  steps=steps, xi=xi, order=order, churn=churn, start_factor=start_factor,
-                                 seed=seed, sd=sd)
+                                 seed=seed, sd=sd, samples=samples)
             for (c, k, a, lo, hi), r in zip(places, result):
                 out[c, lo:hi] += (r * taper)[lo - a:hi - a]
                 if c == 0:
@@ -390,7 +392,7 @@ class DiffusionRestorer:
 
     def _batch(self, y: torch.Tensor, knowns: list, places: list, m: DiffusionModel, psd: np.ndarray | None,
                noise_ms: float, cutoff: float | None, clip_level: float | None, *, steps: int, xi: float,
-               order: int, churn: float, start_factor: float, seed: int, sd: float) -> torch.Tensor:
+               order: int, churn: float, start_factor: float, seed: int, sd: float, samples: int = 1) -> torch.Tensor:
         """Restore ``(B, segment)`` segments at the model rate."""
         dev = m.device
         power = y.double().square().mean(dim=-1)
@@ -421,9 +423,13 @@ class DiffusionRestorer:
         start = start.clamp(max=m.denoiser.edm.sigma_max)
         init = sigma_noise if psd is not None else torch.zeros_like(start)
         init = torch.minimum(init, start)
-        gens = [torch.Generator(device=dev).manual_seed(seed_for(seed, f"diffusion:{c}:{k}")) for c, k, *_ in places]
-        x = sample(m.denoiser, tuple(yn.shape), steps, gens, device=dev, x_init=yn, sigma_start=start,
-                   init_sigma=init, guidance=obs.guidance if weights is not None else None,
-                   xi=xi if weights is not None else 0.0, project=obs.project, order=order, s_churn=churn)
-        x = (x.cpu() / scale[:, None])
+        x = torch.zeros_like(yn)
+        for j in range(samples):  # the mean of several samples estimates the posterior mean
+            tag = "" if j == 0 else f":{j}"
+            gens = [torch.Generator(device=dev).manual_seed(seed_for(seed, f"diffusion:{c}:{k}{tag}"))
+                    for c, k, *_ in places]
+            x = x + sample(m.denoiser, tuple(yn.shape), steps, gens, device=dev, x_init=yn, sigma_start=start,
+                           init_sigma=init, guidance=obs.guidance if weights is not None else None,
+                           xi=xi if weights is not None else 0.0, project=obs.project, order=order, s_churn=churn)
+        x = (x.cpu() / samples / scale[:, None])
         return torch.where(live[:, None], x, y)
