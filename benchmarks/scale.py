@@ -113,6 +113,14 @@ def synth(path: Path, seconds: float, seed: int = 0) -> Path:
 
 
 # -- throughput -----------------------------------------------------------------------------------
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and its finished children (workers, ffmpeg)."""
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                    resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def throughput(args: argparse.Namespace) -> dict:
     """1 then 2 CPU workers on the same files: wall time, times real time, speed-up.
 
@@ -120,7 +128,11 @@ def throughput(args: argparse.Namespace) -> dict:
     cold; the single in-process worker of a 1-worker run pays them once too), which weighs
     heavily in a short run on a busy machine. So each run also reports a steady-state
     rate: per worker, the audio of its files after its first divided by their own times
-    (``time_s``), summed over workers; ``steady_speedup`` compares those rates.
+    (``time_s``), summed over workers; ``steady_speedup`` compares those rates. CPU seconds
+    per second of audio (this process, its workers and their ffmpeg children) show whether
+    two workers cost more CPU per file than one; on a machine shared between sessions
+    (Linux autogroups share the cores between sessions, whatever ``nice`` says) a second
+    worker can only be faster if the other sessions leave a core free.
     """
     from archtool.engine.batch import run_batch
     from archtool.engine.settings import RestoreSettings
@@ -138,9 +150,9 @@ def throughput(args: argparse.Namespace) -> dict:
                 per_slot.setdefault(ev.slot, []).append((float(ev.result.get("duration_s") or 0.0),
                                                          float(ev.result.get("time_s") or 0.0)))
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _own_cpu_s()
         batch = run_batch(src, out, RestoreSettings(preset=args.preset), jobs=jobs, on_event=on_event)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, _own_cpu_s() - c0
         audio = sum(r.get("duration_s") or 0 for r in batch.results)
         steady = sum(sum(a for a, _ in done[1:]) / sum(t for _, t in done[1:])
                      for done in per_slot.values() if len(done) > 1 and sum(t for _, t in done[1:]) > 0)
@@ -148,6 +160,7 @@ def throughput(args: argparse.Namespace) -> dict:
                       "load_after": loadavg(), "failed": len(batch.failed),
                       "first_file_s": {k: round(v[0][1], 2) for k, v in per_slot.items()},
                       "steady_x_real_time": round(steady, 1),
+                      "cpu_s": round(cpu, 2), "cpu_s_per_audio_s": round(cpu / audio, 4) if audio else None,
                       "steps": sorted({s["restorer"] for r in batch.results for s in r.get("steps") or []})}
         hashes[jobs] = {r["input"]: r.get("output_sha256") for r in batch.results}
     return {"section": "throughput", "machine": machine(), "files": args.files, "seconds_each": args.seconds,
