@@ -108,6 +108,18 @@ def score(analysis: dict, labels: dict[str, dict], degraded_root: Path) -> dict:
             fp += (not truth) and pred
             fn += truth and (not pred)
         per_kind[k] = _prf(tp, fp, fn) | {"positives": tp + fn}
+    # the same per programme type (speech / music: the clip's source folder), for reading only
+    by_programme: dict[str, dict] = {}
+    for prog in ("speech", "music"):
+        sub = [(rec, lab) for rec, lab in rows if str(lab.get("source", "")).startswith(prog + "/")]
+        by_programme[prog] = {}
+        for k in KINDS:
+            tp = sum(1 for rec, lab in sub if k in lab.get("kinds", {}) and
+                     any(f["kind"] == k and f["detected"] for f in rec["findings"]))
+            fp = sum(1 for rec, lab in sub if k not in lab.get("kinds", {}) and
+                     any(f["kind"] == k and f["detected"] for f in rec["findings"]))
+            pos = sum(1 for _, lab in sub if k in lab.get("kinds", {}))
+            by_programme[prog][k] = _prf(tp, fp, pos - tp) | {"positives": pos, "clips": len(sub)}
     scored = [k for k in KINDS if per_kind[k]["positives"] > 0]
     macro = float(np.mean([per_kind[k]["f1"] for k in scored])) if scored else 0.0
 
@@ -154,6 +166,7 @@ def score(analysis: dict, labels: dict[str, dict], degraded_root: Path) -> dict:
     gap_missing = int(sum(1 for x in gap_err if not np.isfinite(x)))
     return {
         "files_scored": len(rows), "per_kind": per_kind, "macro_f1": round(macro, 4),
+        "per_kind_by_programme": by_programme,
         "kinds_scored": scored,
         "snr_mae_db": stats(snr_err), "snr_mae_noise_only_db": stats(snr_err_only),
         "snr_mae_noise_detected_db": stats(snr_err_det), "snr_mae_noise_missed_db": stats(snr_err_missed),
@@ -216,8 +229,15 @@ def render(report: Path, png: Path) -> bool:
 def markdown(res: dict) -> str:
     s = res["score"]
     lines = ["| kind | positives | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]
+    bp = s.get("per_kind_by_programme", {})
+    if bp:
+        lines[0] += " F1 speech (pos.) | F1 music (pos.) |"
+        lines[1] += "---:|---:|"
     for k, v in s["per_kind"].items():
-        lines.append(f"| {k} | {v['positives']} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} |")
+        row = f"| {k} | {v['positives']} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} |"
+        if bp:
+            row += "".join(f" {bp[g][k]['f1']:.3f} ({bp[g][k]['positives']}) |" for g in ("speech", "music"))
+        lines.append(row)
     lines.append("")
     lines.append(f"macro-F1 over the {len(s['kinds_scored'])} kinds present: **{s['macro_f1']:.3f}**; "
                  f"SNR MAE {s['snr_mae_db']['mean']} dB (n={s['snr_mae_db']['n']}; noise-only clips "
@@ -262,9 +282,11 @@ def main() -> None:
         corpus = build_corpus(args.out, args.seed, args.count, args.clip_seconds, args.jobs)
     labels = load_labels(corpus)
     report = args.out / "report"
+    load0 = os.getloadavg()[0]
     analysis, wall = run_analyze(corpus, report, args.jobs)
     res = {"seed": args.seed, "count": args.count, "clip_seconds": args.clip_seconds,
-           "analyze_wall_s": round(wall, 2), "score": score(analysis, labels, corpus / "degraded")}
+           "analyze_wall_s": round(wall, 2), "loadavg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
+           "score": score(analysis, labels, corpus / "degraded")}
     if args.speed_minutes > 0:
         res["speed"] = speed(args.out, args.speed_minutes)
     png = args.out / "report.png"

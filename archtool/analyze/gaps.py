@@ -13,7 +13,6 @@ Measures: ``intervals_s`` ([[start, end], ...], first ``MAX_INTERVALS``), ``coun
 """
 from __future__ import annotations
 
-
 from archtool.analyze._util import r, ramp
 from archtool.analyze.features import GAP_CEILING_DBFS, Features, _runs
 from archtool.analyze.profile import Finding

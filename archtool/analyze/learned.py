@@ -36,7 +36,7 @@ CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "analyze_dete
 RULE_KINDS = ("gaps",)
 SNR_CENTRE_DB, SNR_SCALE_DB = 20.0, 8.0  # standardisation of the noise-SNR output
 SNR_MIN_PROBABILITY = 0.02  # raw P(noise) from which the learned SNR replaces the detector's
-FEATURE_VERSION = 5  # bump when feature_vector changes (training caches are keyed by it)
+FEATURE_VERSION = 6  # bump when feature_vector changes (training caches are keyed by it)
 OCTAVES_HZ = (62, 125, 250, 500, 1000, 2000, 4000, 8000)
 HIDDEN = 96
 
@@ -169,6 +169,7 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     feats.update(_decay_rate_features(f))
     feats.update(_wow_long_lag_features(f))
     feats["nz_line_resid_db"] = _noise_line_residual(f)
+    feats.update(_side_features(f))
     feats["bg_excess"] = _num(m["background"]["excess_db"])
     feats["bg_spread"] = _num(m["background"]["spread_db"])
     feats["bg_level"] = max(_num(m["background"]["level_dbfs"], -120.0), -120.0)
@@ -256,7 +257,8 @@ def _noise_line_residual(f: Features) -> float:
     if np.count_nonzero(sel) < 8:
         return 0.0
     lf = np.log2(f.freqs[sel])
-    ld = 10 * np.log10(np.asarray(f.noise_psd[sel], dtype=np.float64) + 1e-30)
+    # (the smoothed minimum statistics can leave -1e-16 where a band is empty)
+    ld = 10 * np.log10(np.maximum(np.asarray(f.noise_psd[sel], dtype=np.float64), 0.0) + 1e-30)
     # third-octave smoothing first, so the estimator's own scatter does not count
     edges = np.arange(lf.min(), lf.max() + 1 / 3, 1 / 3)
     idx = np.clip(np.searchsorted(edges, lf) - 1, 0, max(edges.size - 2, 0))
@@ -458,6 +460,17 @@ def clipping_evidence(fd: Finding) -> bool:
     return _num(m.get("flat_runs")) >= CLIP_MIN_RUNS or _num(m.get("near_peak_fraction")) >= CLIP_MIN_NEAR_PEAK
 
 
+def reverb_evidence(fd: Finding) -> bool:
+    """Whether the measured decay allows reverberation worth reporting: no RT60 measured
+    (dense programme: the decision rests on the decay-rate distribution), or one of at least
+    ``REVERB_MIN_RT60_S``. On the validation corpora (1050 clips, 141 reverberant) no
+    reverberant clip measured less than that, while 536 others did (a dry room or close
+    microphones; a dry solo trumpet measures 0.21 s)."""
+    rt = fd.measures.get("rt60_s")
+    return rt is None or not math.isfinite(float(rt)) or float(rt) >= REVERB_MIN_RT60_S
+
+
+REVERB_MIN_RT60_S = 0.25
 CLIP_MIN_RUNS = 2
 CLIP_MIN_NEAR_PEAK = 1e-3
 CERTAIN_EDGE_DB = 30.0
@@ -492,6 +505,10 @@ def apply(found: dict[str, Finding], probs: dict[str, float], snr_db: float | No
         if k == "clipping" and fd.detected and not clipping_evidence(fd):
             fd.detected = False
             fd.measures["vetoed"] = "no flat runs or near-peak pile-up to show for it"
+            p = 0.5 - 1e-6
+        if k == "reverb" and fd.detected and not reverb_evidence(fd):
+            fd.detected = False
+            fd.measures["vetoed"] = f"measured RT60 under {REVERB_MIN_RT60_S} s: a dry room"
             p = 0.5 - 1e-6
         fd.confidence = float(abs(p - 0.5) * 2.0) * 0.5 + 0.5
         if fd.detected and fd.severity <= 0.0:

@@ -73,6 +73,9 @@ def extract(corpora: list[Path], jobs: int = 1):
     ``learned.FEATURE_VERSION``; bump it when the features change).
     """
     parts = [_extract_one(c, jobs) for c in corpora]
+    # a non-finite feature (none expected; one clip's degenerate noise spectrum once gave a
+    # NaN) would turn the standardisation and every weight into NaN
+    parts = [(np.nan_to_num(p[0], nan=0.0, posinf=0.0, neginf=0.0), *p[1:]) for p in parts]
     names = parts[0][4]
     if any(p[4] != names for p in parts):
         raise ValueError("cached feature names differ between corpora; delete the analyze_features caches")
@@ -81,45 +84,69 @@ def extract(corpora: list[Path], jobs: int = 1):
 
 
 def _fit(X: np.ndarray, Y: np.ndarray, S: np.ndarray, epochs: int, seed: int = 0, members: int = 1,
-         hidden: int = HIDDEN):
+         hidden: int = HIDDEN, batch: int = 64, jobs: int = 1):
     """Train ``members`` MLPs (seeds ``seed``, ``seed + 1``, ...) on the same data: per-kind
     BCE on the first outputs, and squared error of the noise SNR (standardised,
-    ``learned.SNR_CENTRE_DB``/``SNR_SCALE_DB``) on the last, on clips with a noise unit."""
+    ``learned.SNR_CENTRE_DB``/``SNR_SCALE_DB``) on the last, on clips with a noise unit.
+    Members train independently (``jobs`` processes, one thread each); each depends only on
+    its own seed, so the result does not depend on ``jobs``."""
+    import torch
+
+    from archtool.analyze.learned import build_model
+
+    model = build_model(X.shape[1], Y.shape[1] + 1, members, hidden)
+    xt = torch.from_numpy(X)
+    model.mean.copy_(xt.mean(0))
+    model.std.copy_(xt.std(0).clamp_min(1e-3))
+    mean, std = model.mean.numpy().copy(), model.std.numpy().copy()
+    args = [(X, Y, S, mean, std, epochs, seed + i, hidden, batch) for i in range(members)]
+    if jobs > 1 and members > 1:
+        from joblib import Parallel, delayed
+
+        states = Parallel(n_jobs=min(jobs, members))(delayed(_fit_member)(*a) for a in args)
+    else:
+        states = [_fit_member(*a) for a in args]
+    for net, st in zip(model.nets, states):
+        net.load_state_dict(st)
+    model.eval()
+    return model
+
+
+def _fit_member(X, Y, S, mean, std, epochs: int, seed: int, hidden: int, batch: int) -> dict:
+    """One member's weights (a state dict of ``build_model(...).nets[0]``)."""
     import torch
 
     from archtool.analyze.learned import SNR_CENTRE_DB, SNR_SCALE_DB, build_model
 
-    model = build_model(X.shape[1], Y.shape[1] + 1, members, hidden)
-    xt, yt = torch.from_numpy(X), torch.from_numpy(Y)
+    torch.set_num_threads(1)
+    net = build_model(X.shape[1], Y.shape[1] + 1, 1, hidden).nets[0]
+    xt, yt = torch.from_numpy(np.array(X)), torch.from_numpy(np.array(Y))  # writable copies
     st = torch.from_numpy(np.nan_to_num((S - SNR_CENTRE_DB) / SNR_SCALE_DB).astype(np.float32))
     has = torch.from_numpy(np.isfinite(S).astype(np.float32))
-    model.mean.copy_(xt.mean(0))
-    model.std.copy_(xt.std(0).clamp_min(1e-3))
     pos = yt.mean(0).clamp(0.02, 0.98)
     bce = torch.nn.BCEWithLogitsLoss(pos_weight=(1 - pos) / pos)
-    z = (xt - model.mean) / model.std
+    z = (xt - torch.from_numpy(mean)) / torch.from_numpy(std)
     n, k = X.shape[0], Y.shape[1]
-    for i, net in enumerate(model.nets):
-        torch.manual_seed(seed + i)
-        for layer in net:
-            if hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()
-        opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-2)
-        g = torch.Generator().manual_seed(seed + i)
-        for ep in range(epochs):
-            net.train()
-            perm = torch.randperm(n, generator=g)
-            for j in range(0, n, 64):
-                idx = perm[j:j + 64]
-                opt.zero_grad()
-                out = net(z[idx])
-                h = has[idx]
-                mse = ((out[:, k] - st[idx]) ** 2 * h).sum() / h.sum().clamp_min(1.0)
-                loss = bce(out[:, :k], yt[idx]) + SNR_LOSS_WEIGHT * mse
-                loss.backward()
-                opt.step()
-    model.eval()
-    return model
+    torch.manual_seed(seed)
+    for layer in net:
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-2)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        net.train()
+        perm = torch.randperm(n, generator=g)
+        for j in range(0, n, batch):
+            idx = perm[j:j + batch]
+            opt.zero_grad()
+            out = net(z[idx])
+            h = has[idx]
+            mse = ((out[:, k] - st[idx]) ** 2 * h).sum() / h.sum().clamp_min(1.0)
+            loss = bce(out[:, :k], yt[idx]) + SNR_LOSS_WEIGHT * mse
+            loss.backward()
+            opt.step()
+    net.eval()
+    return {key: v.detach().clone() for key, v in net.state_dict().items()}
 
 
 SNR_LOSS_WEIGHT = 0.5
@@ -175,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=7, help="torch seed of the weights and batches")
     ap.add_argument("--members", type=int, default=1, help="MLPs averaged (an ensemble)")
     ap.add_argument("--hidden", type=int, default=HIDDEN, help="units per hidden layer")
+    ap.add_argument("--batch", type=int, default=64, help="minibatch size")
     ap.add_argument("--extract-only", action="store_true", help="only compute and cache the features")
     args = ap.parse_args(argv)
     import torch
@@ -187,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.extract_only:
         print(f"features cached: {X.shape[0]} training clips, {Xv.shape[0]} validation clips, {len(names)} features")
         return
-    model = _fit(X, Y, S, args.epochs, seed=args.seed, members=args.members, hidden=args.hidden)
+    model = _fit(X, Y, S, args.epochs, seed=args.seed, members=args.members, hidden=args.hidden,
+                 batch=args.batch, jobs=args.jobs)
     P, snr_pred = _predict(model, Xv)
     hv = np.isfinite(Sv)
     snr_rule = Xv[:, names.index("snr_db")]
@@ -219,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
                        "../shared/data/MANIFEST.csv (CC-BY / CC0 / public domain; four music clips CC-BY-NC-3.0)",
         },
         "validated_on": {"corpora": [str(c) for c in args.val], "clips": int(Xv.shape[0])},
-        "training": {"epochs": args.epochs, "optimizer": "AdamW lr 3e-3 wd 1e-2, batch 64, per member",
+        "training": {"epochs": args.epochs, "optimizer": f"AdamW lr 3e-3 wd 1e-2, batch {args.batch}, per member",
                      "loss": f"BCE with per-kind positive weighting + {SNR_LOSS_WEIGHT} x squared error of the "
                              "standardised noise-unit SNR (clips with a noise unit)", "seed": args.seed,
                      "thresholds": "per kind, maximising validation F1 (validation corpora only); for "
