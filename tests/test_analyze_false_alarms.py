@@ -106,3 +106,22 @@ def test_jfk_transfer_is_not_clipped(historical):
     c = analyze_file(historical / "jfk_inaugural_1961.flac").finding("clipping")
     assert c.measures["flat_runs"] <= 1
     assert not c.detected, c.measures
+
+
+def test_decisions_do_not_depend_on_the_channel_count():
+    """Every feature of the decision layer is of the mono mix (or per-channel extremes): a
+    dual-mono file gives exactly the feature vector, and so the findings, of its mono
+    version (training music is stereo and speech mono, so a channel count among the
+    features made a mono music excerpt read as reverberant)."""
+    from test_analyze_detectors import programme
+
+    from archtool.analyze.analyzer import rule_findings
+    from archtool.analyze.learned import feature_vector
+
+    x = programme(seed=12).astype(np.float32)
+    fm, fs = features_of_audio(x, 16000), features_of_audio(np.repeat(x, 2, axis=0), 16000)
+    vm, names = feature_vector(fm, rule_findings(fm))
+    vs, _ = feature_vector(fs, rule_findings(fs))
+    assert "channels" not in names and np.allclose(vm, vs, atol=1e-5)
+    pm, ps = analyze_audio(x, 16000), analyze_audio(np.repeat(x, 2, axis=0), 16000)
+    assert [f.detected for f in pm.findings] == [f.detected for f in ps.findings]

@@ -128,7 +128,6 @@ class Features:
     band_db: np.ndarray            # (F, B) frame power per band, dB
     frame_peakiness: np.ndarray    # (F,) spectral flatness-like measure (dB)
     env_db: np.ndarray             # (E,) mean square per ENV_BLOCK_S block, dB
-    env_side_db: np.ndarray        # (E,) the same for the side signal (x0 - x1) / 2; (0,) for mono
     env_hop_s: float               # seconds per env_db row
     env_levels: LevelRecords       # where the envelope first / last exceeds a level (exact)
     env_low_runs: list             # [(start, end, max dB, values or None)] envelope runs below
@@ -170,7 +169,7 @@ class Features:
     true_peak_dbtp: float | None
     chunk_noise: list[np.ndarray] = field(default_factory=list)
     series_exact: bool = True      # False when a long file's per-frame series (frame_db, band_db,
-                                   # frame_peakiness, env_db, env_side_db, wow tracks) hold a
+                                   # frame_peakiness, env_db, wow tracks) hold a
                                    # uniform sample of whole segments joined end to end
 
     @property
@@ -347,7 +346,6 @@ class FeatureAccumulator:
         self.frames = SegmentStore(2 + len(BANDS_HZ), int(history_s * self.sr / self.hop))  # dB, bands, flatness
         env_cap = int(history_s / (self.env_block / self.sr))
         self.env = SegmentStore(1, env_cap)
-        self.env_side = SegmentStore(1, env_cap)
         self.env_levels = LevelRecords()
         self.env_low = LowRuns(GAP_CEILING_DBFS, env_cap, min_len=2)
         self.power_sum = np.zeros(self.freqs.size)
@@ -425,9 +423,6 @@ class FeatureAccumulator:
             self.env.append(e)
             self.env_levels.append(e)
             self.env_low.append(e)
-        if self.channels > 1:
-            for e in self._envelope(0.5 * (x[0] - x[1])):
-                self.env_side.append(e)
         power = self._stft(mono)
         self._mid(mono)
         self._clicks(mono, start, power)
@@ -795,7 +790,7 @@ class FeatureAccumulator:
             sample_rate=self.sr, channels=self.channels, n_samples=self.n, n_fft=self.n_fft,
             hop=self.hop, freqs=self.freqs, mean_power=mean_power, noise_psd=noise,
             frame_db=fr[:, 0].copy(), band_db=fr[:, 1:1 + nb].copy(), frame_peakiness=fr[:, 1 + nb].copy(),
-            env_db=self.env.values()[:, 0].copy(), env_side_db=self.env_side.values()[:, 0].copy(),
+            env_db=self.env.values()[:, 0].copy(),
             env_hop_s=self.env_block / self.sr, env_levels=self.env_levels, env_low_runs=self.env_low.finish(),
             low_rate=self.low_rate,
             low_freqs=np.fft.rfftfreq(LOW_NFFT, 1.0 / self.low_rate),
@@ -822,6 +817,6 @@ class FeatureAccumulator:
         fixed = (self.power_sum.nbytes + self.low_psd_sum.nbytes + self.abs_hist.nbytes + self.slope_hist.nbytes * 3
                  + self.hum_line_count.nbytes + self.buf.nbytes)
         rows = sum(r.nbytes for r in self.chunk_noise.rows) + 8 * len(self.res_scale.rows)
-        return int(fixed + rows + self.frames.nbytes + self.env.nbytes + self.env_side.nbytes
+        return int(fixed + rows + self.frames.nbytes + self.env.nbytes
                    + self.wow_series.nbytes + self.events.nbytes + 16 * len(self.zero_runs)
                    + self.env_levels.nbytes + self.env_low.nbytes)

@@ -36,7 +36,7 @@ CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "analyze_dete
 RULE_KINDS = ("gaps",)
 SNR_CENTRE_DB, SNR_SCALE_DB = 20.0, 8.0  # standardisation of the noise-SNR output
 SNR_MIN_PROBABILITY = 0.02  # raw P(noise) from which the learned SNR replaces the detector's
-FEATURE_VERSION = 6  # bump when feature_vector changes (training caches are keyed by it)
+FEATURE_VERSION = 7  # bump when feature_vector changes (training caches are keyed by it)
 OCTAVES_HZ = (62, 125, 250, 500, 1000, 2000, 4000, 8000)
 HIDDEN = 96
 
@@ -169,7 +169,6 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     feats.update(_decay_rate_features(f))
     feats.update(_wow_long_lag_features(f))
     feats["nz_line_resid_db"] = _noise_line_residual(f)
-    feats.update(_side_features(f))
     feats["bg_excess"] = _num(m["background"]["excess_db"])
     feats["bg_spread"] = _num(m["background"]["spread_db"])
     feats["bg_level"] = max(_num(m["background"]["level_dbfs"], -120.0), -120.0)
@@ -188,7 +187,10 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     feats["gaps_count"] = _log(_num(m["gaps"]["count"]) + 1.0, 1.0)
     feats["gaps_frac"] = _num(m["gaps"]["fraction"])
     feats["rate_khz"] = f.sample_rate / 1000.0
-    feats["channels"] = float(f.channels)
+    # no channel count and no inter-channel measure: every other feature is of the mono mix,
+    # so a mono transfer of a stereo programme reads like the programme (training music is
+    # stereo and speech mono: the count told the model "speech", and a mono music excerpt
+    # read as reverberant)
     names = list(feats)
     return np.asarray([feats[n] for n in names], dtype=np.float32), names
 
@@ -223,30 +225,6 @@ def _wow_long_lag_features(f: Features) -> dict[str, float]:
     fin = np.abs(d[:, 0][np.isfinite(d[:, 0])])
     return {"wowL_peak_db": wl["peak_db"], "wowL_share": wl["share"], "wowL_amp": _log(wl["amp"] + 0.1, 0.1),
             "wow_abs_p90": _log(float(np.percentile(fin, 90)) + 0.1 if fin.size else 0.1, 0.1)}
-
-
-SIDE_FLOOR_DB = -60.0
-
-
-def _side_features(f: Features) -> dict[str, float]:
-    """Level of the side signal ``(x0 - x1) / 2`` re the mid (mono) signal, dB, in 5 ms
-    blocks: overall (median), at the floors (10th percentiles) and over the quietest
-    quarter of the blocks. Hiss and tape noise are independent per channel, so they put
-    as much power in the side as in the mid; a programme or a recorded ambience mixed in
-    the same way into both channels puts little there. ``SIDE_FLOOR_DB`` for mono files
-    (and identical channels)."""
-    names = ("side_med_rel", "side_q10_rel", "side_quiet_rel")
-    side, mid = f.env_side_db, f.env_db
-    if side.size == 0 or side.size != mid.size:
-        return {k: SIDE_FLOOR_DB for k in names}
-    live = mid > -110.0
-    if np.count_nonzero(live) < 8:
-        return {k: SIDE_FLOOR_DB for k in names}
-    sd, md = np.maximum(side[live], -150.0), mid[live]
-    rel = sd - md
-    quiet = md <= np.percentile(md, 25)
-    vals = (float(np.median(rel)), float(np.percentile(sd, 10) - np.percentile(md, 10)), float(np.median(rel[quiet])))
-    return {k: min(max(v, SIDE_FLOOR_DB), 20.0) for k, v in zip(names, vals)}
 
 
 def _noise_line_residual(f: Features) -> float:
