@@ -320,17 +320,23 @@ def test_shipped_checkpoint_metadata_and_size(name, rate):
     build_generator(meta["arch"]).load_state_dict(state)
 
 
+def held_out_speech(shared_data: Path) -> np.ndarray:
+    """3 s of the LibriSpeech clip the shipped speech model held out, peak 0.5 (float32)."""
+    from archtool.train.opgan import load_mono
+
+    _, meta = load_checkpoint(Path(__file__).resolve().parents[1] / "archtool" / "checkpoints" / "opgan_speech16k.pt")
+    key = next(k for k in meta["data"]["holdout"] if "librispeech" in k)
+    clean = load_mono(shared_data / key, 16000)[0][16000:16000 + 3 * 16000]
+    return (0.5 * clean / np.abs(clean).max()).astype(np.float32)
+
+
 def test_shipped_speech_model_restores_held_out_speech(shared_data):
     """The packaged speech model improves SDR on rar-degraded speech it never trained on."""
     from archtool.degrade import Degrader
     from archtool.restore.registry import get_restorer
-    from archtool.train.opgan import load_mono
 
     torch.set_num_threads(1)
-    _, meta = load_checkpoint(Path(__file__).resolve().parents[1] / "archtool" / "checkpoints" / "opgan_speech16k.pt")
-    key = next(k for k in meta["data"]["holdout"] if "librispeech" in k)
-    clean = load_mono(shared_data / key, 16000)[0][16000:16000 + 3 * 16000]
-    clean = (0.5 * clean / np.abs(clean).max()).astype(np.float32)
+    clean = held_out_speech(shared_data)
     deg = Degrader("rar", background_dir=shared_data / "background")
     restorer = get_restorer("opgan")
     gains = []
@@ -369,13 +375,9 @@ def test_shipped_speech_model_beats_dsp_denoise_on_blends(shared_data):
     (benchmarks/opgan.py measures +7.8 against +4.0 dB over 104 blends)."""
     from archtool.degrade import Degrader
     from archtool.restore.registry import get_restorer
-    from archtool.train.opgan import load_mono
 
     torch.set_num_threads(1)
-    _, meta = load_checkpoint(Path(__file__).resolve().parents[1] / "archtool" / "checkpoints" / "opgan_speech16k.pt")
-    key = next(k for k in meta["data"]["holdout"] if "librispeech" in k)
-    clean = load_mono(shared_data / key, 16000)[0][16000:16000 + 3 * 16000]
-    clean = (0.5 * clean / np.abs(clean).max()).astype(np.float32)
+    clean = held_out_speech(shared_data)
     deg = Degrader("rar", background_dir=shared_data / "background", rir_dir=shared_data / "rir")
     ref = torch.from_numpy(clean)[None]
     gains = {"opgan": [], "denoise": []}

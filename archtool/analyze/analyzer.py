@@ -70,7 +70,6 @@ def findings_from_features(f: Features, *, learned: bool = True) -> list[Finding
     detectors' own thresholds decide. Severity is 0 for kinds not detected.
     """
     from archtool.analyze import learned as learned_layer
-    from archtool.kinds import KINDS
 
     found = rule_findings(f)
     if _room_tone_only(f, found):
@@ -80,9 +79,7 @@ def findings_from_features(f: Features, *, learned: bool = True) -> list[Finding
             if k not in ("gaps", "clipping", "dc_offset"):
                 fd.detected = False
             fd.measures["room_tone_only"] = True
-        for fd in found.values():
-            fd.severity = max(fd.severity, 0.05) if fd.detected else 0.0
-        return [found[k] for k in KINDS]
+        return _ordered(found)
     if line_spectrum_only(f):
         # a few steady sinusoids (test or calibration tones, tone steps): no decay tail, no
         # band to limit, no floor under a programme; the learned layer never saw such
@@ -94,15 +91,20 @@ def findings_from_features(f: Features, *, learned: bool = True) -> list[Finding
             if not keep:
                 fd.detected = False
             fd.measures["line_spectrum_only"] = True
-        for fd in found.values():
-            fd.severity = max(fd.severity, 0.05) if fd.detected else 0.0
-        return [found[k] for k in KINDS]
+        return _ordered(found)
     if learned:
         vec, names = learned_layer.feature_vector(f, found)
         got = learned_layer.predict(vec, names)
         if got is not None:
             learned_layer.apply(found, *got)
     reverb.complete_rt60(found["reverb"], f)
+    return _ordered(found)
+
+
+def _ordered(found: dict[str, Finding]) -> list[Finding]:
+    """The findings in KINDS order; a detected one reports severity >= 0.05, an undetected one 0."""
+    from archtool.kinds import KINDS
+
     for fd in found.values():
         fd.severity = max(fd.severity, 0.05) if fd.detected else 0.0
     return [found[k] for k in KINDS]
