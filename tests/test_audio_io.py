@@ -140,3 +140,105 @@ def test_transcode_with_gain_equals_blocks_times_gain_through_the_writer(tmp_pat
                               else got - x * 10 ** (gain_db / 20)).max() <= 2.0 ** -(spec.bits - 1) + 1e-7
             else:
                 assert np.array_equal(got, expected)
+
+
+# -- in-process decoding (libsndfile) against ffmpeg ---------------------------------------------
+NATIVE = [
+    ("u8.wav", ["-c:a", "pcm_u8"]),
+    ("s16.wav", ["-c:a", "pcm_s16le"]),
+    ("s24.wav", ["-c:a", "pcm_s24le"]),
+    ("s32.wav", ["-c:a", "pcm_s32le"]),
+    ("f32.wav", ["-c:a", "pcm_f32le"]),
+    ("f64.wav", ["-c:a", "pcm_f64le"]),
+    ("rf64.wav", ["-c:a", "pcm_s24le", "-rf64", "always"]),
+    ("s8.aiff", ["-c:a", "pcm_s8"]),
+    ("s16.aiff", ["-c:a", "pcm_s16be"]),
+    ("s24.aiff", ["-c:a", "pcm_s24be"]),
+    ("s32.aiff", ["-c:a", "pcm_s32be"]),
+    ("s16.flac", ["-c:a", "flac", "-sample_fmt", "s16"]),
+    ("s24.flac", ["-c:a", "flac", "-sample_fmt", "s32", "-bits_per_raw_sample", "24"]),
+]
+
+
+def decoded_both_ways(monkeypatch, fn):
+    """``fn()`` with the in-process decoder turned off (ffmpeg), then on."""
+    monkeypatch.setenv("ARCHTOOL_DECODER", "ffmpeg")
+    by_ffmpeg = fn()
+    monkeypatch.delenv("ARCHTOOL_DECODER")
+    return by_ffmpeg, fn()
+
+
+@pytest.fixture
+def full_scale_source(tmp_path: Path, rng) -> Path:
+    """Float WAV of full-scale noise plus a tone (every bit of a 32-bit integer is used once
+    converted), odd length, 3 channels, 22.05 kHz."""
+    x = np.clip(rng.standard_normal((3, 12_345)) * 0.4, -1, 1).astype(np.float32)
+    x[:, ::101] = tone(500, 12_345 / 22050, 22050, 3)[:, ::101]
+    p = tmp_path / "full.wav"
+    write_audio(p, x, 22050, OutputSpec("wav", 32, True))
+    return p
+
+
+@pytest.mark.parametrize("name,args", NATIVE)
+def test_in_process_decoding_gives_ffmpegs_samples_and_probe(monkeypatch, full_scale_source, tmp_path, name, args):
+    from archtool.audio.io import _native
+
+    p = convert(full_scale_source, tmp_path / name, *args)
+    assert _native(p) is not None  # this format is decoded in-process
+    info_ff, info_sf = decoded_both_ways(monkeypatch, lambda: probe(p))
+    assert info_sf == info_ff
+    (a, sr_a), (b, sr_b) = decoded_both_ways(monkeypatch, lambda: read_audio(p))
+    assert sr_a == sr_b == 22050 and a.dtype == b.dtype == np.float32
+    assert a.shape == b.shape == (3, 12_345) and np.array_equal(a, b)
+    assert len(np.unique(a)) >= (250 if info_ff.bits_per_sample == 8 else 10_000)  # fine enough to show rounding
+    blocks_ff, blocks_sf = decoded_both_ways(monkeypatch, lambda: list(BlockReader(p, 1000, info=info_ff)))
+    assert [x.shape for x in blocks_sf] == [x.shape for x in blocks_ff]
+    assert all(np.array_equal(x, y) and y.flags.c_contiguous for x, y in zip(blocks_ff, blocks_sf))
+
+
+def test_reader_is_in_process_only_for_the_native_formats(full_scale_source, tmp_path):
+    flac = convert(full_scale_source, tmp_path / "a.flac", "-c:a", "flac", "-sample_fmt", "s16")
+    with BlockReader(flac, 4096) as r:
+        assert r.in_process
+    ogg = convert(full_scale_source, tmp_path / "a.ogg", "-c:a", "libvorbis")
+    with BlockReader(ogg, 4096) as r:
+        assert not r.in_process
+
+
+@pytest.mark.parametrize("frames,rate", [(54_444, 44100), (1, 8000), (479_999, 48000), (96_000 * 3723 + 7, 96000)])
+def test_probed_duration_is_the_one_ffmpeg_prints(frames, rate):
+    from archtool.audio.io import _ffmpeg_duration
+
+    us = round(frames * 1_000_000 / rate)
+    cs = (us + 5000) // 10000
+    h, m, s = cs // 360000, cs // 6000 % 60, cs % 6000 / 100
+    assert abs(_ffmpeg_duration(frames, rate) - (h * 3600 + m * 60 + s)) < 1e-9
+    if frames == 54_444:
+        assert _ffmpeg_duration(frames, rate) == 1.23  # ffmpeg: "Duration: 00:00:01.23"
+
+
+def test_a_flac_truncated_mid_frame_decodes_as_ffmpeg_decodes_it(monkeypatch, tmp_path, rng):
+    x = (rng.standard_normal((2, 3 * 44100)) * 0.3).astype(np.float32)
+    p = tmp_path / "whole.flac"
+    write_audio(p, x, 44100, OutputSpec("flac", 16))
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(p.read_bytes()[: p.stat().st_size * 3 // 4])  # libsndfile stops at the cut, ffmpeg goes on
+    info = probe(cut)
+    (a, _), (b, _) = decoded_both_ways(monkeypatch, lambda: read_audio(cut, info=info))
+    assert np.array_equal(a, b) and 0 < a.shape[1] < x.shape[1]
+    blocks_ff, blocks_sf = decoded_both_ways(monkeypatch, lambda: list(BlockReader(cut, 10_000, info=info)))
+    assert [x.shape for x in blocks_sf] == [x.shape for x in blocks_ff]
+    assert np.array_equal(np.concatenate(blocks_ff, axis=1), np.concatenate(blocks_sf, axis=1))
+
+
+def test_in_process_reader_refuses_nan_samples(tmp_path):
+    from archtool.errors import InvalidAudioError
+
+    x = np.zeros((1, 5000), np.float32)
+    x[0, 4321] = np.nan
+    p = tmp_path / "nan.wav"
+    write_audio(p, x, 16000, OutputSpec("wav", 32, True))
+    with pytest.raises(InvalidAudioError, match="nan.wav"):
+        list(BlockReader(p, 1024))
+    with pytest.raises(InvalidAudioError, match="nan.wav"):
+        read_audio(p)

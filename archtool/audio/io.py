@@ -3,6 +3,16 @@
 Audio in memory is float32 with shape ``(channels, samples)`` at its native rate.
 Long files are streamed with :class:`BlockReader` / :class:`BlockWriter`, which move
 raw float32 PCM through pipes so that nothing holds a whole file.
+
+Uncompressed WAV/RF64 and AIFF and FLAC inputs (the common archival masters) are probed
+and decoded in this process with libsndfile (``soundfile``) instead: no ffmpeg process
+runs beside the caller, which keeps a worker's CPU use to one core. The samples are the
+ones ffmpeg gives, bit for bit (integers are read left-justified in 32 bits and scaled
+by 2^-31 in float32, as ffmpeg's converter does), and :func:`probe` reports the same
+:class:`AudioInfo`. Everything else (lossy codecs, AIFF-C, other containers, excerpts,
+files libsndfile cannot read) goes through ffmpeg; a file libsndfile fails on part-way
+is finished by ffmpeg from where it stopped. ``ARCHTOOL_DECODER=ffmpeg`` turns the
+in-process path off.
 """
 from __future__ import annotations
 
@@ -83,8 +93,107 @@ def _channels_from_layout(text: str) -> int | None:
     return _LAYOUT_CHANNELS.get(text.split(" ")[0])
 
 
+# -- in-process decoding (libsndfile) ---------------------------------------------------------
+# (container magic, libsndfile format, subtype) -> (ffmpeg codec, ffmpeg sample format, bits,
+# ffmpeg container name, dtype libsndfile reads it as). Integer PCM is read as left-justified
+# int32 and scaled by 2^-31 in float32: exactly ffmpeg's s16/s32/u8 -> flt conversion.
+_NATIVE_FORMATS: dict[tuple[str, str], tuple[str, str, int, str, str]] = {
+    ("WAV", "PCM_U8"): ("pcm_u8", "u8", 8, "wav", "int32"),
+    ("WAV", "PCM_16"): ("pcm_s16le", "s16", 16, "wav", "int32"),
+    ("WAV", "PCM_24"): ("pcm_s24le", "s32", 24, "wav", "int32"),
+    ("WAV", "PCM_32"): ("pcm_s32le", "s32", 32, "wav", "int32"),
+    ("WAV", "FLOAT"): ("pcm_f32le", "flt", 32, "wav", "float32"),
+    ("WAV", "DOUBLE"): ("pcm_f64le", "dbl", 64, "wav", "float64"),
+    ("AIFF", "PCM_S8"): ("pcm_s8", "u8", 8, "aiff", "int32"),
+    ("AIFF", "PCM_16"): ("pcm_s16be", "s16", 16, "aiff", "int32"),
+    ("AIFF", "PCM_24"): ("pcm_s24be", "s32", 24, "aiff", "int32"),
+    ("AIFF", "PCM_32"): ("pcm_s32be", "s32", 32, "aiff", "int32"),
+    ("FLAC", "PCM_16"): ("flac", "s16", 16, "flac", "int32"),
+    ("FLAC", "PCM_24"): ("flac", "s32", 24, "flac", "int32"),
+}
+_INT_SCALE = np.float32(2.0 ** -31)
+
+
+@dataclass(frozen=True)
+class _Native:
+    """How libsndfile reads a file, and what ffmpeg would report for it."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    codec: str
+    sample_format: str
+    bits: int
+    container: str
+    dtype: str
+
+
+def _soundfile():
+    """The ``soundfile`` module, or None (not installed, or turned off by ARCHTOOL_DECODER=ffmpeg)."""
+    if os.environ.get("ARCHTOOL_DECODER", "").lower() == "ffmpeg":
+        return None
+    try:
+        import soundfile
+    except (ImportError, OSError):  # no wheel for this platform, or libsndfile missing
+        return None
+    return soundfile
+
+
+def _native(path: Path) -> _Native | None:
+    """What libsndfile makes of ``path`` if it is a format decoded in-process, else None.
+
+    Only plain RIFF/RF64 WAV (little-endian), AIFF (not AIFF-C) and FLAC without a leading
+    ID3 tag qualify, with the sample types of ``_NATIVE_FORMATS`` and a known length.
+    """
+    sf = _soundfile()
+    if sf is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+        if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+            family = "WAV"
+        elif head[:4] == b"FORM" and head[8:12] == b"AIFF":
+            family = "AIFF"
+        elif head[:4] == b"fLaC":
+            family = "FLAC"
+        else:
+            return None
+        info = sf.info(str(path))
+    except Exception:  # libsndfile refuses it: ffmpeg decides
+        return None
+    fmt = {"WAVEX": "WAV", "RF64": "WAV"}.get(info.format, info.format)
+    found = _NATIVE_FORMATS.get((fmt, info.subtype))
+    if fmt != family or found is None or info.frames <= 0 or info.channels <= 0 or info.samplerate <= 0:
+        return None
+    codec, sample_format, bits, container, dtype = found
+    return _Native(int(info.samplerate), int(info.channels), int(info.frames), codec, sample_format, bits,
+                   container, dtype)
+
+
+def _ffmpeg_duration(frames: int, rate: int) -> float:
+    """The duration ffmpeg prints for ``frames`` at ``rate`` (rounded to 10 ms), parsed as
+    :func:`probe` parses ffmpeg's text, so both paths give the same float."""
+    us = (frames * 1_000_000 + rate // 2) // rate  # av_rescale: nearest microsecond
+    cs = (us + 5000) // 10000  # av_dump_format adds 5 ms, then prints centiseconds
+    h, rest = divmod(cs, 360000)
+    m, rest = divmod(rest, 6000)
+    s = float(f"{rest // 100}.{rest % 100:02d}")
+    return int(h) * 3600 + int(m) * 60 + s
+
+
+def _native_block(raw: np.ndarray, dtype: str) -> np.ndarray:
+    """libsndfile's ``(n, channels)`` block as ffmpeg's float32 ``(channels, n)``."""
+    out = np.empty((raw.shape[1], raw.shape[0]), dtype=np.float32)
+    out[...] = raw.T  # int32 -> float32 rounds to nearest, as ffmpeg's converter does
+    if dtype == "int32":
+        out *= _INT_SCALE  # a power of two: exact
+    return out
+
+
 def probe(path: str | Path) -> AudioInfo:
-    """Probe ``path`` with ffmpeg and describe its first audio stream.
+    """Probe ``path`` and describe its first audio stream (libsndfile for WAV/AIFF/FLAC,
+    else ffmpeg; both give the same :class:`AudioInfo`).
 
     Recognises audio by content, not extension. Raises AudioReadError naming the
     file and the reason when the file is missing, unreadable, empty, not audio,
@@ -97,6 +206,13 @@ def probe(path: str | Path) -> AudioInfo:
         raise AudioReadError(path, "permission denied (file is not readable)")
     if path.stat().st_size == 0:
         raise AudioReadError(path, "file is empty (0 bytes)")
+    native = _native(path)
+    if native is not None:
+        if not (MIN_RATE <= native.sample_rate <= MAX_RATE):
+            raise AudioReadError(path, f"sample rate {native.sample_rate} Hz is outside the supported 8-192 kHz")
+        return AudioInfo(str(path), native.sample_rate, native.channels,
+                         _ffmpeg_duration(native.frames, native.sample_rate), native.codec,
+                         native.sample_format, native.bits, native.container)
     proc = _run([ffmpeg_executable(), "-hide_banner", "-nostdin", "-i", str(path)])
     text = proc.stderr.decode("utf-8", "replace")
     stream = _STREAM_RE.search(text)
@@ -155,6 +271,23 @@ def _decode_cmd(path: Path, channels: int, start_s: float | None = None,
     return [ffmpeg_executable(), "-nostdin", "-hide_banner", "-v", "error", *out.get_args()]
 
 
+def _read_native(path: Path, info: AudioInfo) -> np.ndarray | None:
+    """The whole file decoded in-process, or None where ffmpeg must do it (any libsndfile
+    error included: ffmpeg then decodes what it can, as it always did)."""
+    native = _native(path)
+    if native is None or (native.sample_rate, native.channels) != (info.sample_rate, info.channels):
+        return None
+    sf = _soundfile()
+    try:
+        with sf.SoundFile(str(path)) as f:
+            raw = f.read(dtype=native.dtype, always_2d=True)
+    except Exception:
+        return None
+    if raw.shape[0] != native.frames:  # libsndfile stopped short: let ffmpeg decode it
+        return None
+    return _native_block(raw, native.dtype)
+
+
 def read_audio(path: str | Path, *, info: AudioInfo | None = None,
                start_s: float | None = None, duration_s: float | None = None,
                check_finite: bool = True) -> tuple[np.ndarray, int]:
@@ -165,6 +298,14 @@ def read_audio(path: str | Path, *, info: AudioInfo | None = None,
     """
     path = Path(path)
     info = info or probe(path)
+    if start_s is None and duration_s is None:
+        audio = _read_native(path, info)
+        if audio is not None:
+            if audio.shape[1] == 0:
+                raise AudioReadError(path, "no audio samples could be decoded (truncated or corrupt file)")
+            if check_finite and not np.isfinite(audio).all():
+                raise InvalidAudioError(path, "audio contains NaN or infinite samples")
+            return audio, info.sample_rate
     proc = _run(_decode_cmd(path, info.channels, start_s, duration_s))
     if proc.returncode != 0:
         raise AudioReadError(path, "decoding failed: " + _ffmpeg_reason(proc.stderr, "ffmpeg error"))
@@ -181,10 +322,13 @@ def read_audio(path: str | Path, *, info: AudioInfo | None = None,
 
 
 class BlockReader:
-    """Stream a file as float32 ``(channels, n)`` blocks through an ffmpeg pipe.
+    """Stream a file as float32 ``(channels, n)`` blocks: in-process through libsndfile for
+    WAV/AIFF/FLAC (see the module's docstring), else through an ffmpeg pipe.
 
-    Use as a context manager or iterate; memory is bounded by ``block_samples``.
-    Raises AudioReadError (naming the file) if ffmpeg fails mid-stream.
+    Use as a context manager or iterate; memory is bounded by ``block_samples``. Every
+    block but the last has ``block_samples`` samples, whichever decoder runs; if libsndfile
+    fails part-way, ffmpeg takes over at the first sample not yet given out. Raises
+    AudioReadError (naming the file) if decoding fails mid-stream.
     """
 
     def __init__(self, path: str | Path, block_samples: int = 1 << 16, *,
@@ -194,19 +338,41 @@ class BlockReader:
         self.block_samples = int(block_samples)
         self.check_finite = check_finite
         self._proc: subprocess.Popen | None = None
+        self._sf = None  # an open soundfile.SoundFile while decoding in-process
+        self._native: _Native | None = None
         self.samples_read = 0
 
+    @property
+    def in_process(self) -> bool:
+        """True while libsndfile (not an ffmpeg process) decodes the file."""
+        return self._sf is not None
+
     def __enter__(self) -> "BlockReader":
+        native = _native(self.path)
+        if native is not None and (native.sample_rate, native.channels) == (self.info.sample_rate,
+                                                                            self.info.channels):
+            try:
+                self._sf = _soundfile().SoundFile(str(self.path))
+                self._native = native
+            except Exception:
+                self._sf = None
+        if self._sf is None:
+            self._start_ffmpeg()
+        return self
+
+    def _start_ffmpeg(self) -> None:
         self._proc = subprocess.Popen(
             _decode_cmd(self.path, self.info.channels),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
+        if self._sf is not None:
+            self._sf.close()
+            self._sf = None
         if self._proc is not None:
             if self._proc.poll() is None:
                 self._proc.kill()
@@ -217,35 +383,71 @@ class BlockReader:
             self._proc = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        own = self._proc is None
+        own = self._proc is None and self._sf is None
         if own:
             self.__enter__()
         try:
-            assert self._proc is not None and self._proc.stdout is not None
-            ch = self.info.channels
-            nbytes = self.block_samples * ch * 4
-            carry = b""
-            while True:
-                data = self._proc.stdout.read(nbytes)
-                if not data:
-                    break
-                data = carry + data
-                usable = len(data) - len(data) % (ch * 4)
-                carry = data[usable:]
-                block = np.frombuffer(data[:usable], dtype="<f4").reshape(-1, ch).T.copy()
-                if self.check_finite and not np.isfinite(block).all():
-                    raise InvalidAudioError(self.path, "audio contains NaN or infinite samples")
-                self.samples_read += block.shape[1]
-                yield block
-            rc = self._proc.wait()
-            err = self._proc.stderr.read() if self._proc.stderr else b""
-            if rc != 0:
-                raise AudioReadError(self.path, "decoding failed: " + _ffmpeg_reason(err, "ffmpeg error"))
-            if self.samples_read == 0:
-                raise AudioReadError(self.path, "no audio samples could be decoded (truncated or corrupt file)")
+            if self._sf is not None:
+                if (yield from self._native_blocks()):
+                    return
+                self._sf.close()  # libsndfile stopped short: ffmpeg decodes the rest
+                self._sf = None
+                self._start_ffmpeg()
+            yield from self._ffmpeg_blocks(skip=self.samples_read)
         finally:
             if own:
                 self.close()
+
+    def _native_blocks(self) -> Iterator[np.ndarray]:
+        """Blocks from libsndfile; returns True when the whole file was read, False when
+        libsndfile failed (nothing of the failed block has been given out)."""
+        native, f, want = self._native, self._sf, self.block_samples
+        assert native is not None and f is not None
+        while self.samples_read < native.frames:
+            try:
+                raw = f.read(want, dtype=native.dtype, always_2d=True)
+            except Exception:
+                return False
+            n = raw.shape[0]
+            if n < want and self.samples_read + n != native.frames:
+                return False
+            block = _native_block(raw, native.dtype)
+            if self.check_finite and native.dtype != "int32" and not np.isfinite(block).all():
+                raise InvalidAudioError(self.path, "audio contains NaN or infinite samples")
+            self.samples_read += n
+            yield block
+        return True
+
+    def _ffmpeg_blocks(self, skip: int = 0) -> Iterator[np.ndarray]:
+        """Blocks from the ffmpeg pipe, the first ``skip`` samples left out."""
+        assert self._proc is not None and self._proc.stdout is not None
+        ch = self.info.channels
+        skip_bytes = skip * ch * 4
+        while skip_bytes > 0:
+            data = self._proc.stdout.read(min(skip_bytes, 1 << 22))
+            if not data:
+                break
+            skip_bytes -= len(data)
+        nbytes = self.block_samples * ch * 4
+        carry = b""
+        while True:
+            data = self._proc.stdout.read(nbytes)
+            if not data:
+                break
+            data = carry + data
+            usable = len(data) - len(data) % (ch * 4)
+            carry = data[usable:]
+            block = np.frombuffer(data[:usable], dtype="<f4").reshape(-1, ch).T.copy()
+            if self.check_finite and not np.isfinite(block).all():
+                raise InvalidAudioError(self.path, "audio contains NaN or infinite samples")
+            self.samples_read += block.shape[1]
+            yield block
+        rc = self._proc.wait()
+        err = self._proc.stderr.read() if self._proc.stderr else b""
+        if rc != 0:
+            raise AudioReadError(self.path, "decoding failed: " + _ffmpeg_reason(err, "ffmpeg error"))
+        if self.samples_read == 0:
+            raise AudioReadError(self.path, "no audio samples could be decoded (truncated or corrupt file)")
 
 
 @dataclass(frozen=True)
