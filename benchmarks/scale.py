@@ -1,7 +1,7 @@
 """Scale-out benchmarks (issue 7): CPU worker throughput, peak memory against file length,
 and Dask scheduling overhead with 100 workers.
 
-    python benchmarks/scale.py throughput [--files 8 --seconds 60]
+    python benchmarks/scale.py throughput [--files 80 --seconds 60 --repeats 2]
     python benchmarks/scale.py memory [--minutes 10 60 180] [--chain auto | auto+registered]
     python benchmarks/scale.py dask [--workers 100 --tasks 2000 --files 300]
     python benchmarks/scale.py ship [--files 6 --seconds 30 --preset none auto --repeats 2]
@@ -11,11 +11,13 @@ Inputs are synthesised in benchmarks/_work/scale (git-ignored): 44.1 kHz stereo 
 a music-like programme with surface noise, mains hum and clicks, so that the analysis has
 something to find.
 
-* throughput: the same files restored with 1 and then 2 CPU workers (``run_batch``, chain
-  as the ``auto`` preset plans it), wall time, times real time, speed-up, the steady-state
-  speed-up (each worker's first file, which pays its imports and model loads, left out), the
-  load average before and after (the machine is shared), and a check that both runs wrote the
-  same bytes.
+* throughput: the same equal-length files restored with 1 and with 2 CPU workers, each run in
+  a fresh process (``run_batch``, chain as the ``auto`` preset plans it), repeated with the
+  order alternating: wall time, times real time, speed-up, the steady-state speed-up (each
+  worker's first file, which pays its imports and model loads, left out), CPU seconds per
+  second of audio, when each worker took its first file and how long it idled at the end,
+  the load average before and after and the other sessions' CPU during the run (the machine
+  is shared), and a check that every run wrote the same bytes.
 * memory: each file restored by a fresh ``archtool``-engine process (one worker); the peak
   resident memory of the whole process tree (Python plus its ffmpeg children) is sampled
   every 50 ms from /proc, overall and per phase (start-up, analysis, restoration pass,
@@ -121,52 +123,132 @@ def _own_cpu_s() -> float:
                                                     resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
-def throughput(args: argparse.Namespace) -> dict:
-    """1 then 2 CPU workers on the same files: wall time, times real time, speed-up.
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot, all cores (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(v) for v in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
-    A worker's first file also pays its imports and model loads (a spawned worker starts
-    cold; the single in-process worker of a 1-worker run pays them once too), which weighs
-    heavily in a short run on a busy machine. So each run also reports a steady-state
-    rate: per worker, the audio of its files after its first divided by their own times
-    (``time_s``), summed over workers; ``steady_speedup`` compares those rates. CPU seconds
-    per second of audio (this process, its workers and their ffmpeg children) show whether
-    two workers cost more CPU per file than one; on a machine shared between sessions
-    (Linux autogroups share the cores between sessions, whatever ``nice`` says) a second
-    worker can only be faster if the other sessions leave a core free.
-    """
+
+def _commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def snapshot() -> Path:
+    """A ``git archive`` copy of HEAD in the work folder (made once per commit), so that other
+    engineers' uncommitted edits in this shared checkout cannot change the code mid-benchmark."""
+    dst = WORK / f"snapshot_{_commit()}"
+    if not dst.exists():
+        tmp = dst.with_name(dst.name + ".part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        tmp.rename(dst)
+    return dst
+
+
+def tprun(args: argparse.Namespace) -> None:
+    """Child process of ``throughput``: one ``run_batch`` with ``--jobs`` CPU workers, timed
+    after the engine is imported (as the CLI has it before it starts a batch). Prints JSON."""
     from archtool.engine.batch import run_batch
     from archtool.engine.settings import RestoreSettings
 
+    per_slot: dict[int, list[tuple[float, float, float]]] = {}  # (audio s, file time s, done at s)
+    first_start: dict[int, float] = {}
+    t0 = time.perf_counter()
+
+    def on_event(ev) -> None:
+        now = time.perf_counter() - t0
+        if ev.kind == "start":
+            first_start.setdefault(ev.slot, now)
+        if ev.kind == "done" and ev.result is not None:
+            per_slot.setdefault(ev.slot, []).append((float(ev.result.get("duration_s") or 0.0),
+                                                     float(ev.result.get("time_s") or 0.0), now))
+
+    c0 = _own_cpu_s()
+    t0 = time.perf_counter()
+    batch = run_batch(args.src, args.out, RestoreSettings(preset=args.preset), jobs=args.jobs, on_event=on_event)
+    wall = time.perf_counter() - t0
+    cpu = _own_cpu_s() - c0
+    audio = sum(r.get("duration_s") or 0 for r in batch.results)
+    # Steady state: per worker, the audio of its files after its first over their own times
+    # (each worker's first file also pays its lazy imports and model loads), summed.
+    steady = sum(sum(a for a, _, _ in done[1:]) / sum(t for _, t, _ in done[1:])
+                 for done in per_slot.values() if len(done) > 1 and sum(t for _, t, _ in done[1:]) > 0)
+    print(json.dumps({
+        "jobs": args.jobs, "wall_s": round(wall, 2), "audio_s": round(audio, 1), "x_real_time": round(audio / wall, 1),
+        "steady_x_real_time": round(steady, 1), "cpu_s": round(cpu, 2),
+        "cpu_s_per_audio_s": round(cpu / audio, 5) if audio else None, "failed": len(batch.failed),
+        "files_per_worker": {k: len(v) for k, v in sorted(per_slot.items())},
+        "worker_first_task_at_s": {k: round(v, 2) for k, v in sorted(first_start.items())},
+        "first_file_s": {k: round(v[0][1], 2) for k, v in sorted(per_slot.items())},
+        "median_file_s": round(float(np.median([t for v in per_slot.values() for _, t, _ in v])), 3),
+        "worker_idle_at_end_s": {k: round(wall - v[-1][2], 2) for k, v in sorted(per_slot.items())},
+        "steps": sorted({s["restorer"] for r in batch.results for s in r.get("steps") or []}),
+        "hashes": {r["input"]: r.get("output_sha256") for r in batch.results}}))
+
+
+def throughput(args: argparse.Namespace) -> dict:
+    """1 and 2 CPU workers on the same files, ``--repeats`` times (the order alternating:
+    1, 2 then 2, 1, ...): wall time, times real time, speed-up, the steady-state speed-up, CPU
+    seconds per second of audio, and a check that every run wrote the same bytes.
+
+    Each run is a fresh Python process (``tprun``) that imports the engine and then times
+    ``run_batch``, as ``archtool restore`` does: one worker runs in that process; two workers
+    are spawned processes, whose start-up (Python, torch, scipy: ~2.5 s of CPU each) and first
+    file (lazy imports, model loads) fall inside the timed run. So each run also reports a
+    steady-state rate: per worker, the audio of its files after its first divided by their
+    own times (``time_s``), summed over workers; ``steady_speedup`` compares those rates.
+    CPU seconds per second of audio cover the run's whole process tree (workers and any
+    ffmpeg children). Whether the machine was quiet: the 1-minute load average before and
+    after, and ``others_cores``: the machine's busy CPU time during the run (/proc/stat)
+    minus the run's own, per second of wall time. On a machine shared between sessions
+    (Linux autogroups share the cores between sessions, whatever ``nice`` says) a ratio
+    means something only when ``others_cores`` is near 0.
+    """
     src = collection(args.files, args.seconds)
-    runs = {}
-    hashes = {}
-    for jobs in (1, 2):
-        out = fresh(WORK / f"tp_out_{jobs}")
-        before = loadavg()
-        per_slot: dict[int, list[tuple[float, float]]] = {}
-
-        def on_event(ev, per_slot=per_slot) -> None:
-            if ev.kind == "done" and ev.result is not None:
-                per_slot.setdefault(ev.slot, []).append((float(ev.result.get("duration_s") or 0.0),
-                                                         float(ev.result.get("time_s") or 0.0)))
-
-        t0, c0 = time.perf_counter(), _own_cpu_s()
-        batch = run_batch(src, out, RestoreSettings(preset=args.preset), jobs=jobs, on_event=on_event)
-        wall, cpu = time.perf_counter() - t0, _own_cpu_s() - c0
-        audio = sum(r.get("duration_s") or 0 for r in batch.results)
-        steady = sum(sum(a for a, _ in done[1:]) / sum(t for _, t in done[1:])
-                     for done in per_slot.values() if len(done) > 1 and sum(t for _, t in done[1:]) > 0)
-        runs[jobs] = {"wall_s": round(wall, 2), "x_real_time": round(audio / wall, 1), "load_before": before,
-                      "load_after": loadavg(), "failed": len(batch.failed),
-                      "first_file_s": {k: round(v[0][1], 2) for k, v in per_slot.items()},
-                      "steady_x_real_time": round(steady, 1),
-                      "cpu_s": round(cpu, 2), "cpu_s_per_audio_s": round(cpu / audio, 4) if audio else None,
-                      "steps": sorted({s["restorer"] for r in batch.results for s in r.get("steps") or []})}
-        hashes[jobs] = {r["input"]: r.get("output_sha256") for r in batch.results}
+    code = snapshot() if args.snapshot else ROOT
+    runs: list[dict] = []
+    hashes: list[dict] = []
+    for rep in range(args.repeats):
+        order = (1, 2) if rep % 2 == 0 else (2, 1)
+        for jobs in order:
+            out = fresh(WORK / f"tp_out_{jobs}")
+            before = loadavg()
+            m0, c0, t0 = _machine_busy_s(), _children_cpu_s(), time.perf_counter()
+            proc = subprocess.run([sys.executable, str(code / "benchmarks" / "scale.py"), "tprun", "--jobs", str(jobs),
+                                   "--src", str(src), "--out", str(out), "--preset", args.preset],
+                                  capture_output=True, text=True, cwd=code, env=dict(os.environ, PYTHONPATH=str(code)))
+            span, machine_cpu = time.perf_counter() - t0, _machine_busy_s() - m0
+            tree_cpu = _children_cpu_s() - c0  # the child, its workers and their ffmpeg processes
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr[-2000:])
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            hashes.append(res.pop("hashes"))
+            res.update(repeat=rep, utc=time.strftime("%H:%M:%S", time.gmtime()), load_before=before,
+                       load_after=loadavg(), others_cores=round(max(0.0, machine_cpu - tree_cpu) / span, 3))
+            runs.append(res)
+            print(json.dumps({k: v for k, v in res.items()}), file=sys.stderr, flush=True)
+    pairs = []
+    for rep in range(args.repeats):
+        one = next(r for r in runs if r["repeat"] == rep and r["jobs"] == 1)
+        two = next(r for r in runs if r["repeat"] == rep and r["jobs"] == 2)
+        pairs.append({"repeat": rep, "speedup": round(one["wall_s"] / two["wall_s"], 3),
+                      "steady_speedup": round(two["steady_x_real_time"] / max(one["steady_x_real_time"], 1e-9), 3),
+                      "cpu_ratio_2_over_1": round(two["cpu_s_per_audio_s"] / one["cpu_s_per_audio_s"], 3)})
     return {"section": "throughput", "machine": machine(), "files": args.files, "seconds_each": args.seconds,
-            "preset": args.preset, "runs": runs, "speedup_2_vs_1": round(runs[1]["wall_s"] / runs[2]["wall_s"], 2),
-            "steady_speedup": round(runs[2]["steady_x_real_time"] / max(runs[1]["steady_x_real_time"], 1e-9), 2),
-            "same_bytes": hashes[1] == hashes[2]}
+            "preset": args.preset, "code": _commit() if args.snapshot else "working tree", "runs": runs, "pairs": pairs,
+            "same_bytes": all(h == hashes[0] for h in hashes) and all(hashes[0].values())}
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of all finished, waited-for descendants of this process (cumulative)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 # -- memory ---------------------------------------------------------------------------------------
@@ -547,8 +629,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("throughput")
-    p.add_argument("--files", type=int, default=8)
+    p.add_argument("--files", type=int, default=80)
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--preset", default="auto")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--snapshot", action="store_true", help="run the timed processes from a git archive of HEAD")
+    p = sub.add_parser("tprun")
+    p.add_argument("--jobs", type=int, required=True)
+    p.add_argument("--src", required=True)
+    p.add_argument("--out", required=True)
     p.add_argument("--preset", default="auto")
     p = sub.add_parser("memory")
     p.add_argument("--minutes", type=float, nargs="+", default=[10, 60, 180])
@@ -570,8 +659,8 @@ def main() -> None:
     p.add_argument("--preset", nargs="*", default=["none", "auto"], help="none given: the transport alone")
     p.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    if args.cmd == "memrun":
-        memrun(args)
+    if args.cmd in ("memrun", "tprun"):
+        {"memrun": memrun, "tprun": tprun}[args.cmd](args)
         return
     result = {"throughput": throughput, "memory": memory, "dask": dask_overhead, "ship": ship_overhead}[args.cmd](args)
     print(json.dumps(result, indent=1))
