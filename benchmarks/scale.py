@@ -156,6 +156,7 @@ def tprun(args: argparse.Namespace) -> None:
     from archtool.engine.settings import RestoreSettings
 
     per_slot: dict[int, list[tuple[float, float, float]]] = {}  # (audio s, file time s, done at s)
+    file_cpu: dict[int, list[float]] = {}  # CPU seconds per file (the engine's timings["cpu_s"])
     first_start: dict[int, float] = {}
     t0 = time.perf_counter()
 
@@ -166,6 +167,7 @@ def tprun(args: argparse.Namespace) -> None:
         if ev.kind == "done" and ev.result is not None:
             per_slot.setdefault(ev.slot, []).append((float(ev.result.get("duration_s") or 0.0),
                                                      float(ev.result.get("time_s") or 0.0), now))
+            file_cpu.setdefault(ev.slot, []).append(float((ev.result.get("timings") or {}).get("cpu_s") or 0.0))
 
     c0 = _own_cpu_s()
     t0 = time.perf_counter()
@@ -177,10 +179,13 @@ def tprun(args: argparse.Namespace) -> None:
     # (each worker's first file also pays its lazy imports and model loads), summed.
     steady = sum(sum(a for a, _, _ in done[1:]) / sum(t for _, t, _ in done[1:])
                  for done in per_slot.values() if len(done) > 1 and sum(t for _, t, _ in done[1:]) > 0)
+    later = [(a, c) for k, done in per_slot.items() for (a, _, _), c in list(zip(done, file_cpu[k]))[1:]]
     print(json.dumps({
         "jobs": args.jobs, "wall_s": round(wall, 2), "audio_s": round(audio, 1), "x_real_time": round(audio / wall, 1),
         "steady_x_real_time": round(steady, 1), "cpu_s": round(cpu, 2),
-        "cpu_s_per_audio_s": round(cpu / audio, 5) if audio else None, "failed": len(batch.failed),
+        "cpu_s_per_audio_s": round(cpu / audio, 5) if audio else None,
+        "steady_cpu_s_per_audio_s": round(sum(c for _, c in later) / sum(a for a, _ in later), 5) if later else None,
+        "failed": len(batch.failed),
         "files_per_worker": {k: len(v) for k, v in sorted(per_slot.items())},
         "worker_first_task_at_s": {k: round(v, 2) for k, v in sorted(first_start.items())},
         "first_file_s": {k: round(v[0][1], 2) for k, v in sorted(per_slot.items())},
@@ -202,7 +207,8 @@ def throughput(args: argparse.Namespace) -> dict:
     steady-state rate: per worker, the audio of its files after its first divided by their
     own times (``time_s``), summed over workers; ``steady_speedup`` compares those rates.
     CPU seconds per second of audio cover the run's whole process tree (workers and any
-    ffmpeg children). Whether the machine was quiet: the 1-minute load average before and
+    ffmpeg children); the steady-state figure sums the engine's per-file CPU times
+    (``timings["cpu_s"]``) of the files after each worker's first. Whether the machine was quiet: the 1-minute load average before and
     after, and ``others_cores``: the machine's busy CPU time during the run (/proc/stat)
     minus the run's own, per second of wall time. On a machine shared between sessions
     (Linux autogroups share the cores between sessions, whatever ``nice`` says) a ratio
@@ -237,7 +243,9 @@ def throughput(args: argparse.Namespace) -> dict:
         two = next(r for r in runs if r["repeat"] == rep and r["jobs"] == 2)
         pairs.append({"repeat": rep, "speedup": round(one["wall_s"] / two["wall_s"], 3),
                       "steady_speedup": round(two["steady_x_real_time"] / max(one["steady_x_real_time"], 1e-9), 3),
-                      "cpu_ratio_2_over_1": round(two["cpu_s_per_audio_s"] / one["cpu_s_per_audio_s"], 3)})
+                      "cpu_ratio_2_over_1": round(two["cpu_s_per_audio_s"] / one["cpu_s_per_audio_s"], 3),
+                      "steady_cpu_ratio_2_over_1": round(two["steady_cpu_s_per_audio_s"]
+                                                         / one["steady_cpu_s_per_audio_s"], 3)})
     return {"section": "throughput", "machine": machine(), "files": args.files, "seconds_each": args.seconds,
             "preset": args.preset, "code": _commit() if args.snapshot else "working tree", "runs": runs, "pairs": pairs,
             "same_bytes": all(h == hashes[0] for h in hashes) and all(hashes[0].values())}

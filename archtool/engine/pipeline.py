@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from archtool.engine.manifest import is_done
 from archtool.engine.memory import HeapCeiling, release_free_memory
 from archtool.engine.settings import RestoreSettings
 from archtool.engine.spill import Spill
+from archtool.engine.workers import one_blas_thread
 from archtool.errors import ArchtoolError, InvalidAudioError
 from archtool.restore.chain import context_samples, run_steps
 from archtool.restore.planning import Plan, plan_file
@@ -109,11 +111,29 @@ def _history(info: AudioInfo, plan: Plan, spec: OutputSpec, gain_db: float, limi
     return lines
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process (all its threads) and of its finished children (ffmpeg)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run: bool = False,
                  resume: bool = True, device: str = "cpu") -> dict[str, Any]:
     """Restore ``job`` into ``out_dir``; never raises for a bad file: returns a result dict
-    with ``status`` ok | done (already restored) | planned (dry run) | failed."""
-    t0 = time.perf_counter()
+    with ``status`` ok | done (already restored) | planned (dry run) | failed.
+
+    BLAS runs on one thread throughout (:func:`archtool.engine.workers.one_blas_thread`), so
+    the bytes do not depend on how many workers share the cores. ``timings["cpu_s"]`` is the
+    CPU time the file took (this process and its ffmpeg children).
+    """
+    with one_blas_thread():
+        return _process_file(job, settings, out_dir, dry_run=dry_run, resume=resume, device=device)
+
+
+def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run: bool,
+                  resume: bool, device: str) -> dict[str, Any]:
+    t0, cpu0 = time.perf_counter(), _cpu_s()
     result: dict[str, Any] = {"input": job.relpath, "path": str(job.path), "status": "failed", "error": None,
                               "notes": []}
     spill: Spill | None = None
@@ -133,8 +153,9 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
         release_free_memory()  # the analysis's per-frame arrays of the whole file are gone
         result["steps"] = [s.to_dict() for s in plan.steps]
         result["notes"] += plan.notes
-        if plan.profile is not None:
-            result["profile"] = plan.profile.to_dict()
+        profile = plan.profile.to_dict() if plan.profile is not None else None
+        if profile is not None:
+            result["profile"] = profile
         if dry_run:
             result.update(status="planned", time_s=round(time.perf_counter() - t0, 3))
             return result
@@ -273,7 +294,8 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
             loudness_range_lu=_finite(stats["loudness_range_lu"]), true_peak_after_dbtp=_finite(true_peak_out),
             gain_db=round(gain_db, 3), limited=limiter is not None, coding_history=history,
             time_s=round(elapsed, 3), realtime_factor=round(duration / elapsed, 1) if elapsed > 0 else None,
-            timings={"decode_restore_measure_s": round(t_pass1, 3), "normalize_encode_s": round(t_pass2, 3)},
+            timings={"decode_restore_measure_s": round(t_pass1, 3), "normalize_encode_s": round(t_pass2, 3),
+                     "cpu_s": round(_cpu_s() - cpu0, 3)},
         )
         sidecar_rel = job.out_stem + SIDECAR_SUFFIX
         sidecar = {
@@ -285,7 +307,7 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
             "chain": [s.to_dict() for s in plan.steps] + ([{"restorer": "loudness", "params": {
                 "gain_db": round(gain_db, 4), "target_lufs": settings.target_lufs,
                 "ceiling_dbtp": settings.true_peak_dbtp, "limiter": limiter is not None}}] if settings.normalize else []),
-            "profile": plan.profile.to_dict() if plan.profile else None,
+            "profile": profile,
             "loudness": {"before_lufs": result["loudness_before_lufs"], "after_lufs": result["loudness_after_lufs"],
                          "range_lu": result["loudness_range_lu"], "true_peak_after_dbtp": result["true_peak_after_dbtp"]},
             "coding_history": history, "notes": result["notes"], "timings": result["timings"] | {"total_s": result["time_s"]},

@@ -1,7 +1,8 @@
 """A pool of worker processes, one per device slot, pulling per-file tasks longest first.
 
 Each worker is a fresh ``spawn`` process bound to one device (``cuda:N`` or ``cpu``) with
-its own CPU thread budget, set (``OMP_NUM_THREADS`` ...) before anything imports torch.
+its own CPU thread budget, in its environment (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``
+...) from the start, so that no math library in it sizes its pool to all the cores.
 It runs every task it is given with the same long-lived function, so whatever that
 function caches per process (restorer instances, loaded models) is built once per
 worker, not once per file.
@@ -24,11 +25,13 @@ function, so ``restore`` and ``analyze`` can both use it::
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import signal
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterator, Sequence
@@ -80,16 +83,60 @@ def plan_slots(devices: Sequence[str], jobs: int | None = None, cores: int | Non
 
 
 def set_thread_budget(threads: int) -> None:
-    """Limit this process's math libraries to ``threads`` threads (before torch is imported
-    if possible; an already imported torch is told directly)."""
+    """Limit this process's math libraries to ``threads`` threads: the environment for
+    libraries loaded from now on, and the thread pools already loaded (NumPy's OpenBLAS,
+    OpenMP: through threadpoolctl; torch directly)."""
     threads = max(1, int(threads))
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(threads)
     import sys
 
+    if "numpy" in sys.modules or "scipy" in sys.modules:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)  # stays in force: not used as a context here
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)
+
+
+@functools.lru_cache(maxsize=1)
+def _threadpools():
+    """This process's ``threadpoolctl.ThreadpoolController`` (finding the loaded pools costs
+    a few ms, so it is done once)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """A context in which BLAS (NumPy's and SciPy's OpenBLAS) runs on one thread.
+
+    A file's processing runs in it whatever the worker's budget: a threaded BLAS can sum in
+    a different order with a different thread count, so the bytes would depend on how many
+    workers share the cores (as with torch, see ``archtool.restore.chain``); and two workers
+    each spinning a pool of one thread per core oversubscribe the machine. Parallelism is
+    across files.
+    """
+    return _threadpools().limit(limits=1, user_api="blas")
+
+
+@contextmanager
+def _thread_env(threads: int) -> Iterator[None]:
+    """``THREAD_ENV_VARS`` set to ``threads`` while a worker process is started, so that the
+    spawned interpreter has them before it imports NumPy (OpenBLAS sizes its pool at load:
+    otherwise every worker would have one BLAS thread per core, oversubscribing the cores)."""
+    saved = {var: os.environ.get(var) for var in THREAD_ENV_VARS}
+    try:
+        for var in THREAD_ENV_VARS:
+            os.environ[var] = str(max(1, int(threads)))
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -172,7 +219,8 @@ class WorkerPool:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=_worker_main, args=(self.fn, self.slots[i], child_conn, self._pid),
                                  name=f"archtool-worker-{i}-{self.slots[i].device}", daemon=True)
-        proc.start()
+        with _thread_env(self.slots[i].threads):
+            proc.start()
         child_conn.close()
         self._workers[i] = _Worker(self.slots[i], proc, parent_conn)
 
