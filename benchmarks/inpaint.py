@@ -78,6 +78,9 @@ LENGTHS_MS = (10, 25, 50, 100, 200, 400)
 METHODS = ("zero", "linear", "ar", "unet", "unet_plain_gl", "combined")
 # (floor, projections) of the top-up candidates
 TUNE_TOPUPS = ((0.3, 0), (0.5, 0), (0.7, 0), (1.0, 0), (0.5, 4), (0.7, 4), (1.0, 4))
+# the blend candidates: lam x loud x keep_ar x coherence_power
+TUNE_BLENDS = [(lam, loud, keep, power) for lam in (0.25, 0.5, 1.0, 2.0) for loud in (1.0, 3.0, 10.0)
+               for keep in (False, True) for power in (1.0, 0.5)]
 
 
 def load_mono(path: Path, rate: int) -> np.ndarray:
@@ -110,14 +113,17 @@ def pick_positions(x: np.ndarray, rate: int, gap: int, count: int, rng: np.rando
 
 def tune_candidates() -> dict[str, Recipe]:
     """The recipes ``--tune`` compares (the ``auto`` table is chosen among these): Janssen AR,
-    the U-Net recipe, the U-Net's magnitudes on the Janssen fill's phase, top-ups, and the
-    plain U-Net method."""
+    the U-Net recipe, the U-Net's magnitudes on the Janssen fill's phase, top-ups, the
+    plain U-Net method and spectral blends (:data:`TUNE_BLENDS`)."""
     cands = {"ar": Recipe("ar"), "unet_r10": Recipe("unet", ar_ramp_ms=10.0),
              "unet_mag_ar_phase": Recipe("ar_topup", floor=1.0, ceiling=1.0, iterations=0, ar_ramp_ms=10.0)}
     for floor, its in TUNE_TOPUPS:
         cands[f"topup{floor:g}_p{its}"] = Recipe("ar_topup", floor=floor, iterations=its, ar_ramp_ms=10.0)
     # the plain U-Net method itself (a chosen-by-length combination may pick a single method)
     cands["unet_as_single"] = Recipe("unet", init="extrapolate", ar_ramp_ms=0.0)
+    for lam, loud, keep, power in TUNE_BLENDS:
+        cands[f"blend_l{lam:g}_t{loud:g}{'_keep' if keep else ''}_p{power:g}"] = Recipe(
+            "blend", lam=lam, loud=loud, keep_ar=keep, coherence_power=power)
     return cands
 
 
@@ -189,9 +195,13 @@ def tune(domain: str, rate: int, filler: UNetFiller, positions: int, seed: int) 
                 # what inpaint(..., recipe=r) computes, with the Janssen fill shared by all candidates
                 ar = ar_fill(damaged, ls, le, rate, order=ar_order_bounded(gap, rate))
                 gaps["ar"] = ar_fill(damaged, ls, le, rate)
+                bases: dict[tuple, np.ndarray] = {}  # the network's fills, shared by recipes that differ after it
                 for cname, r in cands.items():
                     if r.kind != "ar":
-                        gaps[cname] = finish_fill(ar, unet_base_fill(filler, damaged, ls, le, rate, r, ar), rate, r)
+                        key = ("unet" if r.kind == "blend" else r.kind, r.init, r.iterations, r.floor, r.ceiling)
+                        if key not in bases:
+                            bases[key] = unet_base_fill(filler, damaged, ls, le, rate, r, ar)
+                        gaps[cname] = finish_fill(ar, bases[key], rate, r)
                 for m, fill in gaps.items():
                     y = damaged.copy()
                     y[ls:le] = fill

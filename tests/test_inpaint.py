@@ -11,7 +11,7 @@ from archtool.models.checkpoint import PACKAGED_DIR, save_checkpoint
 from archtool.models.unet_inpaint import InpaintUNet, SpecConfig
 from archtool.restore.gaplist import parse_gap_list, read_gap_list
 from archtool.restore.inpaint import (AUTO_RECIPES, PACKAGED_MODELS, Recipe, UNetFiller, ar_order_bounded, band_gain,
-                                     inpaint, plan_fills, recipe_for, zero_runs)
+                                     inpaint, plan_fills, recipe_for, spectral_blend, zero_runs)
 from archtool.restore.registry import get_restorer
 
 from conftest import speech_like, tone
@@ -114,7 +114,7 @@ def test_auto_recipe_tables_cover_every_length():
     for model, table in AUTO_RECIPES.items():
         bounds = [b for b, _ in table]
         assert bounds == sorted(bounds) and bounds[-1] == float("inf"), model
-        assert all(r.kind in ("ar", "ar_topup", "unet") for _, r in table)
+        assert all(r.kind in ("ar", "ar_topup", "unet", "blend") for _, r in table)
     for sr in (8000, 16000, 22050, 44100):
         assert recipe_for(5.0, sr).kind in ("ar", "ar_topup")  # short gaps keep Janssen's waveform
         assert isinstance(recipe_for(1500.0, sr), Recipe)
@@ -387,3 +387,46 @@ def test_plain_unet_recipe_is_the_unet_method_and_skips_janssen(random_filler):
         Recipe("unet", init="random")
     with pytest.raises(ValueError, match="recipe"):
         Recipe("magic")
+
+
+def _band_energy(v: np.ndarray, sr: int, above_hz: float) -> float:
+    spec = np.abs(np.fft.rfft(v * np.hanning(v.size))) ** 2
+    return float(spec[np.fft.rfftfreq(v.size, 1 / sr) > above_hz].sum())
+
+
+def test_spectral_blend_takes_janssen_phase_in_loud_bins_and_keeps_quiet_bins(rng):
+    """Loud bins get the Janssen fill's phase (a right-spectrum, wrong-phase fill of a steady
+    two-tone signal becomes accurate); quiet bins (the noise floor above 2 kHz) keep the
+    network's fill; ``lam = 0`` with every bin loud returns the Janssen fill itself."""
+    sr = 16000
+    t = np.arange(sr) / sr
+    x = 0.5 * np.sin(2 * np.pi * 200 * t) + 0.2 * np.sin(2 * np.pi * 600 * t + 0.3) + 1e-3 * rng.standard_normal(sr)
+    s, e = 6000, 6000 + int(0.2 * sr)
+    damaged = x.copy()
+    damaged[s:e] = 0.0
+    ar = ar_fill(damaged, s, e, sr, order=ar_order_bounded(e - s, sr))
+    wrong = x[s + 40:e + 40]  # half a period of 200 Hz (1.5 of 600 Hz) late: both tones inverted
+    assert snr_db(x[s:e], wrong) < -5.0
+    blend = spectral_blend(ar, wrong, sr, lam=1.0, loud=3.0)
+    assert snr_db(x[s:e], blend) > 15.0  # measured 20.3 dB
+    assert _band_energy(blend - wrong, sr, 2000.0) < 1e-6 * _band_energy(wrong, sr, 2000.0)  # measured 1.5e-9
+    assert snr_db(ar, spectral_blend(ar, 2.0 * ar, sr, lam=0.0, loud=0.0)) > 100.0
+    assert snr_db(wrong, spectral_blend(ar, wrong, sr, lam=1.0, loud=np.inf)) > 100.0
+
+
+def test_blend_recipe_keeps_outside_identical_and_reports_its_settings(random_filler):
+    sr = 16000
+    clean = speech_like(1.0, sr, seed=7)
+    s, e = 5000, 5000 + int(0.12 * sr)
+    damaged = clean.copy()
+    damaged[:, s:e] = 0.0
+    recipe = Recipe("blend", lam=0.5, loud=10.0, keep_ar=True, iterations=20)
+    assert recipe.needs_janssen()
+    out, rec = inpaint(damaged, sr, [[s / sr, e / sr]], filler=random_filler, recipe=recipe)
+    assert rec[0]["method"] == "blend"
+    assert (rec[0]["lam"], rec[0]["loud"], rec[0]["keep_ar"]) == (0.5, 10.0, True)
+    assert np.array_equal(out[:, :s], damaged[:, :s]) and np.array_equal(out[:, e:], damaged[:, e:])
+    assert np.all(np.isfinite(out[:, s:e])) and np.any(out[:, s:e] != 0.0)
+    # without a checkpoint the blend falls back to its base, the Janssen fill
+    out2, rec2 = inpaint(damaged, sr, [[s / sr, e / sr]], filler=None, recipe=recipe)
+    assert rec2[0]["method"] == "ar" and "no U-Net" in rec2[0]["reason"]

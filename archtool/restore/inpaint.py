@@ -1,6 +1,6 @@
 """Restorer ``inpaint``: fill gaps and dropouts, choosing the recipe by gap length.
 
-Three recipes (:class:`Recipe`), all built on the Janssen AR interpolation from both
+Four recipes (:class:`Recipe`), all built on the Janssen AR interpolation from both
 sides (:func:`archtool.dsp.janssen.ar_fill`), which joins the known samples smoothly by
 construction:
 
@@ -14,6 +14,11 @@ construction:
 - ``unet``: the U-Net's magnitudes for the STFT frames the gap touches, the phase from
   gap-only fast Griffin-Lim (momentum 0.99, known samples held fixed) started from the
   Janssen fill.
+- ``blend``: the ``unet`` fill and the Janssen fill combined per STFT bin
+  (:func:`spectral_blend`). SNR weighs a bin by its energy, LSD counts every bin alike:
+  in the loud bins (where a fill at the right level but with an unknown phase costs most
+  SNR) the magnitude is pulled from the network's towards what the Janssen fill carries,
+  on the Janssen fill's phase; the quiet bins keep the network's fill.
 
 A top-up with ``floor = ceiling = 1`` puts the U-Net's magnitudes on the Janssen fill's
 phase. A recipe may also scale its departure from the Janssen fill per band
@@ -21,7 +26,7 @@ phase. A recipe may also scale its departure from the Janssen fill per band
 of the two fills); the ``auto`` table does not use that at present (it did not raise the
 cross-validated score on the training clips).
 
-The two U-Net-based recipes are cross-faded (raised cosine) from the Janssen fill over
+The U-Net-based recipes are cross-faded (raised cosine) from the Janssen fill over
 ``ar_ramp_ms`` (10 ms) at each gap edge, inside the gap. ``auto`` takes the recipe from
 :data:`AUTO_RECIPES` (per model and length, chosen on training clips by
 ``benchmarks/inpaint.py --tune``). A 3 ms cross-fade *outside* the gap (``border_ms``)
@@ -42,7 +47,7 @@ seconds from the start of the file; when absent, interior runs of digital silenc
 of at least 8 ms are filled), ``chunk_offset`` (samples) or ``offset_s`` (seconds):
 where this chunk starts in the file (the engine's convention, see
 ``archtool.restore.classic.chunk_offset``), ``method`` (``auto`` | ``ar`` | ``ar_topup`` |
-``unet``), ``ar_max_ms`` (set: ``auto`` is AR up to it and ``unet`` beyond, the earlier
+``unet`` | ``blend``), ``ar_max_ms`` (set: ``auto`` is AR up to it and ``unet`` beyond, the earlier
 policy), ``border_ms``, ``xfade_ms`` (overrides the recipes' ``ar_ramp_ms``), ``max_gap_ms``,
 ``model`` (``auto``, a packaged model name or a checkpoint path), ``iterations``
 (Griffin-Lim iterations of the ``unet`` recipe).
@@ -73,7 +78,9 @@ GL_ITERATIONS = 60
 CONTEXT_FRAMES = 64
 MIN_ZERO_RUN_S = 0.008
 PACKAGED_MODELS = {"speech16k": "inpaint_speech16k.pt", "music22k": "inpaint_music22k.pt"}
-RECIPE_KINDS = ("ar", "ar_topup", "unet")
+RECIPE_KINDS = ("ar", "ar_topup", "unet", "blend")
+BLEND_WINDOW_MS = 32.0  # the STFT of spectral_blend (Hann, hop a quarter of it)
+BLEND_PAD_MS = 40.0  # zeros around the gap before that STFT
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,9 @@ class Recipe:
     band). ``init``: where the network's phase starts, ``janssen`` (the Janssen fill) or
     ``extrapolate`` (the cross-faded forward/backward AR prediction, which keeps its level
     mid-gap); ``Recipe("unet", init="extrapolate", ar_ramp_ms=0)`` is the plain U-Net method.
+    ``blend``: the ``unet`` fill (``iterations``, ``init``) combined per bin with the Janssen
+    fill by :func:`spectral_blend` with ``lam``, ``loud``, ``keep_ar`` and
+    ``coherence_power``, before the ramps.
     """
 
     kind: str
@@ -105,6 +115,10 @@ class Recipe:
     gain_low: float = 1.0
     gain_high: float = 1.0
     init: str = "janssen"
+    lam: float = 1.0
+    loud: float = 3.0
+    keep_ar: bool = False
+    coherence_power: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in RECIPE_KINDS or self.init not in ("janssen", "extrapolate"):
@@ -112,12 +126,12 @@ class Recipe:
 
     def needs_janssen(self) -> bool:
         """Whether the fill uses the Janssen fill (as the base, phase start, ramp or band gain)."""
-        return (self.kind == "ar" or self.init == "janssen" or self.ar_ramp_ms > 0
+        return (self.kind in ("ar", "blend") or self.init == "janssen" or self.ar_ramp_ms > 0
                 or not self.gain_low == self.gain_high == 1.0)
 
 
 DEFAULT_RECIPES = {"ar": Recipe("ar"), "ar_topup": Recipe("ar_topup", floor=0.5, iterations=4),
-                   "unet": Recipe("unet")}
+                   "unet": Recipe("unet"), "blend": Recipe("blend")}
 # The ``auto`` choice, per model (by rate) and gap length: (upper bound in ms, recipe), the
 # bounds at the geometric midpoints of the tuned lengths 10/25/50/100/200/400 ms. Chosen on
 # the *training* clips (3 gaps per clip and length, positions seeded apart from the
@@ -321,7 +335,7 @@ def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None
     Intervals are sorted and merged; those outside ``[0, n_samples)`` are dropped and
     those crossing its ends clipped. Returns dicts with ``start_s``, ``end_s`` (file
     time), ``start``, ``stop`` (local samples), ``method`` (``ar`` | ``ar_topup`` |
-    ``unet`` | ``skipped``, with ``reason``) and ``recipe`` (a :class:`Recipe`).
+    ``unet`` | ``blend`` | ``skipped``, with ``reason``) and ``recipe`` (a :class:`Recipe`).
     ``method="auto"`` takes the recipe for the gap's length from :data:`AUTO_RECIPES`
     (the table of the model serving ``sample_rate``); with ``ar_max_ms`` set, ``auto``
     is instead Janssen AR up to that length and the ``unet`` recipe beyond.
@@ -373,9 +387,9 @@ def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None
 def fill_report(params: dict[str, Any], sample_rate: int, n_samples: int | None = None) -> list[dict[str, Any]]:
     """What an ``inpaint`` step with ``params`` fills, one dict per interval, for reports.
 
-    Keys: ``start_s``, ``end_s``, ``method`` (``ar`` | ``ar_topup`` | ``unet`` |
-    ``skipped``), the recipe's settings (``floor``, ``iterations``, ``ar_ramp_ms``) where
-    they apply, and ``reason`` for skipped ones. Empty when the step fills detected digital
+    Keys: ``start_s``, ``end_s``, ``method`` (``ar`` | ``ar_topup`` | ``unet`` | ``blend`` |
+    ``skipped``), the recipe's settings (``floor``, ``iterations``, ``ar_ramp_ms``, the
+    blend's ``lam``, ``loud``, ``keep_ar``, ``coherence_power``) where they apply, and ``reason`` for skipped ones. Empty when the step fills detected digital
     silence (no ``intervals_s``): those runs are only known once the audio is read.
     """
     if not params.get("intervals_s"):
@@ -401,6 +415,9 @@ def _describe(rec: dict[str, Any], xfade_ms: float | None = None) -> None:
             rec["ceiling"] = recipe.ceiling
         rec["iterations"] = recipe.iterations
     rec["ar_ramp_ms"] = recipe.ar_ramp_ms if xfade_ms is None else float(xfade_ms)
+    if recipe.kind == "blend":
+        rec.update(lam=recipe.lam, loud=recipe.loud, keep_ar=recipe.keep_ar,
+                   coherence_power=recipe.coherence_power)
     if recipe.init != "janssen":
         rec["init"] = recipe.init
     if not recipe.gain_low == recipe.gain_high == 1.0:
@@ -446,24 +463,69 @@ def band_gain(ar: np.ndarray, fill: np.ndarray, sample_rate: int, split_hz: floa
     return ar + filtered
 
 
+def spectral_blend(ar: np.ndarray, fill: np.ndarray, sample_rate: int, lam: float = 1.0,
+                   loud: float = 3.0, keep_ar: bool = False, coherence_power: float = 1.0) -> np.ndarray:
+    """The network's gap fill ``fill`` and the Janssen fill ``ar`` (both ``(m,)``) combined per
+    STFT bin (Hann window of :data:`BLEND_WINDOW_MS`, hop a quarter of it, the gap zero-padded
+    by :data:`BLEND_PAD_MS` on each side). Returns ``(m,)`` float64, the gap only.
+
+    ``c = min(|A| / |U|, 1) ** coherence_power`` per bin (``A``, ``U``: the two fills' STFTs)
+    is a reference-free estimate of how much of the Janssen fill's phase is right: LSAR keeps
+    its level where the signal is predictable and decays where it is not. A bin is *loud*
+    when ``|U|^2 >= loud`` times the mean of ``|U|^2`` over the gap's STFT. Loud bins get the
+    Janssen fill's phase and the magnitude ``|U| (c + lam) / (1 + lam)``: ``lam = 0`` is the
+    magnitude that minimises the expected squared error when a fraction ``c`` of the phase is
+    right (SNR), larger ``lam`` moves it towards the network's magnitude (LSD, spectrogram
+    PSNR). Quiet bins cost little energy and count in LSD like any other: they keep the
+    network's fill. ``keep_ar``: never below the Janssen fill's magnitude, loud bins or quiet
+    (quiet ones then get ``max(|A|, |U|)`` on the Janssen phase, a top-up).
+    """
+    from scipy import signal
+
+    ar = np.asarray(ar, dtype=np.float64)
+    m = ar.shape[0]
+    n = max(16, int(BLEND_WINDOW_MS * sample_rate / 1000))
+    hop = n // 4
+    pad = int(BLEND_PAD_MS * sample_rate / 1000)
+    kw = dict(nperseg=n, noverlap=n - hop, boundary="zeros", padded=True)
+    a = signal.stft(np.pad(ar, (pad, pad)), **kw)[2]
+    u = signal.stft(np.pad(np.asarray(fill, dtype=np.float64), (pad, pad)), **kw)[2]
+    mag_a, mag_u = np.abs(a), np.abs(u)
+    phase = np.exp(1j * np.angle(a))
+    c = np.minimum(mag_a / np.maximum(mag_u, 1e-20), 1.0) ** float(coherence_power)
+    mag = mag_u * (c + lam) / (1.0 + lam)
+    power = mag_u ** 2
+    is_loud = power >= loud * power.mean()
+    if keep_ar:
+        out = np.where(is_loud, np.maximum(mag, mag_a), np.maximum(mag_u, mag_a)) * phase
+    else:
+        out = np.where(is_loud, mag * phase, u)
+    y = signal.istft(out, nperseg=n, noverlap=n - hop, boundary=True)[1]
+    return y[pad:pad + m]
+
+
 def finish_fill(ar: np.ndarray, base: np.ndarray, sample_rate: int, recipe: Recipe,
                 ramp_ms: float | None = None) -> np.ndarray:
     """A U-Net-based recipe's gap ``(m,)`` from the Janssen fill ``ar`` and the network's
-    fill ``base``: cross-faded from ``ar`` over ``ramp_ms`` (default the recipe's
-    ``ar_ramp_ms``) at each edge, then :func:`band_gain` with the recipe's gains."""
+    fill ``base``: for ``blend``, first :func:`spectral_blend`; then cross-faded from ``ar``
+    over ``ramp_ms`` (default the recipe's ``ar_ramp_ms``) at each edge, then
+    :func:`band_gain` with the recipe's gains."""
     ramp = recipe.ar_ramp_ms if ramp_ms is None else float(ramp_ms)
+    if recipe.kind == "blend":
+        base = spectral_blend(ar, base, sample_rate, recipe.lam, recipe.loud, recipe.keep_ar,
+                              recipe.coherence_power)
     fill = ramp_blend(ar, base, int(round(ramp * sample_rate / 1000.0)))
     return band_gain(ar, fill, sample_rate, recipe.split_hz, recipe.gain_low, recipe.gain_high)
 
 
 def unet_base_fill(filler: "UNetFiller", x: np.ndarray, start: int, stop: int, sample_rate: int,
                    recipe: Recipe, ar: np.ndarray | None, iterations: int | None = None) -> np.ndarray:
-    """The network's fill of ``x[start:stop]`` for a ``unet`` or ``ar_topup`` recipe, started
-    from the Janssen fill ``ar`` (``init="janssen"``) or from the bidirectional AR prediction
+    """The network's fill of ``x[start:stop]`` for a ``unet``, ``blend`` or ``ar_topup``
+    recipe, started from the Janssen fill ``ar`` (``init="janssen"``) or from the bidirectional AR prediction
     (``init="extrapolate"``; ``ar`` unused), before :func:`finish_fill`. ``iterations``
-    overrides the ``unet`` recipe's Griffin-Lim iterations. Returns ``(stop - start,)`` float64."""
+    overrides the ``unet`` / ``blend`` recipe's Griffin-Lim iterations. Returns ``(stop - start,)`` float64."""
     init = ar if recipe.init == "janssen" else None
-    if recipe.kind == "unet":
+    if recipe.kind in ("unet", "blend"):
         its = recipe.iterations if iterations is None else int(iterations)
         return filler.fill(x, start, stop, sample_rate, its, init=init)
     return filler.fill(x, start, stop, sample_rate, recipe.iterations, init=init,
@@ -487,7 +549,7 @@ def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: U
 
     ``recipe`` (optional) fills every gap with that recipe instead of the planned one
     (how ``benchmarks/inpaint.py --tune`` compares candidate recipes). ``iterations``
-    (optional) overrides the Griffin-Lim iterations of ``unet`` recipes.
+    (optional) overrides the Griffin-Lim iterations of ``unet`` and ``blend`` recipes.
 
     Each gap is filled by its recipe (:func:`plan_fills`): ``ar`` -- Janssen AR;
     ``ar_topup`` -- the Janssen fill with the STFT bins it leaves below ``floor`` times
@@ -525,8 +587,8 @@ def _fill_one(audio: np.ndarray, out: np.ndarray, rec: dict[str, Any], sample_ra
     """Fill one planned gap of every channel of ``audio`` into ``out`` (updates ``rec``)."""
     s, e, recipe = rec["start"], rec["stop"], rec["recipe"]
     n = audio.shape[-1]
-    if rec["method"] == "ar_topup" and filler is None:
-        rec["method"] = "ar"  # the top-up's base fill
+    if rec["method"] in ("ar_topup", "blend") and filler is None:
+        rec["method"] = "ar"  # the base of the top-up and the blend
         rec["reason"] = "no U-Net checkpoint available"
     elif rec["method"] == "unet" and filler is None:
         rec["method"] = "ar_extrapolate"
@@ -538,11 +600,11 @@ def _fill_one(audio: np.ndarray, out: np.ndarray, rec: dict[str, Any], sample_ra
         x = audio[ch].astype(np.float64)
         if rec["method"] == "ar":
             fill = ar_fill(x, fs, fe, sample_rate)
-        elif rec["method"] in ("unet", "ar_topup"):
+        elif rec["method"] in ("unet", "ar_topup", "blend"):
             janssen = recipe.needs_janssen() or ramp_ms > 0
             ar = ar_fill(x, fs, fe, sample_rate, order=ar_order_bounded(fe - fs, sample_rate)) if janssen else None
             base = unet_base_fill(filler, x, fs, fe, sample_rate, recipe, ar,
-                                  iterations if rec["method"] == "unet" else None)
+                                  iterations if rec["method"] in ("unet", "blend") else None)
             fill = finish_fill(ar, base, sample_rate, recipe, ramp_ms) if janssen else base
         else:
             fill = bidirectional_extrapolate(x, fs, fe, sample_rate)
@@ -595,7 +657,7 @@ class InpaintRestorer:
         if method != "ar":
             plans = plan_fills(intervals, sample_rate, x.shape[-1], offset_s=offset, method=method,
                                ar_max_ms=ar_max, max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)))
-            if any(p["method"] in ("unet", "ar_topup") for p in plans):
+            if any(p["method"] in ("unet", "ar_topup", "blend") for p in plans):
                 filler = self.filler(str(params.get("model", "auto")), sample_rate)
         out, records = inpaint(x, sample_rate, intervals, filler=filler, method=method, ar_max_ms=ar_max,
                                border_ms=float(params.get("border_ms", BORDER_MS)), xfade_ms=xfade,
