@@ -202,3 +202,32 @@ def test_shipped_checkpoint_loads_weights_only_with_its_metadata():
     x = torch.from_numpy(np.sin(2 * math.pi * 440 * np.arange(32768) / RATE).astype(np.float32))[None] * 0.1
     with torch.no_grad():
         assert torch.isfinite(model(x, 0.01)).all()
+
+
+def test_blend_zero_returns_the_prefiltered_recording(restorer):
+    from archtool.restore.registry import get_restorer
+
+    x = music(16384, channels=1)
+    noisy = x + 0.03 * torch.randn(x.shape, generator=torch.Generator().manual_seed(6))
+    p = {"noise_psd": white_psd(0.03 ** 2), "noise_psd_n_fft": 1024, "max_reduction_db": 12.0, "steps": 2,
+         "seed": 0}
+    dsp = get_restorer("denoise").process(noisy, RATE, p)
+    half = restorer.process(noisy, RATE, {**p, "prefilter": "lsa", "residual_scale": 100.0, "blend": 0.5})
+    zero = restorer.process(noisy, RATE, {**p, "prefilter": "lsa", "residual_scale": 100.0, "blend": 0.0})
+    full = restorer.process(noisy, RATE, {**p, "prefilter": "lsa", "residual_scale": 100.0})
+    assert float((zero - dsp).square().mean() / dsp.square().mean()) < 1e-8
+    # linear in the weight: half way between the prefiltered recording and the sample
+    mid = 0.5 * (dsp + full)
+    assert float((half - mid).square().mean() / mid.square().mean()) < 1e-8
+    assert float((full - dsp).square().mean() / dsp.square().mean()) > 1e-4
+
+
+def test_gain_floor_limits_attenuation_and_leaves_the_rest():
+    from archtool.restore.diffusion import gain_floor
+
+    ref = music(8192, channels=2) + 0.01 * torch.randn(2, 8192, generator=torch.Generator().manual_seed(7))
+    # every bin 40 dB down: raised to exactly the floor (-6 dB), phase kept
+    y = gain_floor(0.01 * ref, ref, -6.0)
+    assert torch.allclose(y, 10 ** (-6 / 20) * ref, atol=1e-5)
+    # nothing below the floor: unchanged
+    assert torch.allclose(gain_floor(0.8 * ref, ref, -6.0), 0.8 * ref, atol=1e-5)

@@ -43,7 +43,11 @@ Params: ``steps`` (25; ``diffusion_steps``, the restore command's ``--steps``, o
 units, when no analysis measure is given), ``model`` (``music`` or a checkpoint path),
 ``prefilter`` (``none`` / ``lsa``), ``max_reduction_db`` (18, the prefilter's),
 ``residual_scale`` (3.0), ``samples`` (1: the output is the mean of this many samples, each
-seeded by its index; useful only with ``churn`` > 0).
+seeded by its index; useful only with ``churn`` > 0), ``blend`` (1.0: the output is
+``observation + blend * (sample - observation)`` per segment, the observation being the
+prefiltered recording with ``prefilter = "lsa"``: two estimates with different errors,
+mixed) and ``floor_db`` (off: the most the prior may attenuate any STFT bin of the
+observation, see :func:`gain_floor`).
 """
 from __future__ import annotations
 
@@ -236,6 +240,23 @@ class Observation:
         return x0
 
 
+# ---------------------------------------------------------------------------------- post-processing
+def gain_floor(x: torch.Tensor, ref: torch.Tensor, floor_db: float) -> torch.Tensor:
+    """Limit how far the prior may attenuate ``ref`` ``(B, N)``: in each STFT bin where
+    ``|X| < 10^(floor_db/20) |R|`` the magnitude of ``x`` is raised to that floor (phase of ``x``).
+
+    The prior's denoiser is an MMSE estimate: in bins where the residual noise dominates
+    (high frequencies) it shrinks the music towards zero, which the log-spectral distance
+    punishes; the LSA suppressor has the same floor (``max_reduction_db``)."""
+    win = torch.hann_window(N_FFT, device=x.device)
+    spec = torch.stft(x, N_FFT, HOP, window=win, return_complex=True)
+    r = torch.stft(ref, N_FFT, HOP, window=win, return_complex=True)
+    lo = r.abs() * 10 ** (floor_db / 20)
+    mag = spec.abs()
+    gain = torch.where(mag < lo, lo / mag.clamp_min(1e-12), torch.ones_like(mag))
+    return torch.istft(spec * gain, N_FFT, HOP, window=win, length=x.shape[-1])
+
+
 # ---------------------------------------------------------------------------------- restorer
 
 
@@ -319,6 +340,8 @@ class DiffusionRestorer:
         batch = int(number(params, "batch", 8, 1, 1024))
         samples = int(number(params, "samples", 1, 1, 64))
         overlap = number(params, "overlap", 0.25, 0.0, 0.75)
+        post = {"blend": number(params, "blend", 1.0, 0.0, 1.0),
+                "floor_db": number(params, "floor_db", 0.0, -80.0, 0.0) if params.get("floor_db") is not None else None}
         seed = int(params.get("seed", 0) or 0)
         offset = int(round(chunk_offset(params, sample_rate) * rate / sample_rate))
         channels, n = low.shape
@@ -367,7 +390,7 @@ class DiffusionRestorer:
                 places.append((c, k, a, lo, hi))
             result = self._batch(torch.stack(segs), knowns, places, m, psd, noise_ms, cutoff, clip_level,
                                  steps=steps, xi=xi, order=order, churn=churn, start_factor=start_factor,
-                                 seed=seed, sd=sd, samples=samples)
+                                 seed=seed, sd=sd, samples=samples, post=post)
             for (c, k, a, lo, hi), r in zip(places, result):
                 out[c, lo:hi] += (r * taper)[lo - a:hi - a]
                 if c == 0:
@@ -392,8 +415,10 @@ class DiffusionRestorer:
 
     def _batch(self, y: torch.Tensor, knowns: list, places: list, m: DiffusionModel, psd: np.ndarray | None,
                noise_ms: float, cutoff: float | None, clip_level: float | None, *, steps: int, xi: float,
-               order: int, churn: float, start_factor: float, seed: int, sd: float, samples: int = 1) -> torch.Tensor:
+               order: int, churn: float, start_factor: float, seed: int, sd: float, samples: int = 1,
+               post: dict[str, float] | None = None) -> torch.Tensor:
         """Restore ``(B, segment)`` segments at the model rate."""
+        post = post or {}
         dev = m.device
         power = y.double().square().mean(dim=-1)
         clean = torch.maximum(power - noise_ms, 0.1 * power) if psd is not None else power
@@ -431,5 +456,11 @@ class DiffusionRestorer:
             x = x + sample(m.denoiser, tuple(yn.shape), steps, gens, device=dev, x_init=yn, sigma_start=start,
                            init_sigma=init, guidance=obs.guidance if weights is not None else None,
                            xi=xi if weights is not None else 0.0, project=obs.project, order=order, s_churn=churn)
-        x = (x.cpu() / samples / scale[:, None])
+        x = x / samples
+        blend = float(post.get("blend", 1.0))
+        if blend != 1.0:  # back towards the (prefiltered) observation
+            x = yn + blend * (x - yn)
+        if post.get("floor_db") is not None:
+            x = gain_floor(x, yn, float(post["floor_db"]))
+        x = x.cpu() / scale[:, None]
         return torch.where(live[:, None], x, y)
