@@ -9,7 +9,9 @@ TIMIT-RAR / GTZAN-RAR length), each degraded with the ``rar`` recipe (random ble
 noise, background mixture and reverberation, or a single artefact) using the shared
 background and impulse-response folders. Reported per method: mean SDR improvement,
 SI-SDR improvement (dB, output minus input) and LSD (dB, output), and speed in x real
-time on this machine. Peers: noisereduce (PyPI), ffmpeg ``afftdn`` (bundled ffmpeg), and
+time on this machine, for the Op-GAN checkpoint alone and, when a fusion stage trained for
+it lies beside it (``<stem>_fusion.pt``, `archtool train opgan-fusion`), for Op-GAN + fusion
+(what the ``opgan`` restorer runs by default). Peers: noisereduce (PyPI), ffmpeg ``afftdn`` (bundled ffmpeg), and
 the DSP denoiser (registry ``denoise``) when installed. Paper anchors (Op-GAN, arXiv
 2212.14618): +7.2 dB SDR on TIMIT-RAR, +4.9 dB on GTZAN-RAR.
 """
@@ -79,13 +81,15 @@ def build_corpus(clips: list[np.ndarray], rate: int, items: int, seed: int, mate
     return corpus
 
 
-def opgan_method(path: Path) -> Method:
+def opgan_method(path: Path, fusion: str = "off") -> Method:
+    """The opgan restorer at the model's rate: Op-GAN alone (``fusion="off"``) or followed by
+    the checkpoint's fusion stage (``"auto"``)."""
     from archtool.restore.opgan import OpGANRestorer
 
     restorer = OpGANRestorer(checkpoint=str(path))
 
     def run(x: np.ndarray, rate: int) -> np.ndarray:
-        y = restorer.process(torch.from_numpy(x[None]), rate, {"high_band": "keep"}, "cpu")
+        y = restorer.process(torch.from_numpy(x[None]), rate, {"high_band": "keep", "fusion": fusion}, "cpu")
         return y[0].numpy()
 
     return run
@@ -157,7 +161,8 @@ def score(corpus: list[dict], method: Method, rate: int) -> dict:
                                            for v in sorted({it["variant"] for it in corpus})}}
 
 
-def long_signal_speed(path: Path, rate: int, seconds: float = 60.0, threads: int = 1) -> dict[str, float]:
+def long_signal_speed(path: Path, rate: int, seconds: float = 60.0, threads: int = 1,
+                      fusion: str = "off") -> dict[str, float]:
     """x real time of the opgan restorer on one long mono signal (``threads`` torch threads):
     by wall clock (shared, loaded machine) and by this process's CPU time (what one
     otherwise idle core of this machine would need)."""
@@ -168,9 +173,9 @@ def long_signal_speed(path: Path, rate: int, seconds: float = 60.0, threads: int
     try:
         r = OpGANRestorer(checkpoint=str(path))
         x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, int(seconds * rate))).astype(np.float32) * 0.1)
-        r.process(x[:, :rate], rate, {}, "cpu")  # load + warm up
+        r.process(x[:, :rate], rate, {"fusion": fusion}, "cpu")  # load + warm up
         t0, c0 = time.perf_counter(), time.process_time()
-        r.process(x, rate, {"high_band": "keep"}, "cpu")
+        r.process(x, rate, {"high_band": "keep", "fusion": fusion}, "cpu")
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         return {"wall": seconds / wall, "cpu": seconds / cpu * threads}
     finally:
@@ -194,8 +199,12 @@ def main() -> None:
         ckpt = args.checkpoint_dir / name
         _, meta = load_checkpoint(ckpt)
         corpus = build_corpus(holdout_clips(meta, rate), rate, args.items, args.seed, material)
+        from archtool.restore.opgan import fusion_path
+
+        has_fusion = fusion_path(ckpt).exists()
         methods: dict[str, Method | None] = {
             f"Op-GAN ({name}, q={meta['q']})": opgan_method(ckpt),
+            f"Op-GAN + fusion ({fusion_path(ckpt).name})": opgan_method(ckpt, "auto") if has_fusion else None,
             "noisereduce": noisereduce_method(),
             "ffmpeg afftdn (tn=1)": afftdn_method("tn=1"),
             "ffmpeg afftdn (nr=30:nf=-25:tn=1)": afftdn_method("nr=30:nf=-25:tn=1"),
@@ -215,13 +224,17 @@ def main() -> None:
                 continue
             res["methods"][label] = score(corpus, method, rate)
             m = res["methods"][label]
-            print(f"{material:6s} {label:42s} dSDR {m['sdr_improvement_db']:+6.2f}  dSI-SDR "
+            print(f"{material:6s} {label:44s} dSDR {m['sdr_improvement_db']:+6.2f}  dSI-SDR "
                   f"{m['si_sdr_improvement_db']:+6.2f}  LSD {m['lsd_db']:5.2f} (in {m['lsd_input_db']:5.2f})  "
                   f"{m['x_realtime']:7.1f}x RT wall, {m['x_realtime_cpu']:7.1f}x RT cpu", flush=True)
         res["opgan_long_signal_x_realtime"] = sp = long_signal_speed(ckpt, rate, threads=1)
         print(f"{material}: input SDR {res['input_sdr_db']:.2f} dB; Op-GAN on a 60 s signal, 1 thread: "
               f"{sp['wall']:.1f}x RT by wall clock (shared machine), {sp['cpu']:.1f}x RT per CPU second",
               flush=True)
+        if has_fusion:
+            res["fusion_long_signal_x_realtime"] = sp = long_signal_speed(ckpt, rate, threads=1, fusion="auto")
+            print(f"{material}: Op-GAN + fusion on a 60 s signal, 1 thread: {sp['wall']:.1f}x RT by wall clock, "
+                  f"{sp['cpu']:.1f}x RT per CPU second", flush=True)
         results[material] = res
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

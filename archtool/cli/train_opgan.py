@@ -56,3 +56,39 @@ def register(group: typer.Typer) -> None:
         if metrics:
             typer.echo(f"{output}: validation SDR improvement {metrics['sdr_improvement_db']:+.2f} dB, "
                        f"SI-SDR improvement {metrics['si_sdr_improvement_db']:+.2f} dB")
+
+    @group.command("opgan-fusion")
+    def train_opgan_fusion(
+        opgan: Path = typer.Option(..., "--opgan", exists=True, dir_okay=False,
+                                   help="The Op-GAN checkpoint (.pt) whose output is fused."),
+        data: list[Path] = typer.Option(..., "--data", help="Folder of clean audio (repeat for several)."),
+        output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                              help="Checkpoint to write (default: <opgan stem>_fusion.pt beside it)."),
+        rir_dir: Optional[Path] = typer.Option(None, "--rir-dir", help="Room impulse responses for the recipe."),
+        background_dir: Optional[Path] = typer.Option(None, "--background-dir", help="Background recordings to mix in."),
+        noise_dir: Optional[Path] = typer.Option(None, "--noise-dir", help="Real noise recordings for the recipe."),
+        recipe: str = typer.Option("rar", "--recipe", help="Degradation recipe (use the one Op-GAN was trained with)."),
+        items: int = typer.Option(1000, "--items", min=10, help="Degraded excerpts to draw (cached beside OUTPUT)."),
+        steps: int = typer.Option(2000, "--steps", min=1, help="Training steps."),
+        batch: int = typer.Option(8, "--batch", min=1, help="Crops per step."),
+        threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for torch."),
+        seed: int = typer.Option(0, "--seed", help="Seed: same data + seed give the same checkpoint."),
+    ) -> None:
+        """Train the spectral fusion stage that follows an Op-GAN checkpoint.
+
+        It learns, per time-frequency bin, how much of Op-GAN's correction to keep and what to
+        borrow from the DSP denoiser, on the Op-GAN checkpoint's training clips only.
+
+        Example: archtool train opgan-fusion --opgan opgan_speech16k.pt --data clean/ --rir-dir rir/ --background-dir bg/
+        """
+        from archtool.train.opgan_fusion import FusionTrainConfig, train_fusion
+
+        out = output or opgan.with_name(f"{opgan.stem}_fusion.pt")
+        cfg = FusionTrainConfig(
+            opgan=str(opgan), data=[str(d) for d in data], output=str(out),
+            rir_dir=str(rir_dir) if rir_dir else None, background_dir=str(background_dir) if background_dir else None,
+            noise_dir=str(noise_dir) if noise_dir else None, recipe=recipe, items=items, steps=steps,
+            batch=batch, threads=threads, seed=seed)
+        metrics = train_fusion(cfg, log=lambda m: typer.echo(m, err=True))
+        typer.echo(f"{out}: validation SDR improvement {metrics['sdr_improvement_db']:+.2f} dB "
+                   f"(Op-GAN alone {metrics['opgan_sdr_improvement_db']:+.2f} dB)")

@@ -3,8 +3,10 @@ with an Op-GAN generator (archtool.models.opgan) loaded from a checkpoint.
 
 The audio is resampled to the model's rate, cut into overlapping segments of the model's
 length (each peak-normalised into [-1, 1] as in training, restored, and scaled back),
-batched on the device and overlap-added (archtool.models.overlap_add). The result is
-resampled back to the input's rate. Above the model's band (input rate > model rate)
+batched on the device and overlap-added (archtool.models.overlap_add). When a fusion
+checkpoint trained for this Op-GAN checkpoint lies beside it (``<stem>_fusion.pt``, see
+archtool.models.fusion), the model-rate output is then fused bin by bin with the input and
+the DSP denoiser's estimate. The result is resampled back to the input's rate. Above the model's band (input rate > model rate)
 the input's own content is kept, denoised by the DSP ``denoise`` restorer when that is
 installed. Output has the input's shape, rate, channels, dtype and device.
 """
@@ -17,6 +19,7 @@ import torch
 
 from archtool.errors import CheckpointError
 from archtool.models.checkpoint import load_checkpoint, resolve_checkpoint
+from archtool.models.fusion import FusionConfig, SpectralFusion, fuse_long
 from archtool.models.opgan import OpGANGenerator, build_generator
 from archtool.models.overlap_add import overlap_add
 from archtool.restore.registry import register_restorer
@@ -46,11 +49,16 @@ class OpGANModel:
         self.gen.eval().requires_grad_(False)
         self.device = torch.device(device)
         self.gen.to(self.device)
+        self.fusion = load_fusion(self.path, self.rate)
+        if self.fusion is not None:
+            self.fusion.to(self.device)
 
     def to(self, device: torch.device | str) -> "OpGANModel":
         device = torch.device(device)
         if device != self.device:
             self.gen.to(device)
+            if self.fusion is not None:
+                self.fusion.to(device)
             self.device = device
         return self
 
@@ -70,9 +78,34 @@ class OpGANModel:
                            batch_size=batch_size, device=self.device, window="tukey")
 
 
+def fusion_path(opgan_path: Path) -> Path:
+    """Where the fusion stage of an Op-GAN checkpoint lives: beside it, ``<stem>_fusion.pt``."""
+    return opgan_path.with_name(f"{opgan_path.stem}_fusion.pt")
 
 
+def load_fusion(opgan_path: Path, rate: int) -> SpectralFusion | None:
+    """The fusion network trained for this exact Op-GAN checkpoint, or None when there is none.
 
+    A fusion file trained for other Op-GAN weights (checked by SHA-256) is refused: its
+    weights would mix the wrong model's output."""
+    import hashlib
+
+    path = fusion_path(opgan_path)
+    if not path.exists():
+        return None
+    state, meta = load_checkpoint(path)
+    if meta.get("model") != "opgan-fusion":
+        raise CheckpointError(f"{path}: not an Op-GAN fusion checkpoint (model={meta.get('model')!r})")
+    sha = hashlib.sha256(opgan_path.read_bytes()).hexdigest()
+    if meta.get("opgan_sha256") != sha or int(meta.get("sample_rate", -1)) != rate:
+        raise CheckpointError(f"{path}: trained for other Op-GAN weights than {opgan_path.name}; "
+                              "retrain it with `archtool train opgan-fusion` or delete it")
+    net = SpectralFusion(FusionConfig(**meta["arch"]))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the architecture ({exc})") from None
+    return net.eval().requires_grad_(False)
 
 @register_restorer("opgan")
 class OpGANRestorer:
@@ -82,7 +115,8 @@ class OpGANRestorer:
     checkpoint is chosen per call by ``params["model"]`` (default ``speech``).
     Params: ``model``, ``batch`` (segments per device batch, default 16), ``overlap``
     (default 0.25), ``high_band`` (``denoise`` or ``keep``: what to do above the model's
-    band, default ``denoise`` when the DSP denoiser is installed).
+    band, default ``denoise`` when the DSP denoiser is installed), ``fusion`` (``auto``:
+    use the checkpoint's fusion stage when it has one; ``off``: Op-GAN's output alone).
     """
 
     name: ClassVar[str] = "opgan"
@@ -112,11 +146,26 @@ class OpGANRestorer:
         x = audio.detach().to(torch.float32)
         low = resample(x, sample_rate, model.rate)
         restored = model.restore(low.to(model.device), batch_size=int(params.get("batch", 16)),
-                                 overlap=float(params.get("overlap", 0.25))).to(x.device)
+                                 overlap=float(params.get("overlap", 0.25)))
+        if model.fusion is not None and params.get("fusion", "auto") != "off":
+            restored = self._fuse(model, low.to(model.device), restored, params, device)
+        restored = restored.to(x.device)
         y = fit_length(resample(restored, model.rate, sample_rate), x.shape[-1])
         if sample_rate > model.rate:
             y = y + self._high_band(x, sample_rate, model.rate, params, device)
         return y.to(dtype=audio.dtype, device=audio.device)
+
+    @staticmethod
+    def _fuse(model: OpGANModel, low: torch.Tensor, restored: torch.Tensor, params: dict[str, Any],
+              device: torch.device | str) -> torch.Tensor:
+        """Op-GAN's output fused with the input and the DSP denoiser's estimate (model rate)."""
+        from archtool.restore.registry import get_restorer, list_restorers
+
+        if "denoise" not in list_restorers():
+            return restored
+        dsp = get_restorer("denoise").process(low, model.rate, {"seed": params.get("seed", 0)}, device)
+        return fuse_long(model.fusion, low, restored, dsp.to(low.device, torch.float32),
+                         chunk=model.rate * 20)
 
     def _high_band(self, x: torch.Tensor, rate: int, model_rate: int, params: dict[str, Any],
                    device: torch.device | str) -> torch.Tensor:

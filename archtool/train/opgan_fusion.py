@@ -1,0 +1,218 @@
+"""Train the spectral fusion stage (archtool.models.fusion) that follows an Op-GAN checkpoint.
+
+Items are drawn exactly as for Op-GAN training (clean crops of the training clips, degraded
+with the same recipe), never from the clips the Op-GAN checkpoint held out: those are the
+benchmark's. For each item the frozen Op-GAN output ``G`` and the DSP denoiser's output
+``D`` are computed once and cached (``OUTPUT.items.pt``, weights-only tensors); the fusion
+network is then trained on random crops of 64 STFT frames to maximise SDR against the
+clean crop. The last ``val_fraction`` of the items validates; the best validation SDR is
+kept. Determinism: item ``i`` comes from ``rng_for(seed, f"item{i}")``, step ``k``'s crops
+from ``rng_for(seed, f"fusion-step{k}")``, initialisation from ``seed``.
+
+Files written: ``OUTPUT`` (.pt + .json) and ``OUTPUT.items.pt`` (the cache; delete it to
+redraw). Put OUTPUT beside the Op-GAN checkpoint as ``<opgan stem>_fusion.pt`` for the
+``opgan`` restorer to use it.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from archtool.errors import UsageError
+from archtool.models.checkpoint import save_checkpoint
+from archtool.models.fusion import FusionConfig, SpectralFusion
+from archtool.seeding import rng_for, seed_for
+from archtool.train.opgan import (Clip, MixedDegrader, PairMaker, TrainConfig, load_mono,
+                                  scan_clean)
+
+CROP_FRAMES = 64
+
+
+@dataclass
+class FusionTrainConfig:
+    """Everything that defines a fusion training run (stored in the checkpoint metadata)."""
+
+    opgan: str
+    data: list[str]
+    output: str
+    rir_dir: str | None = None
+    background_dir: str | None = None
+    noise_dir: str | None = None
+    recipe: str = "rar"
+    items: int = 1000
+    segment: int = 32768
+    steps: int = 2000
+    batch: int = 8
+    lr: float = 2e-3
+    channels: int = 12
+    val_fraction: float = 0.1
+    val_every: int = 200
+    seed: int = 0
+    threads: int = 1
+    extra_holdout: list[str] = field(default_factory=list)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _stem_key(key: str) -> str:
+    return str(Path(key).with_suffix(""))
+
+
+def training_clips(cfg: FusionTrainConfig, opgan_meta: dict, rate: int) -> tuple[list[Clip], list[dict]]:
+    """Clips of ``cfg.data`` minus every clip the Op-GAN checkpoint held out."""
+    held = {_stem_key(k) for k in opgan_meta.get("data", {}).get("holdout", [])}
+    held |= {_stem_key(k) for k in cfg.extra_holdout}
+    clips, sources = [], []
+    for path, key, row in scan_clean(cfg.data):
+        if _stem_key(key) in held:
+            continue
+        for i, ch in enumerate(load_mono(path, rate)):
+            clips.append(Clip(f"{key}#{i}", row.get("source", str(path)), ch))
+        sources.append({"file": key, "source": row.get("source", "unknown"),
+                        "licence": row.get("licence", "unknown")})
+    if not clips:
+        raise UsageError("no training clips left after removing the Op-GAN checkpoint's held-out clips")
+    return clips, sources
+
+
+def make_items(cfg: FusionTrainConfig, model, denoise: Callable[[torch.Tensor, int], torch.Tensor],
+               clips: list[Clip], progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
+    """``{"clean", "input", "opgan", "dsp"}``: float32 ``(items, segment)`` tensors."""
+    tcfg = TrainConfig(data=cfg.data, output=cfg.output, rate=model.rate, noise_dir=cfg.noise_dir,
+                       rir_dir=cfg.rir_dir, background_dir=cfg.background_dir, recipe=cfg.recipe)
+    pairs = PairMaker(clips, model.rate, cfg.segment, MixedDegrader(tcfg))
+    out = {k: torch.empty(cfg.items, cfg.segment) for k in ("clean", "input", "opgan", "dsp")}
+    for i in range(cfg.items):
+        x, y = pairs.pair(rng_for(cfg.seed, f"item{i}"))
+        xt = torch.from_numpy(x)[None]
+        out["clean"][i], out["input"][i] = torch.from_numpy(y), xt[0]
+        out["opgan"][i] = model.restore(xt)[0]
+        out["dsp"][i] = denoise(xt, model.rate)[0]
+        if progress:
+            progress(i + 1)
+    return out
+
+
+def neg_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean negative SDR in dB over the batch (the quantity the benchmark reports)."""
+    num = (reference ** 2).sum(-1).clamp_min(1e-10)
+    den = ((reference - estimate) ** 2).sum(-1).clamp_min(1e-10)
+    return -(10 * torch.log10(num / den)).mean()
+
+
+@torch.no_grad()
+def validate(net: SpectralFusion, items: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, float]:
+    """SDR improvements over the input of the fused output and of Op-GAN alone, in dB."""
+    from archtool.metrics import lsd_db, sdr_db, si_sdr_db
+
+    net.eval()
+    fused = torch.cat([net(items["input"][idx[i:i + 32]], items["opgan"][idx[i:i + 32]],
+                           items["dsp"][idx[i:i + 32]]) for i in range(0, len(idx), 32)])
+    net.train()
+    rows = []
+    for j, i in enumerate(idx.tolist()):
+        c, x, g, y = (t.numpy() for t in (items["clean"][i], items["input"][i], items["opgan"][i], fused[j]))
+        base, si_base = sdr_db(c, x), si_sdr_db(c, x)
+        rows.append((sdr_db(c, y) - base, sdr_db(c, g) - base, si_sdr_db(c, y) - si_base,
+                     si_sdr_db(c, g) - si_base, lsd_db(c, y), lsd_db(c, g)))
+    m = np.mean(rows, axis=0)
+    return {"sdr_improvement_db": float(m[0]), "opgan_sdr_improvement_db": float(m[1]),
+            "si_sdr_improvement_db": float(m[2]), "opgan_si_sdr_improvement_db": float(m[3]),
+            "lsd_db": float(m[4]), "opgan_lsd_db": float(m[5]), "items": len(rows)}
+
+
+def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
+                 progress: bool = True) -> dict[str, float]:
+    """Build (or reuse) the item cache, train, and write the best checkpoint; returns its metrics."""
+    from tqdm import tqdm
+
+    from archtool.restore.opgan import OpGANModel
+    from archtool.restore.registry import get_restorer, list_restorers
+
+    torch.set_num_threads(max(1, cfg.threads))
+    if "denoise" not in list_restorers():
+        raise UsageError("the DSP denoise restorer is not installed; fusion needs it")
+    model = OpGANModel(cfg.opgan)
+    dsp = get_restorer("denoise")
+
+    def denoise(x: torch.Tensor, rate: int) -> torch.Tensor:
+        return dsp.process(x, rate, {"seed": 0}, "cpu")
+
+    output = Path(cfg.output)
+    cache = output.with_suffix(".items.pt")
+    opgan_sha = file_sha256(Path(cfg.opgan))
+    clips, sources = training_clips(cfg, model.meta, model.rate)
+    key = f"{opgan_sha}:{cfg.items}:{cfg.segment}:{cfg.seed}:{cfg.recipe}:{sorted(cfg.data)}"
+    items = None
+    if cache.exists():
+        blob = torch.load(cache, weights_only=True)
+        if blob.get("key") == key:
+            items = blob["items"]
+            log(f"{cache}: reusing {cfg.items} cached items")
+    if items is None:
+        bar = tqdm(total=cfg.items, desc="items", disable=not progress, mininterval=10)
+        t0 = time.time()
+        items = make_items(cfg, model, denoise, clips, progress=lambda i: bar.update(1))
+        bar.close()
+        torch.save({"key": key, "items": items}, cache)
+        log(f"{cfg.items} items in {time.time() - t0:.0f} s -> {cache}")
+
+    n_val = max(1, int(round(cfg.val_fraction * cfg.items)))
+    val_idx = torch.arange(cfg.items - n_val, cfg.items)
+    n_train = cfg.items - n_val
+    torch.manual_seed(seed_for(cfg.seed, "fusion-init") % (2 ** 31))
+    fcfg = FusionConfig(channels=cfg.channels)
+    net = SpectralFusion(fcfg)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(k, cfg.steps) / cfg.steps)))
+    spectra = {k: net.stft(items[k]) for k in ("input", "opgan", "dsp")}
+    frames = spectra["input"].shape[-1]
+    crop_len = (CROP_FRAMES - 1) * fcfg.hop
+    best, best_metrics, history = -math.inf, {}, []
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, desc="fusion", disable=not progress, mininterval=20)
+    for step in range(1, cfg.steps + 1):
+        rng = rng_for(cfg.seed, f"fusion-step{step}")
+        b = torch.from_numpy(rng.integers(0, n_train, cfg.batch))
+        f0 = int(rng.integers(0, frames - CROP_FRAMES + 1))
+        sl = slice(f0, f0 + CROP_FRAMES)
+        mixed = net.mix(spectra["input"][b][..., sl], spectra["opgan"][b][..., sl], spectra["dsp"][b][..., sl])
+        ref = net.istft(net.stft(items["clean"][b])[..., sl], crop_len)
+        loss = neg_sdr(net.istft(mixed, crop_len), ref)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        bar.update(1)
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            metrics = validate(net, items, val_idx)
+            history.append({"step": step, "loss": round(float(loss), 3),
+                            "val_sdr_improvement_db": round(metrics["sdr_improvement_db"], 3)})
+            log(f"step {step} loss {float(loss):.3f} val dSDR fused {metrics['sdr_improvement_db']:+.2f} "
+                f"(Op-GAN alone {metrics['opgan_sdr_improvement_db']:+.2f}) dB")
+            if metrics["sdr_improvement_db"] > best:
+                best, best_metrics = metrics["sdr_improvement_db"], metrics
+                save_checkpoint(output, net.state_dict(), {
+                    "model": "opgan-fusion", "arch": fcfg.to_dict(), "sample_rate": model.rate,
+                    "opgan_checkpoint": Path(cfg.opgan).name, "opgan_sha256": opgan_sha,
+                    "steps": step, "train_seconds": round(time.time() - t0, 1),
+                    "training": asdict(cfg) | {"crop_frames": CROP_FRAMES, "loss": "negative SDR"},
+                    "data": {"dirs": cfg.data, "files": sources, "background_dir": cfg.background_dir,
+                             "rir_dir": cfg.rir_dir,
+                             "excluded": "every clip the Op-GAN checkpoint held out (its data.holdout)"},
+                    "validation": metrics | {"on": f"last {n_val} items (training clips, other crops)"},
+                    "history": history,
+                    "parameters": sum(p.numel() for p in net.parameters())})
+    bar.close()
+    return best_metrics
