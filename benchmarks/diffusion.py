@@ -9,8 +9,10 @@ clicks, crackle, band limit, occasional rumble/hum/wow/clipping) with the surfac
 fixed to 5, 10, 15, 20 and 25 dB. Every method restores the same degraded excerpts:
 
 * ``78rpm`` preset (archtool DSP chain: declick, decrackle, ..., spectral denoise, BWE) and
-  ``78rpm-diffusion`` (the same chain with the diffusion restorer for the noise), both
-  planned from the analysis of the degraded excerpt (``analyze_audio`` + ``make_plan``);
+  ``78rpm-diffusion`` (the same chain with the diffusion restorer for the noise, planned on
+  every item), both planned from the analysis of the degraded excerpt (``analyze_audio`` +
+  ``make_plan``); and a control, the DSP chain with its surface-noise step planned on every
+  item too, which separates what the prior adds from what that policy adds;
 * the diffusion restorer alone with the item's analysed noise measures (guidance off, and
   with weight ``--xi``), the Op-GAN music restorer (``opgan``, shipped checkpoint),
   noisereduce, ffmpeg ``afftdn``: single methods on the degraded excerpt.
@@ -116,7 +118,19 @@ def noise_floor_db(clean: np.ndarray, est: np.ndarray, frame: int = 1024) -> flo
     return float(10 * np.log10(np.mean(r[quiet] ** 2) / max(np.mean(clean ** 2), 1e-20) + 1e-20))
 
 
-def preset_method(preset: str, steps: int | None = None, overrides: dict | None = None) -> Method:
+# Control for ``78rpm-diffusion``'s detection policy: the DSP chain with the surface-noise step
+# planned on every item, as ``78rpm-diffusion`` plans it (``always = true``), so that what the
+# prior adds is separated from what running the step on every 78 RPM item adds.
+DSP_ALWAYS = 'name = "78rpm-always"\nextends = "78rpm"\n[kinds.surface_noise]\nalways = true\n'
+
+
+def dsp_always_preset():
+    from archtool.restore.presets import parse_preset
+
+    return parse_preset(DSP_ALWAYS, "<benchmarks/diffusion.py: 78rpm-always>")
+
+
+def preset_method(preset, steps: int | None = None, overrides: dict | None = None) -> Method:
     def run(x: np.ndarray, rate: int) -> np.ndarray:
         profile = analyze_audio(x[None], rate)
         plan = make_plan(profile, preset)
@@ -156,7 +170,8 @@ def score_noise(corpus: list[dict], method: Method) -> dict:
     out = {"si_sdr_improvement_db": float(np.mean([r["d_si_sdr"] for r in rows])),
            "lsd": float(np.mean([r["lsd"] for r in rows])),
            "noise_floor_db": float(np.mean([r["floor"] for r in rows])),
-           "cpu_s_per_audio_s": cpu / (len(corpus) * len(corpus[0]["clean"]) / RATE), "by_snr": {}}
+           "cpu_s_per_audio_s": cpu / (len(corpus) * len(corpus[0]["clean"]) / RATE), "by_snr": {},
+           "items": [{k: round(float(v), 4) for k, v in r.items()} for r in rows]}
     for snr in SNRS:
         sel = [r for r in rows if r["snr"] == snr]
         out["by_snr"][f"{snr:g}"] = {k: round(float(np.mean([r[k] for r in sel])), 3)
@@ -285,7 +300,8 @@ def dev(meta: dict, n: int, items: int, seed: int, steps: int, variants: list[st
     ``78rpm`` DSP chain and ``78rpm-diffusion`` with each JSON object of ``variants``
     overriding its diffusion step's params; prints SI-SDR improvement and LSD."""
     corpus = noise_corpus(training_clips(meta), n, items, seed)
-    methods = {"78rpm preset (DSP chain)": preset_method("78rpm")}
+    methods = {"78rpm preset (DSP chain)": preset_method("78rpm"),
+               "control: 78rpm DSP chain, surface-noise step always": preset_method(dsp_always_preset())}
     for v in variants:
         methods[f"78rpm-diffusion {v}"] = preset_method("78rpm-diffusion", steps, json.loads(v))
     for label, method in methods.items():
@@ -302,7 +318,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--xi", type=float, default=0.1, help="guidance weight of the second 'diffusion alone' row")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: noise,bwe,declip,speed")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: noise,bwe,declip,speed,alone "
+                                               "(the diffusion-alone rows of the noise table)")
     ap.add_argument("--checkpoint", type=Path, default=CKPT)
     ap.add_argument("--tune", default=None, metavar="XI:START:CHURN",
                     help="instead of the benchmark: sampler settings on training excerpts (see tune())")
@@ -336,8 +353,10 @@ def main() -> None:
         methods: dict[str, Method | None] = {
             "78rpm preset (DSP chain)": preset_method("78rpm"),
             f"78rpm-diffusion preset ({args.steps} steps)": preset_method("78rpm-diffusion", args.steps),
-            f"diffusion alone ({args.steps} steps, xi 0)": diffusion_alone(args.steps),
-            f"diffusion alone ({args.steps} steps, xi {args.xi:g})": diffusion_alone(args.steps, args.xi),
+            "control: 78rpm DSP chain, surface-noise step always": preset_method(dsp_always_preset()),
+            f"diffusion alone ({args.steps} steps, xi 0)": None if "alone" in skip else diffusion_alone(args.steps),
+            f"diffusion alone ({args.steps} steps, xi {args.xi:g})":
+                None if "alone" in skip else diffusion_alone(args.steps, args.xi),
             "Op-GAN (opgan_music22k)": bo.opgan_method(PACKAGED_DIR / "opgan_music22k.pt"),
             "DSP denoise alone (archtool denoise)": bo.denoise_method(),
             "noisereduce": bo.noisereduce_method(),

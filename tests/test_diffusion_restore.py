@@ -184,6 +184,19 @@ def test_preset_plans_diffusion_for_surface_noise_with_steps():
     assert diff[0].params["prefilter"] == "lsa" and diff[0].params["residual_scale"] > 0
     assert diff[0].params["max_reduction_db"] == dsp[0].params["max_reduction_db"]
     assert "denoise" not in [s.restorer for s in steps]
+    assert diff[0].params["blend"] == 0.8
+
+
+def test_preset_plans_the_noise_step_also_where_the_detector_missed_it():
+    # every 78 RPM disc has surface noise: the step runs at the measured level, with the
+    # suppressor's reduction of severity 0, where the "78rpm" preset plans none
+    noise = Finding("noise", False, 0.0, 0.9, {"snr_db": 15.0, "noise_floor_dbfs": -40.0,
+                                               "noise_psd": [1e-4] * 513, "noise_psd_n_fft": 1024})
+    profile = Profile("x.wav", 10.0, RATE, 1, findings=[noise, Finding("surface_noise", False, 0.0, 0.6, {})])
+    diff = [s for s in make_plan(profile, "78rpm-diffusion") if s.restorer == "diffusion"]
+    assert len(diff) == 1 and diff[0].params["max_reduction_db"] == 10.0
+    assert diff[0].params["noise_floor_dbfs"] == -40.0 and len(diff[0].params["noise_psd"]) == 513
+    assert not [s for s in make_plan(profile, "78rpm") if s.restorer == "denoise"]
 
 
 SHIPPED = PACKAGED_DIR / "diffusion_music22k.pt"
