@@ -228,8 +228,8 @@ def test_packaged_checkpoint_loads_weights_only_and_fills_tone(name):
     out, records = inpaint(y, sr, [[s / sr, e / sr]], filler=filler, method="unet")
     assert records[0]["method"] == "unet"
     assert snr_db(x[0, s:e], out[0, s:e]) > 12.0
-    # ``auto`` at 200 ms: the U-Net recipe (speech16k, measured 22.1 dB) or a blend on the
-    # Janssen fill's phase (music22k, measured 10.7 dB)
+    # ``auto`` at 200 ms: the plain U-Net method (speech16k, measured 22.0 dB) or a blend on
+    # the Janssen fill's phase (music22k, measured 10.7 dB)
     auto, _ = inpaint(y, sr, [[s / sr, e / sr]], filler=filler)
     assert snr_db(x[0, s:e], auto[0, s:e]) > 8.0
 
