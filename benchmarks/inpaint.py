@@ -12,8 +12,9 @@ at seeded positions inside non-silent passages of the held-out clips (the files
   random phase (the phase-reconstruction comparison);
 - ``combined``: the restorer's own choice by length (:func:`archtool.restore.inpaint.inpaint`,
   method ``auto``: the recipe of ``AUTO_RECIPES`` for the model and gap length -- Janssen
-  AR, the Janssen fill topped up to a floor of the U-Net's magnitudes, or the U-Net
-  magnitudes with Griffin-Lim started from the Janssen fill and AR cross-fades at the edges).
+  AR, the Janssen fill topped up to a floor of the U-Net's magnitudes, the U-Net
+  magnitudes with Griffin-Lim started from the Janssen fill and AR cross-fades at the edges,
+  or that fill blended per STFT bin with the Janssen fill (``spectral_blend``)).
 
 Measures (means over gaps): SNR inside the gap (dB); LSD (log10 power units,
 ``archtool.metrics.lsd_db`` with 32 ms windows, 8 ms hop) over the gap plus 32 ms on
