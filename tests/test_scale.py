@@ -70,6 +70,29 @@ def test_plan_slots_share_threads_and_give_one_worker_per_gpu():
     assert [s.threads for s in plan_slots(["cpu"], jobs=None, cores=2)] == [1, 1]
 
 
+def _thread_pools(payload: int, device: str) -> tuple[list[tuple[str, int]], int, int]:
+    import threadpoolctl
+    import torch
+
+    pools = [(p["internal_api"], p["num_threads"]) for p in threadpoolctl.threadpool_info()]
+    from archtool.engine.workers import one_blas_thread
+
+    with one_blas_thread():
+        in_file = max(p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas")
+    return pools, torch.get_num_threads(), in_file
+
+
+def test_workers_do_not_oversubscribe_the_cores():
+    """Two CPU workers on 2 cores: every math library's pool (NumPy's OpenBLAS included, which
+    sizes itself when NumPy loads, before the worker's own code runs) has one thread."""
+    with WorkerPool(plan_slots(["cpu"], jobs=2, cores=2), _thread_pools) as pool:
+        out = dict(pool.map_unordered([0, 1]))
+    for pools, torch_threads, in_file in out.values():
+        assert any(api == "openblas" for api, _ in pools)
+        assert all(n == 1 for _, n in pools), pools
+        assert torch_threads == 1 and in_file == 1
+
+
 def test_one_and_two_workers_give_identical_bytes_and_manifest(collection, tmp_path):
     d, ref = collection
     events = []
