@@ -131,19 +131,22 @@ def _machine_busy_s() -> float:
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+def _commit(rev: str = "HEAD") -> str:
+    return subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
-def snapshot() -> Path:
-    """A ``git archive`` copy of HEAD in the work folder (made once per commit), so that other
-    engineers' uncommitted edits in this shared checkout cannot change the code mid-benchmark."""
-    dst = WORK / f"snapshot_{_commit()}"
+def snapshot(rev: str = "HEAD") -> Path:
+    """A ``git archive`` copy of ``rev`` in the work folder (made once per commit), so that other
+    engineers' uncommitted edits (and later commits) in this shared checkout cannot change the
+    code mid-benchmark."""
+    commit = _commit(rev)
+    dst = WORK / f"snapshot_{commit}"
     if not dst.exists():
         tmp = dst.with_name(dst.name + ".part")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout
+        archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
         # byte-compiled once, as an installed package is (PYTHONDONTWRITEBYTECODE may be set)
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(tmp / "archtool"), str(tmp / "benchmarks")],
@@ -218,7 +221,7 @@ def throughput(args: argparse.Namespace) -> dict:
     means something only when ``others_cores`` is near 0.
     """
     src = collection(args.files, args.seconds)
-    code = snapshot() if args.snapshot else ROOT
+    code = snapshot(args.snapshot) if args.snapshot else ROOT
     for f in sorted(src.glob("*.flac")):  # into the page cache, so that the first run does not pay the disk
         f.read_bytes()
     runs: list[dict] = []
@@ -252,7 +255,7 @@ def throughput(args: argparse.Namespace) -> dict:
                       "steady_cpu_ratio_2_over_1": round(two["steady_cpu_s_per_audio_s"]
                                                          / one["steady_cpu_s_per_audio_s"], 3)})
     return {"section": "throughput", "machine": machine(), "files": args.files, "seconds_each": args.seconds,
-            "preset": args.preset, "code": _commit() if args.snapshot else "working tree", "runs": runs, "pairs": pairs,
+            "preset": args.preset, "code": _commit(args.snapshot) if args.snapshot else "working tree", "runs": runs, "pairs": pairs,
             "same_bytes": all(h == hashes[0] for h in hashes) and all(hashes[0].values())}
 
 
@@ -646,7 +649,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--preset", default="auto")
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--snapshot", action="store_true", help="run the timed processes from a git archive of HEAD")
+    p.add_argument("--snapshot", nargs="?", const="HEAD", default=None, metavar="REV",
+                   help="run the timed processes from a git archive of REV (default HEAD)")
     p = sub.add_parser("tprun")
     p.add_argument("--jobs", type=int, required=True)
     p.add_argument("--src", required=True)
