@@ -50,7 +50,7 @@ where this chunk starts in the file (the engine's convention, see
 ``unet`` | ``blend``), ``ar_max_ms`` (set: ``auto`` is AR up to it and ``unet`` beyond, the earlier
 policy), ``border_ms``, ``xfade_ms`` (overrides the recipes' ``ar_ramp_ms``), ``max_gap_ms``,
 ``model`` (``auto``, a packaged model name or a checkpoint path), ``iterations``
-(Griffin-Lim iterations of the ``unet`` recipe).
+(Griffin-Lim iterations of the ``unet`` and ``blend`` recipes).
 """
 from __future__ import annotations
 
@@ -392,8 +392,9 @@ def fill_report(params: dict[str, Any], sample_rate: int, n_samples: int | None 
 
     Keys: ``start_s``, ``end_s``, ``method`` (``ar`` | ``ar_topup`` | ``unet`` | ``blend`` |
     ``skipped``), the recipe's settings (``floor``, ``iterations``, ``ar_ramp_ms``, the
-    blend's ``lam``, ``loud``, ``keep_ar``, ``coherence_power``) where they apply, and ``reason`` for skipped ones. Empty when the step fills detected digital
-    silence (no ``intervals_s``): those runs are only known once the audio is read.
+    blend's ``lam``, ``loud``, ``keep_ar``, ``coherence_power``) where they apply, and
+    ``reason`` for skipped ones. Empty when the step fills detected digital silence (no
+    ``intervals_s``): those runs are only known once the audio is read.
     """
     if not params.get("intervals_s"):
         return []
