@@ -451,3 +451,23 @@ def test_fusion_training_beats_a_poor_opgan_and_restorer_uses_it(tmp_path, ident
     save_checkpoint(identity_checkpoint, other.state_dict(), load_checkpoint(identity_checkpoint)[1])
     with pytest.raises(CheckpointError, match="other Op-GAN weights"):
         OpGANRestorer(checkpoint=str(identity_checkpoint)).process(noisy, 16000, {}, "cpu")
+
+
+def test_generator_upsampling_at_the_low_rate_equals_upsampling_first():
+    """The decoder convolves x2-upsampled features as two interleaved 3-tap convolutions at
+    the low rate; it must give what upsampling first and convolving would."""
+    from torch.nn import functional as F
+
+    torch.manual_seed(4)
+    gen = OpGANGenerator(width=4, depth=4, q=3, residual=True)
+    torch.nn.init.normal_(gen.last.weight, std=0.1)
+    x = (torch.rand(3, 1, 1024) * 2 - 1) * 0.8
+    skips, h = [], x
+    for layer in gen.down:
+        h = layer(h)
+        skips.append(h)
+    for layer, skip in zip(gen.up, reversed(skips[:-1])):
+        u = F.interpolate(h, scale_factor=2, mode="nearest")
+        h = torch.cat([torch.tanh(layer.norm(layer.conv(u))), skip], 1)
+    ref = x + gen.last(torch.cat([F.interpolate(h, scale_factor=2, mode="nearest"), x], 1))
+    assert float((gen(x) - ref).abs().max()) < 1e-5

@@ -71,6 +71,8 @@ def register(group: typer.Typer) -> None:
         items: int = typer.Option(1000, "--items", min=10, help="Degraded excerpts to draw (cached beside OUTPUT)."),
         steps: int = typer.Option(2000, "--steps", min=1, help="Training steps."),
         batch: int = typer.Option(8, "--batch", min=1, help="Crops per step."),
+        channels: int = typer.Option(12, "--channels", min=1, help="Channels of the fusion CNN (cost grows with the square)."),
+        loss: str = typer.Option("sdr+si-sdr", "--loss", help="Training loss: sdr+si-sdr or sdr."),
         threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for torch."),
         seed: int = typer.Option(0, "--seed", help="Seed: same data + seed give the same checkpoint."),
     ) -> None:
@@ -88,7 +90,7 @@ def register(group: typer.Typer) -> None:
             opgan=str(opgan), data=[str(d) for d in data], output=str(out),
             rir_dir=str(rir_dir) if rir_dir else None, background_dir=str(background_dir) if background_dir else None,
             noise_dir=str(noise_dir) if noise_dir else None, recipe=recipe, items=items, steps=steps,
-            batch=batch, threads=threads, seed=seed)
+            batch=batch, channels=channels, loss=loss, threads=threads, seed=seed)
         metrics = train_fusion(cfg, log=lambda m: typer.echo(m, err=True))
         typer.echo(f"{out}: validation SDR improvement {metrics['sdr_improvement_db']:+.2f} dB "
                    f"(Op-GAN alone {metrics['opgan_sdr_improvement_db']:+.2f} dB)")

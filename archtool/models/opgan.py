@@ -44,6 +44,33 @@ class _Down(nn.Module):
         return torch.tanh(self.norm(self.conv(x)))
 
 
+def _polyphase_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """``(O, I, 5)`` -> ``(2O, I, 3)``: the kernels that give the even and odd outputs of a
+    5-tap, padding-2 convolution of a x2 nearest-upsampled signal, computed at the low rate.
+
+    With u[n] = h[n // 2]: y[2m] = (w0+w1) h[m-1] + (w2+w3) h[m] + w4 h[m+1] and
+    y[2m+1] = w0 h[m-1] + (w1+w2) h[m] + (w3+w4) h[m+1]."""
+    w0, w1, w2, w3, w4 = weight.unbind(-1)
+    even = torch.stack([w0 + w1, w2 + w3, w4], -1)
+    odd = torch.stack([w0, w1 + w2, w3 + w4], -1)
+    return torch.cat([even, odd], 0)
+
+
+def conv_upsampled(layer: SelfONN1d, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``layer(nearest_upsample_x2(h))`` without the bias, computed at ``h``'s rate.
+
+    Powers commute with repetition, so they are taken before upsampling, and the 5-tap
+    convolution of the repeated signal is two 3-tap convolutions interleaved: 40 % fewer
+    multiply-adds and half the memory traffic of upsampling first (same result to float
+    rounding). ``weight`` overrides the layer's (a slice of its input channels)."""
+    if (layer.kernel_size, layer.padding, layer.stride, layer.dilation) != (5, 2, 1, 1):
+        raise ValueError("conv_upsampled needs a kernel-5, padding-2, stride-1 layer")
+    w = layer.weight if weight is None else weight
+    y = F.conv1d(layer.powers(h), _polyphase_kernels(w), None, 1, 1)  # (B, 2O, L)
+    b, two_o, n = y.shape
+    return y.view(b, 2, two_o // 2, n).permute(0, 2, 3, 1).reshape(b, two_o // 2, 2 * n)
+
+
 class _Up(nn.Module):
     """x2 nearest upsampling -> Self-ONN (kernel 5) -> instance norm -> tanh."""
 
@@ -53,8 +80,8 @@ class _Up(nn.Module):
         self.norm = nn.InstanceNorm1d(cout, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        return torch.tanh(self.norm(self.conv(x)))
+        y = conv_upsampled(self.conv, x) + self.conv.bias[:, None]
+        return torch.tanh(self.norm(y))
 
 
 class OpGANGenerator(nn.Module):
@@ -91,9 +118,18 @@ class OpGANGenerator(nn.Module):
             skips.append(h)
         for layer, skip in zip(self.up, reversed(skips[:-1])):
             h = torch.cat([layer(h), skip], dim=1)
-        h = F.interpolate(h, scale_factor=2, mode="nearest")
-        y = self.last(torch.cat([h, x], dim=1))
+        y = self._last(h, x)
         return x + y if self.residual else y
+
+    def _last(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``self.last(cat([upsample_x2(h), x]))``: the upsampled part at the low rate."""
+        last, ch = self.last, h.shape[1]
+        cin = ch + 1
+        idx_h = [p * cin + j for p in range(last.q) for j in range(ch)]
+        idx_x = [p * cin + ch for p in range(last.q)]
+        y = conv_upsampled(last, h, last.weight[:, idx_h])
+        y = y + F.conv1d(last.powers(x), last.weight[:, idx_x], last.bias, 1, 2)
+        return y
 
 
 class OpGANDiscriminator(nn.Module):

@@ -4,10 +4,12 @@ Items are drawn exactly as for Op-GAN training (clean crops of the training clip
 with the same recipe), never from the clips the Op-GAN checkpoint held out: those are the
 benchmark's. For each item the frozen Op-GAN output ``G`` and the DSP denoiser's output
 ``D`` are computed once and cached (``OUTPUT.items.pt``, weights-only tensors); the fusion
-network is then trained on random crops of 64 STFT frames to maximise SDR against the
-clean crop. The last ``val_fraction`` of the items validates; the best validation SDR is
-kept. Determinism: item ``i`` comes from ``rng_for(seed, f"item{i}")``, step ``k``'s crops
-from ``rng_for(seed, f"fusion-step{k}")``, initialisation from ``seed``.
+network is then trained on random crops of 64 STFT frames against the clean crop (loss:
+the mean of negative SDR and negative SI-SDR, or negative SDR alone). The last
+``val_fraction`` of the items validates; the best validation score (SDR + SI-SDR
+improvement, or SDR alone) is kept. Determinism: item ``i`` comes from
+``rng_for(seed, f"item{i}")``, step ``k``'s crops from ``rng_for(seed, f"fusion-step{k}")``,
+initialisation from ``seed``.
 
 Files written: ``OUTPUT`` (.pt + .json) and ``OUTPUT.items.pt`` (the cache; delete it to
 redraw). Put OUTPUT beside the Op-GAN checkpoint as ``<opgan stem>_fusion.pt`` for the
@@ -52,6 +54,7 @@ class FusionTrainConfig:
     batch: int = 8
     lr: float = 2e-3
     channels: int = 12
+    loss: str = "sdr+si-sdr"  # or "sdr"
     val_fraction: float = 0.1
     val_every: int = 200
     seed: int = 0
@@ -107,6 +110,24 @@ def neg_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     num = (reference ** 2).sum(-1).clamp_min(1e-10)
     den = ((reference - estimate) ** 2).sum(-1).clamp_min(1e-10)
     return -(10 * torch.log10(num / den)).mean()
+
+
+def neg_si_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean negative scale-invariant SDR in dB over the batch."""
+    scale = (estimate * reference).sum(-1, keepdim=True) / (reference ** 2).sum(-1, keepdim=True).clamp_min(1e-10)
+    target = scale * reference
+    return -(10 * torch.log10(
+        (target ** 2).sum(-1).clamp_min(1e-10) / ((estimate - target) ** 2).sum(-1).clamp_min(1e-10))).mean()
+
+
+def fusion_loss(estimate: torch.Tensor, reference: torch.Tensor, kind: str) -> torch.Tensor:
+    """``sdr``: negative SDR; ``sdr+si-sdr``: the mean of negative SDR and negative SI-SDR
+    (SDR alone buys level accuracy with some scale-invariant distortion)."""
+    if kind == "sdr":
+        return neg_sdr(estimate, reference)
+    if kind == "sdr+si-sdr":
+        return 0.5 * (neg_sdr(estimate, reference) + neg_si_sdr(estimate, reference))
+    raise UsageError(f"unknown fusion loss {kind!r} (sdr, sdr+si-sdr)")
 
 
 @torch.no_grad()
@@ -188,7 +209,7 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
         sl = slice(f0, f0 + CROP_FRAMES)
         mixed = net.mix(spectra["input"][b][..., sl], spectra["opgan"][b][..., sl], spectra["dsp"][b][..., sl])
         ref = net.istft(net.stft(items["clean"][b])[..., sl], crop_len)
-        loss = neg_sdr(net.istft(mixed, crop_len), ref)
+        loss = fusion_loss(net.istft(mixed, crop_len), ref, cfg.loss)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -200,14 +221,16 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
             history.append({"step": step, "loss": round(float(loss), 3),
                             "val_sdr_improvement_db": round(metrics["sdr_improvement_db"], 3)})
             log(f"step {step} loss {float(loss):.3f} val dSDR fused {metrics['sdr_improvement_db']:+.2f} "
-                f"(Op-GAN alone {metrics['opgan_sdr_improvement_db']:+.2f}) dB")
-            if metrics["sdr_improvement_db"] > best:
-                best, best_metrics = metrics["sdr_improvement_db"], metrics
+                f"(Op-GAN alone {metrics['opgan_sdr_improvement_db']:+.2f}), dSI-SDR "
+                f"{metrics['si_sdr_improvement_db']:+.2f} ({metrics['opgan_si_sdr_improvement_db']:+.2f}) dB")
+            score = metrics["sdr_improvement_db"] + (metrics["si_sdr_improvement_db"] if cfg.loss != "sdr" else 0.0)
+            if score > best:
+                best, best_metrics = score, metrics
                 save_checkpoint(output, net.state_dict(), {
                     "model": "opgan-fusion", "arch": fcfg.to_dict(), "sample_rate": model.rate,
                     "opgan_checkpoint": Path(cfg.opgan).name, "opgan_sha256": opgan_sha,
                     "steps": step, "train_seconds": round(time.time() - t0, 1),
-                    "training": asdict(cfg) | {"crop_frames": CROP_FRAMES, "loss": "negative SDR"},
+                    "training": asdict(cfg) | {"crop_frames": CROP_FRAMES},
                     "data": {"dirs": cfg.data, "files": sources, "background_dir": cfg.background_dir,
                              "rir_dir": cfg.rir_dir,
                              "excluded": "every clip the Op-GAN checkpoint held out (its data.holdout)"},
