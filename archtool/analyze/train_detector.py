@@ -9,7 +9,10 @@ Each directory is the output of ``archtool degrade`` (degraded/ + labels.jsonl).
 targets are ``labels["kinds"]`` (present or not). The model is trained on the TRAIN
 corpora only; its predictions on the separate VAL corpora (other degrade seeds) choose one
 decision threshold per kind (maximising F1) and, per kind, whether the model or the
-detector's own rule decides (the better validation F1). Benchmark corpora must not be
+detector's own rule decides (the better validation F1). With ``--cv-folds K`` the VAL
+corpora join the training data instead: K fold models are cross-fitted, their out-of-fold
+predictions (every clip predicted by the model that did not see it) make those choices, and
+the shipped model averages every fold model's members. Benchmark corpora must not be
 among either. Deterministic: fixed torch/numpy seeds, one thread.
 """
 from __future__ import annotations
@@ -83,22 +86,30 @@ def extract(corpora: list[Path], jobs: int = 1):
             np.concatenate([p[2] for p in parts]), [i for p in parts for i in p[3]], names)
 
 
+def _standardisation(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation (at least 1e-3), float32, as the model stores them."""
+    import torch
+
+    xt = torch.from_numpy(X)
+    return xt.mean(0).numpy().copy(), xt.std(0).clamp_min(1e-3).numpy().copy()
+
+
 def _fit(X: np.ndarray, Y: np.ndarray, S: np.ndarray, epochs: int, seed: int = 0, members: int = 1,
-         hidden: int = HIDDEN, batch: int = 64, jobs: int = 1):
+         hidden: int = HIDDEN, batch: int = 64, jobs: int = 1, norm: tuple[np.ndarray, np.ndarray] | None = None):
     """Train ``members`` MLPs (seeds ``seed``, ``seed + 1``, ...) on the same data: per-kind
     BCE on the first outputs, and squared error of the noise SNR (standardised,
     ``learned.SNR_CENTRE_DB``/``SNR_SCALE_DB``) on the last, on clips with a noise unit.
     Members train independently (``jobs`` processes, one thread each); each depends only on
-    its own seed, so the result does not depend on ``jobs``."""
+    its own seed, so the result does not depend on ``jobs``. ``norm``: the feature
+    standardisation (mean, std) to use; by default that of ``X``."""
     import torch
 
     from archtool.analyze.learned import build_model
 
     model = build_model(X.shape[1], Y.shape[1] + 1, members, hidden)
-    xt = torch.from_numpy(X)
-    model.mean.copy_(xt.mean(0))
-    model.std.copy_(xt.std(0).clamp_min(1e-3))
-    mean, std = model.mean.numpy().copy(), model.std.numpy().copy()
+    mean, std = _standardisation(X) if norm is None else (np.asarray(norm[0], np.float32), np.asarray(norm[1], np.float32))
+    model.mean.copy_(torch.from_numpy(mean))
+    model.std.copy_(torch.from_numpy(std))
     args = [(X, Y, S, mean, std, epochs, seed + i, hidden, batch) for i in range(members)]
     if jobs > 1 and members > 1:
         from joblib import Parallel, delayed
@@ -152,6 +163,40 @@ def _fit_member(X, Y, S, mean, std, epochs: int, seed: int, hidden: int, batch: 
 SNR_LOSS_WEIGHT = 0.5
 
 
+def _cross_fit(X: np.ndarray, Y: np.ndarray, S: np.ndarray, folds: int, epochs: int, seed: int, members: int,
+               hidden: int, batch: int, jobs: int):
+    """K-fold cross-fitting: ``folds`` models of ``members`` MLPs, model ``k`` trained on all
+    clips but fold ``k`` (folds drawn with ``numpy.random.default_rng(seed)``), all with the
+    standardisation of the whole of ``X``. Returns the out-of-fold probabilities (n, kinds)
+    and SNR estimates (n,), and the ensemble of every member of every fold model (the
+    shipped model: each clip's out-of-fold prediction comes from the same kind of model,
+    trained on (folds-1)/folds of the data)."""
+    import torch
+
+    from archtool.analyze.learned import build_model
+
+    n = X.shape[0]
+    fold = np.random.default_rng(seed).permutation(n) % folds
+    norm = _standardisation(X)
+    P = np.zeros((n, Y.shape[1]), dtype=np.float64)
+    snr = np.zeros(n, dtype=np.float64)
+    nets = []
+    for k in range(folds):
+        tr, te = fold != k, fold == k
+        m = _fit(X[tr], Y[tr], S[tr], epochs, seed=seed + 1000 * (k + 1), members=members, hidden=hidden,
+                 batch=batch, jobs=jobs, norm=norm)
+        P[te], snr[te] = _predict(m, X[te])
+        nets.extend(m.nets)
+        print(f"fold {k + 1}/{folds} trained ({int(tr.sum())} clips)", flush=True)
+    model = build_model(X.shape[1], Y.shape[1] + 1, len(nets), hidden)
+    model.mean.copy_(torch.from_numpy(norm[0]))
+    model.std.copy_(torch.from_numpy(norm[1]))
+    for dst, src in zip(model.nets, nets):
+        dst.load_state_dict(src.state_dict())
+    model.eval()
+    return P, snr, model
+
+
 def _predict(model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-kind probabilities (n, kinds) and the noise SNR estimate (n,) in dB."""
     import torch
@@ -195,7 +240,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the analyze decision layer on degrade corpora.")
     ap.add_argument("corpora", nargs="+", type=Path, help="training corpora (archtool degrade output)")
     ap.add_argument("--val", nargs="+", type=Path, required=True,
-                    help="validation corpora (other seeds): thresholds and rule-vs-model choice")
+                    help="validation corpora (other seeds): thresholds and rule-vs-model choice; with "
+                         "--cv-folds they join the training data and the out-of-fold predictions decide")
+    ap.add_argument("--cv-folds", type=int, default=0,
+                    help="K > 1: cross-fit K fold models on training + validation corpora; thresholds from "
+                         "the out-of-fold predictions; the shipped model is all folds' members averaged")
     ap.add_argument("-o", "--out", type=Path, required=True)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=300)
@@ -215,9 +264,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.extract_only:
         print(f"features cached: {X.shape[0]} training clips, {Xv.shape[0]} validation clips, {len(names)} features")
         return
-    model = _fit(X, Y, S, args.epochs, seed=args.seed, members=args.members, hidden=args.hidden,
-                 batch=args.batch, jobs=args.jobs)
-    P, snr_pred = _predict(model, Xv)
+    if args.cv_folds > 1:
+        X, Y, S = np.concatenate([X, Xv]), np.concatenate([Y, Yv]), np.concatenate([S, Sv])
+        P, snr_pred, model = _cross_fit(X, Y, S, args.cv_folds, args.epochs, args.seed, args.members,
+                                        args.hidden, args.batch, args.jobs)
+        Xv, Yv, Sv = X, Y, S  # the decisions below read the out-of-fold predictions
+    else:
+        model = _fit(X, Y, S, args.epochs, seed=args.seed, members=args.members, hidden=args.hidden,
+                     batch=args.batch, jobs=args.jobs)
+        P, snr_pred = _predict(model, Xv)
     hv = np.isfinite(Sv)
     snr_rule = Xv[:, names.index("snr_db")]
     snr_mae = {"learned": round(float(np.mean(np.abs(snr_pred[hv] - Sv[hv]))), 3),
@@ -231,15 +286,18 @@ def main(argv: list[str] | None = None) -> None:
     from archtool.models.checkpoint import save_checkpoint
 
     chosen = {k: max(val[k], rule_val[k]) for k in KINDS}
+    n_members = len(model.nets)
+    cv = args.cv_folds > 1
     meta = {
         "name": "analyze_detector",
-        "model": f"archtool.analyze.learned.build_model (standardise + mean of {args.members} MLPs 2x{args.hidden} "
-                 "GELU, one logit per kind)",
-        "members": args.members, "hidden": args.hidden,
+        "model": f"archtool.analyze.learned.build_model (standardise + mean of {n_members} MLPs 2x{args.hidden} "
+                 "GELU, one logit per kind)" + (f": {args.members} per fold model of a {args.cv_folds}-fold "
+                                                 "cross-fit" if cv else ""),
+        "members": n_members, "hidden": args.hidden,
         "kinds": list(KINDS), "feature_names": names, "feature_version": FEATURE_VERSION,
         "thresholds": thresholds,
         "trained_on": {
-            "corpora": [str(c) for c in args.corpora],
+            "corpora": [str(c) for c in args.corpora] + ([str(c) for c in args.val] if cv else []),
             "recipe": "mixed-archive (archtool degrade), clean clips included as negatives",
             "clips": int(X.shape[0]),
             "sources": "../shared/data speech/ (CMU ARCTIC, VCTK, LibriSpeech, freesound) and music/ "
@@ -247,11 +305,15 @@ def main(argv: list[str] | None = None) -> None:
                        "backgrounds ../shared/data/background, RIRs ../shared/data/rir; licences per "
                        "../shared/data/MANIFEST.csv (CC-BY / CC0 / public domain; four music clips CC-BY-NC-3.0)",
         },
-        "validated_on": {"corpora": [str(c) for c in args.val], "clips": int(Xv.shape[0])},
+        "validated_on": ({"corpora": "out-of-fold predictions over every training clip "
+                                     f"({args.cv_folds} folds, fold model k never saw fold k)",
+                          "clips": int(Xv.shape[0])} if cv else
+                         {"corpora": [str(c) for c in args.val], "clips": int(Xv.shape[0])}),
         "training": {"epochs": args.epochs, "optimizer": f"AdamW lr 3e-3 wd 1e-2, batch {args.batch}, per member",
                      "loss": f"BCE with per-kind positive weighting + {SNR_LOSS_WEIGHT} x squared error of the "
                              "standardised noise-unit SNR (clips with a noise unit)", "seed": args.seed,
-                     "thresholds": "per kind, maximising validation F1 (validation corpora only); for "
+                     "thresholds": "per kind, maximising validation F1 ("
+                                   + ("out-of-fold predictions" if cv else "validation corpora only") + "); for "
                                    f"{', '.join(PRECISION_KINDS)} the highest within {PRECISION_TOLERANCE} of "
                                    "the best F1 (a false alarm plans destructive processing)"},
         "rule_kinds": rule_kinds,
