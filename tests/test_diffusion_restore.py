@@ -120,13 +120,19 @@ def test_lsa_prefilter_keeps_shape_and_is_seeded(restorer, rate, channels, n):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def _noisy_music_and_lsa_params(seed: int) -> tuple[torch.Tensor, dict]:
+    """A music excerpt in white noise (std 0.03) and LSA-prefilter params with that noise's PSD."""
+    x = music(16384, channels=1)
+    noisy = x + 0.03 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    p = {"noise_psd": white_psd(0.03 ** 2), "noise_psd_n_fft": 1024, "max_reduction_db": 12.0, "steps": 2,
+         "seed": 0}
+    return noisy, p
+
+
 def test_lsa_prefilter_is_the_dsp_suppressor_then_the_prior_at_the_residual_level(restorer):
     from archtool.restore.registry import get_restorer
 
-    x = music(16384, channels=1)
-    noisy = x + 0.03 * torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
-    p = {"noise_psd": white_psd(0.03 ** 2), "noise_psd_n_fft": 1024, "max_reduction_db": 12.0, "steps": 2,
-         "seed": 0}
+    noisy, p = _noisy_music_and_lsa_params(4)
     dsp = get_restorer("denoise").process(noisy, RATE, p)
     # a vanishing residual level: the prior (untrained here: D(x) = c_skip x) leaves the DSP output
     hyb = restorer.process(noisy, RATE, {**p, "prefilter": "lsa", "residual_scale": 0.01})
@@ -220,10 +226,7 @@ def test_shipped_checkpoint_loads_weights_only_with_its_metadata():
 def test_blend_zero_returns_the_prefiltered_recording(restorer):
     from archtool.restore.registry import get_restorer
 
-    x = music(16384, channels=1)
-    noisy = x + 0.03 * torch.randn(x.shape, generator=torch.Generator().manual_seed(6))
-    p = {"noise_psd": white_psd(0.03 ** 2), "noise_psd_n_fft": 1024, "max_reduction_db": 12.0, "steps": 2,
-         "seed": 0}
+    noisy, p = _noisy_music_and_lsa_params(6)
     dsp = get_restorer("denoise").process(noisy, RATE, p)
     half = restorer.process(noisy, RATE, {**p, "prefilter": "lsa", "residual_scale": 100.0, "blend": 0.5})
     zero = restorer.process(noisy, RATE, {**p, "prefilter": "lsa", "residual_scale": 100.0, "blend": 0.0})

@@ -296,12 +296,18 @@ def test_gap_phase_reconstruction_beats_plain_griffin_lim_on_steady_tone():
     assert snr_db(x[s:e], plain) < 10.0
 
 
-def test_default_unet_fill_changes_only_gap_samples(random_filler):
-    sr = 16000
-    clean = speech_like(1.0, sr, seed=5)
-    s, e = 6000, 6000 + int(0.12 * sr)
+def _speech_with_a_120ms_gap(sr: int, seed: int, start: int):
+    """(clean, damaged, gap start, gap end): 1 s of speech-like audio zeroed for 120 ms."""
+    clean = speech_like(1.0, sr, seed=seed)
+    s, e = start, start + int(0.12 * sr)
     damaged = clean.copy()
     damaged[:, s:e] = 0.0
+    return clean, damaged, s, e
+
+
+def test_default_unet_fill_changes_only_gap_samples(random_filler):
+    sr = 16000
+    clean, damaged, s, e = _speech_with_a_120ms_gap(sr, seed=5, start=6000)
     out, records = inpaint(damaged, sr, [[s / sr, e / sr]], filler=random_filler, method="unet")
     assert records[0]["method"] == "unet" and records[0]["border_s"] == 0.0
     assert np.array_equal(out[:, :s], damaged[:, :s]) and np.array_equal(out[:, e:], damaged[:, e:])
@@ -416,10 +422,7 @@ def test_spectral_blend_takes_janssen_phase_in_loud_bins_and_keeps_quiet_bins(rn
 
 def test_blend_recipe_keeps_outside_identical_and_reports_its_settings(random_filler):
     sr = 16000
-    clean = speech_like(1.0, sr, seed=7)
-    s, e = 5000, 5000 + int(0.12 * sr)
-    damaged = clean.copy()
-    damaged[:, s:e] = 0.0
+    clean, damaged, s, e = _speech_with_a_120ms_gap(sr, seed=7, start=5000)
     recipe = Recipe("blend", lam=0.5, loud=10.0, keep_ar=True, iterations=20)
     assert recipe.needs_janssen()
     out, rec = inpaint(damaged, sr, [[s / sr, e / sr]], filler=random_filler, recipe=recipe)
