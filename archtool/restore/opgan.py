@@ -88,7 +88,7 @@ def load_fusion(opgan_path: Path, rate: int) -> SpectralFusion | None:
 
     A fusion file trained for other Op-GAN weights (checked by SHA-256) is refused: its
     weights would mix the wrong model's output."""
-    import hashlib
+    from archtool.engine.atomic import sha256_file
 
     path = fusion_path(opgan_path)
     if not path.exists():
@@ -96,7 +96,7 @@ def load_fusion(opgan_path: Path, rate: int) -> SpectralFusion | None:
     state, meta = load_checkpoint(path)
     if meta.get("model") != "opgan-fusion":
         raise CheckpointError(f"{path}: not an Op-GAN fusion checkpoint (model={meta.get('model')!r})")
-    sha = hashlib.sha256(opgan_path.read_bytes()).hexdigest()
+    sha = sha256_file(opgan_path)
     if meta.get("opgan_sha256") != sha or int(meta.get("sample_rate", -1)) != rate:
         raise CheckpointError(f"{path}: trained for other Op-GAN weights than {opgan_path.name}; "
                               "retrain it with `archtool train opgan-fusion` or delete it")
@@ -106,6 +106,7 @@ def load_fusion(opgan_path: Path, rate: int) -> SpectralFusion | None:
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the architecture ({exc})") from None
     return net.eval().requires_grad_(False)
+
 
 @register_restorer("opgan")
 class OpGANRestorer:

@@ -17,7 +17,6 @@ redraw). Put OUTPUT beside the Op-GAN checkpoint as ``<opgan stem>_fusion.pt`` f
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,10 +26,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from archtool.engine.atomic import sha256_file
 from archtool.errors import UsageError
 from archtool.models.checkpoint import save_checkpoint
 from archtool.models.fusion import FusionConfig, SpectralFusion
 from archtool.seeding import rng_for, seed_for
+from archtool.train.losses import sdr_db, si_sdr_db
 from archtool.train.opgan import (Clip, MixedDegrader, PairMaker, TrainConfig, load_mono,
                                   scan_clean)
 
@@ -60,10 +61,6 @@ class FusionTrainConfig:
     seed: int = 0
     threads: int = 1
     extra_holdout: list[str] = field(default_factory=list)
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _stem_key(key: str) -> str:
@@ -105,35 +102,20 @@ def make_items(cfg: FusionTrainConfig, model, denoise: Callable[[torch.Tensor, i
     return out
 
 
-def neg_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Mean negative SDR in dB over the batch (the quantity the benchmark reports)."""
-    num = (reference ** 2).sum(-1).clamp_min(1e-10)
-    den = ((reference - estimate) ** 2).sum(-1).clamp_min(1e-10)
-    return -(10 * torch.log10(num / den)).mean()
-
-
-def neg_si_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Mean negative scale-invariant SDR in dB over the batch."""
-    scale = (estimate * reference).sum(-1, keepdim=True) / (reference ** 2).sum(-1, keepdim=True).clamp_min(1e-10)
-    target = scale * reference
-    return -(10 * torch.log10(
-        (target ** 2).sum(-1).clamp_min(1e-10) / ((estimate - target) ** 2).sum(-1).clamp_min(1e-10))).mean()
-
-
 def fusion_loss(estimate: torch.Tensor, reference: torch.Tensor, kind: str) -> torch.Tensor:
-    """``sdr``: negative SDR; ``sdr+si-sdr``: the mean of negative SDR and negative SI-SDR
+    """``sdr``: mean negative SDR; ``sdr+si-sdr``: the mean of negative SDR and negative SI-SDR
     (SDR alone buys level accuracy with some scale-invariant distortion)."""
     if kind == "sdr":
-        return neg_sdr(estimate, reference)
+        return -sdr_db(estimate, reference).mean()
     if kind == "sdr+si-sdr":
-        return 0.5 * (neg_sdr(estimate, reference) + neg_si_sdr(estimate, reference))
+        return -0.5 * (sdr_db(estimate, reference) + si_sdr_db(estimate, reference)).mean()
     raise UsageError(f"unknown fusion loss {kind!r} (sdr, sdr+si-sdr)")
 
 
 @torch.no_grad()
 def validate(net: SpectralFusion, items: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, float]:
     """SDR improvements over the input of the fused output and of Op-GAN alone, in dB."""
-    from archtool.metrics import lsd_db, sdr_db, si_sdr_db
+    from archtool import metrics as m  # numpy measures, (reference, estimate)
 
     net.eval()
     fused = torch.cat([net(items["input"][idx[i:i + 32]], items["opgan"][idx[i:i + 32]],
@@ -142,13 +124,13 @@ def validate(net: SpectralFusion, items: dict[str, torch.Tensor], idx: torch.Ten
     rows = []
     for j, i in enumerate(idx.tolist()):
         c, x, g, y = (t.numpy() for t in (items["clean"][i], items["input"][i], items["opgan"][i], fused[j]))
-        base, si_base = sdr_db(c, x), si_sdr_db(c, x)
-        rows.append((sdr_db(c, y) - base, sdr_db(c, g) - base, si_sdr_db(c, y) - si_base,
-                     si_sdr_db(c, g) - si_base, lsd_db(c, y), lsd_db(c, g)))
-    m = np.mean(rows, axis=0)
-    return {"sdr_improvement_db": float(m[0]), "opgan_sdr_improvement_db": float(m[1]),
-            "si_sdr_improvement_db": float(m[2]), "opgan_si_sdr_improvement_db": float(m[3]),
-            "lsd_db": float(m[4]), "opgan_lsd_db": float(m[5]), "items": len(rows)}
+        base, si_base = m.sdr_db(c, x), m.si_sdr_db(c, x)
+        rows.append((m.sdr_db(c, y) - base, m.sdr_db(c, g) - base, m.si_sdr_db(c, y) - si_base,
+                     m.si_sdr_db(c, g) - si_base, m.lsd_db(c, y), m.lsd_db(c, g)))
+    mean = np.mean(rows, axis=0)
+    return {"sdr_improvement_db": float(mean[0]), "opgan_sdr_improvement_db": float(mean[1]),
+            "si_sdr_improvement_db": float(mean[2]), "opgan_si_sdr_improvement_db": float(mean[3]),
+            "lsd_db": float(mean[4]), "opgan_lsd_db": float(mean[5]), "items": len(rows)}
 
 
 def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
@@ -170,7 +152,7 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
 
     output = Path(cfg.output)
     cache = output.with_suffix(".items.pt")
-    opgan_sha = file_sha256(Path(cfg.opgan))
+    opgan_sha = sha256_file(Path(cfg.opgan))
     clips, sources = training_clips(cfg, model.meta, model.rate)
     key = f"{opgan_sha}:{cfg.items}:{cfg.segment}:{cfg.seed}:{cfg.recipe}:{sorted(cfg.data)}"
     items = None
