@@ -396,15 +396,19 @@ def test_shipped_speech_model_beats_dsp_denoise_on_blends(shared_data):
 
 # -- fusion stage -----------------------------------------------------------------------------
 
-def test_fusion_starts_as_opgan_and_chunks_exactly():
-    from archtool.models.fusion import SpectralFusion, fuse_long
+@pytest.mark.parametrize("cfg", [dict(), dict(arch="unet-tcn", channels=4, hidden=16)], ids=["cnn", "unet-tcn"])
+def test_fusion_starts_as_opgan_and_chunks_exactly(cfg):
+    """Zero-initialised head: Op-GAN's output exactly; chunks with context: one pass's output
+    (the unet-tcn's temporal stack has a finite context too)."""
+    from archtool.models.fusion import FusionConfig, SpectralFusion, fuse_long
 
     torch.manual_seed(0)
     x = torch.randn(2, 40000) * 0.1
     g, d = 0.5 * x, 0.3 * x + 0.01 * torch.randn(2, 40000)
-    net = SpectralFusion().requires_grad_(False)
-    assert float((net(x, g, d) - g).abs().max()) < 1e-5  # zero-initialised head: Op-GAN's output
-    torch.nn.init.normal_(net.net[-1].weight, std=0.2)
+    net = SpectralFusion(FusionConfig(**cfg)).requires_grad_(False)
+    assert float((net(x, g, d) - g).abs().max()) < 1e-5
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2 if p.dim() == 4 and p.shape[-1] == 1 else 0.05)
     whole = net(x, g, d).detach()
     assert float((fuse_long(net, x, g, d, chunk=6000) - whole).abs().max()) < 1e-5
     assert float((whole - g).abs().max()) > 1e-3
@@ -414,12 +418,15 @@ def _fusion_cfg(tmp_path, opgan: Path, data: Path, **kw):
     from archtool.train.opgan_fusion import FusionTrainConfig
 
     base = dict(opgan=str(opgan), data=[str(data)], output=str(tmp_path / "opgan_fusion.pt"),
-                items=32, segment=8192, steps=80, batch=8, val_fraction=0.25, val_every=40, seed=1)
+                items=32, segment=8192, steps=80, batch=8, val_fraction=0.25, val_every=40, seed=1,
+                crop_frames=32)
     base.update(kw)
     return FusionTrainConfig(**base)
 
 
-def test_fusion_training_beats_a_poor_opgan_and_restorer_uses_it(tmp_path, identity_checkpoint):
+@pytest.mark.parametrize("arch", [dict(arch="cnn"), dict(arch="unet-tcn", channels=4, hidden=16, segment=16384)],
+                         ids=["cnn", "unet-tcn"])
+def test_fusion_training_beats_a_poor_opgan_and_restorer_uses_it(tmp_path, identity_checkpoint, arch):
     """Behind an identity 'Op-GAN' (which removes nothing), the fusion learns to take the DSP
     denoiser's estimate where it helps: validation SDR rises well above Op-GAN's 0 dB."""
     from archtool.errors import CheckpointError
@@ -428,7 +435,7 @@ def test_fusion_training_beats_a_poor_opgan_and_restorer_uses_it(tmp_path, ident
 
     torch.set_num_threads(1)
     data = _clean_dir(tmp_path, rate=16000)
-    cfg = _fusion_cfg(tmp_path, identity_checkpoint, data, output=str(fusion_path(identity_checkpoint)))
+    cfg = _fusion_cfg(tmp_path, identity_checkpoint, data, output=str(fusion_path(identity_checkpoint)), **arch)
     metrics = train_fusion(cfg, log=lambda m: None, progress=False)
     assert abs(metrics["opgan_sdr_improvement_db"]) < 0.2
     assert metrics["sdr_improvement_db"] > metrics["opgan_sdr_improvement_db"] + 1.0, metrics

@@ -72,6 +72,10 @@ def register(group: typer.Typer) -> None:
         steps: int = typer.Option(2000, "--steps", min=1, help="Training steps."),
         batch: int = typer.Option(8, "--batch", min=1, help="Crops per step."),
         channels: int = typer.Option(12, "--channels", min=1, help="Channels of the fusion CNN (cost grows with the square)."),
+        arch: str = typer.Option("cnn", "--arch", help="Fusion network: cnn (7 frames of context) or unet-tcn "
+                                 "(frequency U-Net with a temporal stack, ~0.3 s of context, also a gain)."),
+        hidden: int = typer.Option(96, "--hidden", min=1, help="unet-tcn: width of the temporal stack."),
+        crop_frames: int = typer.Option(64, "--crop-frames", min=8, help="STFT frames per training crop."),
         loss: str = typer.Option("sdr+si-sdr", "--loss", help="Training loss: sdr+si-sdr or sdr."),
         threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for torch."),
         seed: int = typer.Option(0, "--seed", help="Seed: same data + seed give the same checkpoint."),
@@ -82,6 +86,8 @@ def register(group: typer.Typer) -> None:
         borrow from the DSP denoiser, on the Op-GAN checkpoint's training clips only.
 
         Example: archtool train opgan-fusion --opgan opgan_speech16k.pt --data clean/ --rir-dir rir/ --background-dir bg/
+
+        Larger: ... --arch unet-tcn --channels 16 --hidden 128 --items 4000 --crop-frames 128
         """
         from archtool.train.opgan_fusion import FusionTrainConfig, train_fusion
 
@@ -90,7 +96,8 @@ def register(group: typer.Typer) -> None:
             opgan=str(opgan), data=[str(d) for d in data], output=str(out),
             rir_dir=str(rir_dir) if rir_dir else None, background_dir=str(background_dir) if background_dir else None,
             noise_dir=str(noise_dir) if noise_dir else None, recipe=recipe, items=items, steps=steps,
-            batch=batch, channels=channels, loss=loss, threads=threads, seed=seed)
+            batch=batch, channels=channels, arch=arch, hidden=hidden, crop_frames=crop_frames, loss=loss,
+            threads=threads, seed=seed)
         metrics = train_fusion(cfg, log=lambda m: typer.echo(m, err=True))
         typer.echo(f"{out}: validation SDR improvement {metrics['sdr_improvement_db']:+.2f} dB "
                    f"(Op-GAN alone {metrics['opgan_sdr_improvement_db']:+.2f} dB)")

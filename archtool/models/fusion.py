@@ -13,6 +13,15 @@ further where Op-GAN under-corrects, or borrow from the DSP estimate. With zero 
 (its initialisation) it returns ``G`` exactly. Features are log power ratios, so the
 fusion does not depend on the excerpt's level.
 
+Two bodies (``FusionConfig.arch``):
+
+- ``cnn``: three dilated 2-D convolutions (7 frames of context each side, a few thousand
+  parameters);
+- ``unet-tcn``: a frequency U-Net whose bottleneck is a dilated temporal convolution stack
+  (about 0.3 s of context each side at 16 kHz), which also sets a third weight, a gain
+  ``c`` in [0, 2] on the mixed bin (``Y = c * (...)``), so it can suppress what neither
+  estimate removed. Its context is finite, so chunked processing stays exact.
+
 Shapes: spectra are complex ``(B, F, T)``; waveforms ``(B, N)`` float32.
 """
 from __future__ import annotations
@@ -32,30 +41,101 @@ class FusionConfig:
     channels: int = 12
     a_range: float = 1.5  # a = 1 + a_range * tanh(.)
     b_range: float = 1.0  # b = b_range * tanh(.)
+    arch: str = "cnn"  # or "unet-tcn"
+    hidden: int = 96  # unet-tcn: width of the temporal stack
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 16)  # unet-tcn: temporal stack
+
+    def __post_init__(self):
+        if self.arch not in ("cnn", "unet-tcn"):
+            raise ValueError(f"unknown fusion arch {self.arch!r} (cnn, unet-tcn)")
+        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["dilations"] = list(self.dilations)
+        return d
+
+    @property
+    def outputs(self) -> int:
+        return 2 if self.arch == "cnn" else 3
 
     @property
     def receptive_frames(self) -> int:
-        """Frames each output bin sees on either side (3 time taps at dilations 1, 2, 4)."""
-        return 1 + 2 + 4
+        """Frames each output bin sees on either side."""
+        if self.arch == "cnn":
+            return 1 + 2 + 4  # 3 time taps at dilations 1, 2, 4
+        return 4 + sum(self.dilations) + 4  # encoder taps, temporal stack, decoder taps
+
+
+class _TemporalBlock(nn.Module):
+    """Residual dilated 1-D convolution over frames."""
+
+    def __init__(self, width: int, dilation: int):
+        super().__init__()
+        self.conv = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation)
+        self.act = nn.GELU()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.act(self.conv(h))
+
+
+class _UNetTCN(nn.Module):
+    """``(B, 3, F, T)`` -> ``(B, outputs, F, T)``: strided frequency encoder, temporal stack on
+    the flattened bottleneck, transposed-convolution decoder with skips. ``F`` must be
+    ``8k + 1`` (257 for a 512-point FFT)."""
+
+    def __init__(self, cfg: FusionConfig, freqs: int):
+        super().__init__()
+        if (freqs - 1) % 8:
+            raise ValueError(f"unet-tcn fusion needs n_fft // 2 + 1 = 8k + 1 bins, got {freqs}")
+        c = cfg.channels
+        widths = (c, c, 2 * c, 2 * c)
+        self.enc = nn.ModuleList([nn.Conv2d(3, widths[0], (5, 3), padding=(2, 1))] + [
+            nn.Conv2d(widths[i], widths[i + 1], (5, 3), stride=(2, 1), padding=(2, 1)) for i in range(3)])
+        self.bottom_bins = (freqs - 1) // 8 + 1
+        flat = widths[3] * self.bottom_bins
+        self.squeeze = nn.Conv1d(flat, cfg.hidden, 1)
+        self.temporal = nn.Sequential(*[_TemporalBlock(cfg.hidden, d) for d in cfg.dilations])
+        self.expand = nn.Conv1d(cfg.hidden, flat, 1)
+        self.dec = nn.ModuleList([
+            nn.ConvTranspose2d(widths[i + 1], widths[i], (5, 3), stride=(2, 1), padding=(2, 1))
+            for i in reversed(range(3))])
+        self.head = nn.Conv2d(widths[0], cfg.outputs, 1)
+        self.act = nn.GELU()
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = f
+        for conv in self.enc:
+            h = self.act(conv(h))
+            skips.append(h)
+        b, ch, fr, t = h.shape
+        z = self.temporal(self.act(self.squeeze(h.reshape(b, ch * fr, t))))
+        h = h + self.expand(z).reshape(b, ch, fr, t)
+        for conv, skip in zip(self.dec, reversed(skips[:-1])):
+            h = self.act(conv(h)) + skip
+        return self.head(h)
 
 
 class SpectralFusion(nn.Module):
-    """Per-bin mixing weights from (log |X|, log |G/X|, log |D/X|) by a dilated 2-D CNN."""
+    """Per-bin mixing weights from (log |X|, log |G/X|, log |D/X|) by a small network."""
 
     def __init__(self, cfg: FusionConfig = FusionConfig()):
         super().__init__()
         self.cfg = cfg
         ch = cfg.channels
-        self.net = nn.Sequential(
-            nn.Conv2d(3, ch, (5, 3), padding=(2, 1)), nn.GELU(),
-            nn.Conv2d(ch, ch, (5, 3), padding=(4, 2), dilation=(2, 2)), nn.GELU(),
-            nn.Conv2d(ch, ch, (5, 3), padding=(8, 4), dilation=(4, 4)), nn.GELU(),
-            nn.Conv2d(ch, 2, 1))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        if cfg.arch == "cnn":
+            self.net = nn.Sequential(
+                nn.Conv2d(3, ch, (5, 3), padding=(2, 1)), nn.GELU(),
+                nn.Conv2d(ch, ch, (5, 3), padding=(4, 2), dilation=(2, 2)), nn.GELU(),
+                nn.Conv2d(ch, ch, (5, 3), padding=(8, 4), dilation=(4, 4)), nn.GELU(),
+                nn.Conv2d(ch, 2, 1))
+            head = self.net[-1]
+        else:
+            self.net = _UNetTCN(cfg, cfg.n_fft // 2 + 1)
+            head = self.net.head
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
 
     @staticmethod
@@ -69,10 +149,17 @@ class SpectralFusion(nn.Module):
 
     def mix(self, X: torch.Tensor, G: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
         """Fused complex spectrum ``(B, F, T)``."""
-        w = self.net(self.features(X, G, D))
+        return self.mix_weights(X, G, D, self.net(self.features(X, G, D)))
+
+    def mix_weights(self, X: torch.Tensor, G: torch.Tensor, D: torch.Tensor,
+                    w: torch.Tensor) -> torch.Tensor:
+        """Apply the network's raw outputs ``w`` ``(B, outputs, F, T)`` to the spectra."""
         a = 1 + self.cfg.a_range * torch.tanh(w[:, 0])
         b = self.cfg.b_range * torch.tanh(w[:, 1])
-        return X + a * (G - X) + b * (D - X)
+        y = X + a * (G - X) + b * (D - X)
+        if w.shape[1] > 2:
+            y = y * (1 + torch.tanh(w[:, 2]))
+        return y
 
     def stft(self, v: torch.Tensor) -> torch.Tensor:
         return torch.stft(v, self.cfg.n_fft, self.cfg.hop, window=self.window, return_complex=True)

@@ -4,7 +4,8 @@ Items are drawn exactly as for Op-GAN training (clean crops of the training clip
 with the same recipe), never from the clips the Op-GAN checkpoint held out: those are the
 benchmark's. For each item the frozen Op-GAN output ``G`` and the DSP denoiser's output
 ``D`` are computed once and cached (``OUTPUT.items.pt``, weights-only tensors); the fusion
-network is then trained on random crops of 64 STFT frames against the clean crop (loss:
+network is then trained on random crops of ``crop_frames`` STFT frames (seen with the
+network's context on both sides, as in chunked inference) against the clean crop (loss:
 the mean of negative SDR and negative SI-SDR, or negative SDR alone). The last
 ``val_fraction`` of the items validates; the best validation score (SDR + SI-SDR
 improvement, or SDR alone) is kept. Determinism: item ``i`` comes from
@@ -35,7 +36,6 @@ from archtool.train.losses import sdr_db, si_sdr_db
 from archtool.train.opgan import (Clip, MixedDegrader, PairMaker, TrainConfig, load_mono,
                                   scan_clean)
 
-CROP_FRAMES = 64
 
 
 @dataclass
@@ -55,6 +55,9 @@ class FusionTrainConfig:
     batch: int = 8
     lr: float = 2e-3
     channels: int = 12
+    arch: str = "cnn"  # or "unet-tcn" (see archtool.models.fusion)
+    hidden: int = 96
+    crop_frames: int = 64
     loss: str = "sdr+si-sdr"  # or "sdr"
     val_fraction: float = 0.1
     val_every: int = 200
@@ -85,14 +88,16 @@ def training_clips(cfg: FusionTrainConfig, opgan_meta: dict, rate: int) -> tuple
 
 
 def make_items(cfg: FusionTrainConfig, model, denoise: Callable[[torch.Tensor, int], torch.Tensor],
-               clips: list[Clip], progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
-    """``{"clean", "input", "opgan", "dsp"}``: float32 ``(items, segment)`` tensors."""
+               clips: list[Clip], progress: Callable[[int], None] | None = None,
+               first: int = 0) -> dict[str, torch.Tensor]:
+    """``{"clean", "input", "opgan", "dsp"}``: float32 ``(items, segment)`` tensors for items
+    ``first .. first + cfg.items - 1`` (item ``i`` is the same whatever the range it is drawn in)."""
     tcfg = TrainConfig(data=cfg.data, output=cfg.output, rate=model.rate, noise_dir=cfg.noise_dir,
                        rir_dir=cfg.rir_dir, background_dir=cfg.background_dir, recipe=cfg.recipe)
     pairs = PairMaker(clips, model.rate, cfg.segment, MixedDegrader(tcfg))
     out = {k: torch.empty(cfg.items, cfg.segment) for k in ("clean", "input", "opgan", "dsp")}
     for i in range(cfg.items):
-        x, y = pairs.pair(rng_for(cfg.seed, f"item{i}"))
+        x, y = pairs.pair(rng_for(cfg.seed, f"item{first + i}"))
         xt = torch.from_numpy(x)[None]
         out["clean"][i], out["input"][i] = torch.from_numpy(y), xt[0]
         out["opgan"][i] = model.restore(xt)[0]
@@ -173,24 +178,29 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
     val_idx = torch.arange(cfg.items - n_val, cfg.items)
     n_train = cfg.items - n_val
     torch.manual_seed(seed_for(cfg.seed, "fusion-init") % (2 ** 31))
-    fcfg = FusionConfig(channels=cfg.channels)
+    fcfg = FusionConfig(channels=cfg.channels, arch=cfg.arch, hidden=cfg.hidden)
     net = SpectralFusion(fcfg)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(k, cfg.steps) / cfg.steps)))
-    spectra = {k: net.stft(items[k]) for k in ("input", "opgan", "dsp")}
-    frames = spectra["input"].shape[-1]
-    crop_len = (CROP_FRAMES - 1) * fcfg.hop
+    frames = cfg.segment // fcfg.hop + 1
+    ctx, length = fcfg.receptive_frames, cfg.crop_frames
+    if frames < length + 2 * ctx:
+        raise UsageError(f"segment of {cfg.segment} samples is too short for crops of {length} frames "
+                         f"with {ctx} frames of context on each side")
+    crop_len = (length - 1) * fcfg.hop
     best, best_metrics, history = -math.inf, {}, []
     t0 = time.time()
     bar = tqdm(total=cfg.steps, desc="fusion", disable=not progress, mininterval=20)
     for step in range(1, cfg.steps + 1):
         rng = rng_for(cfg.seed, f"fusion-step{step}")
         b = torch.from_numpy(rng.integers(0, n_train, cfg.batch))
-        f0 = int(rng.integers(0, frames - CROP_FRAMES + 1))
-        sl = slice(f0, f0 + CROP_FRAMES)
-        mixed = net.mix(spectra["input"][b][..., sl], spectra["opgan"][b][..., sl], spectra["dsp"][b][..., sl])
-        ref = net.istft(net.stft(items["clean"][b])[..., sl], crop_len)
+        f0 = int(rng.integers(ctx, frames - length - ctx + 1))
+        wide, centre = slice(f0 - ctx, f0 + length + ctx), slice(ctx, ctx + length)
+        X, G, D = (net.stft(items[k][b])[..., wide] for k in ("input", "opgan", "dsp"))
+        w = net.net(net.features(X, G, D))[..., centre]
+        mixed = net.mix_weights(X[..., centre], G[..., centre], D[..., centre], w)
+        ref = net.istft(net.stft(items["clean"][b])[..., f0:f0 + length], crop_len)
         loss = fusion_loss(net.istft(mixed, crop_len), ref, cfg.loss)
         opt.zero_grad()
         loss.backward()
@@ -200,7 +210,7 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
         bar.update(1)
         if step % cfg.val_every == 0 or step == cfg.steps:
             metrics = validate(net, items, val_idx)
-            history.append({"step": step, "loss": round(float(loss), 3),
+            history.append({"step": step, "loss": round(float(loss.detach()), 3),
                             "val_sdr_improvement_db": round(metrics["sdr_improvement_db"], 3)})
             log(f"step {step} loss {float(loss):.3f} val dSDR fused {metrics['sdr_improvement_db']:+.2f} "
                 f"(Op-GAN alone {metrics['opgan_sdr_improvement_db']:+.2f}), dSI-SDR "
@@ -212,7 +222,7 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
                     "model": "opgan-fusion", "arch": fcfg.to_dict(), "sample_rate": model.rate,
                     "opgan_checkpoint": Path(cfg.opgan).name, "opgan_sha256": opgan_sha,
                     "steps": step, "train_seconds": round(time.time() - t0, 1),
-                    "training": asdict(cfg) | {"crop_frames": CROP_FRAMES},
+                    "training": asdict(cfg),
                     "data": {"dirs": cfg.data, "files": sources, "background_dir": cfg.background_dir,
                              "rir_dir": cfg.rir_dir,
                              "excluded": "every clip the Op-GAN checkpoint held out (its data.holdout)"},
