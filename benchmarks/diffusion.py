@@ -20,7 +20,10 @@ fixed to 5, 10, 15, 20 and 25 dB. Every method restores the same degraded excerp
 Scores (against the clean excerpt): SI-SDR improvement (dB), LSD (log10-power units, lower
 is better), and a noise-floor measure: the level (dB re the clean excerpt's RMS) of the
 residual ``output - clean`` in the quietest 20 % of 46 ms frames of the clean signal,
-where what is heard is mostly leftover noise.
+where what is heard is mostly leftover noise. Every method is also compared with the DSP
+chain excerpt by excerpt (``paired_vs_dsp_chain`` in the JSON: mean difference, its standard
+error, and on how many excerpts the method is better), and ``78rpm-diffusion`` with the
+control (``paired_diffusion_vs_control``: what the prior itself adds).
 
 Zero-shot tasks (no retraining): bandwidth extension of excerpts low-passed at 4 kHz
 (LSD against the clean excerpt; peers: cubic-spline and polyphase (scipy) resampling
@@ -176,6 +179,17 @@ def score_noise(corpus: list[dict], method: Method) -> dict:
         sel = [r for r in rows if r["snr"] == snr]
         out["by_snr"][f"{snr:g}"] = {k: round(float(np.mean([r[k] for r in sel])), 3)
                                      for k in ("d_si_sdr", "lsd", "floor", "lsd_in", "floor_in")}
+    return out
+
+
+def paired(items: list[dict], ref: list[dict]) -> dict:
+    """Per-excerpt differences ``items - ref`` (same corpus order) of SI-SDR improvement and
+    LSD: mean, standard error of the mean, and on how many excerpts ``items`` is better."""
+    out: dict = {"n": len(items)}
+    for key, sign in (("d_si_sdr", 1.0), ("lsd", -1.0)):
+        d = np.array([a[key] - b[key] for a, b in zip(items, ref)])
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out[key] = {"mean": round(float(d.mean()), 4), "se": round(se, 4), "better": int((sign * d > 0).sum())}
     return out
 
 
@@ -370,6 +384,20 @@ def main() -> None:
             print(f"{label:40s} dSI-SDR {m['si_sdr_improvement_db']:+6.2f}  LSD {m['lsd']:5.2f}  "
                   f"floor {m['noise_floor_db']:6.1f} dB  {m['cpu_s_per_audio_s']:6.2f} cpu s/s  "
                   f"by SNR {json.dumps({k: v['d_si_sdr'] for k, v in m['by_snr'].items()})}", flush=True)
+        ref = results["noise"]["78rpm preset (DSP chain)"]["items"]
+        results["paired_vs_dsp_chain"] = {}
+        for label, m in results["noise"].items():
+            p = results["paired_vs_dsp_chain"][label] = paired(m["items"], ref)
+            print(f"paired vs DSP chain: {label:40s} dSI-SDR {p['d_si_sdr']['mean']:+.3f} +- {p['d_si_sdr']['se']:.3f} "
+                  f"(better on {p['d_si_sdr']['better']}/{p['n']})  LSD {p['lsd']['mean']:+.4f} +- "
+                  f"{p['lsd']['se']:.4f} (better on {p['lsd']['better']}/{p['n']})", flush=True)
+        # what the prior itself adds: the diffusion preset against the control (same policy)
+        p = results["paired_diffusion_vs_control"] = paired(
+            results["noise"][f"78rpm-diffusion preset ({args.steps} steps)"]["items"],
+            results["noise"]["control: 78rpm DSP chain, surface-noise step always"]["items"])
+        print(f"paired, 78rpm-diffusion vs control: dSI-SDR {p['d_si_sdr']['mean']:+.3f} +- {p['d_si_sdr']['se']:.3f} "
+              f"(better on {p['d_si_sdr']['better']}/{p['n']})  LSD {p['lsd']['mean']:+.4f} +- {p['lsd']['se']:.4f} "
+              f"(better on {p['lsd']['better']}/{p['n']})", flush=True)
     if "bwe" not in skip:
         results["bwe_lsd"] = bwe_bench(clips, n, args.items, args.seed, args.steps)
         print("BWE LSD:", results["bwe_lsd"], flush=True)
