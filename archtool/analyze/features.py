@@ -13,8 +13,9 @@ analysed exactly.
 
 Per chunk, the mono mix goes through one ~40 ms STFT at the full rate (levels, bands, noise
 floor, and the AR model of the click detector), and through one anti-alias filter down to
-~8 kHz that feeds both the wow pitch tracker (0.25 s STFT) and a second decimation to ~1 kHz
-for hum, rumble and DC.
+~8 kHz that feeds the wow pitch tracker (0.25 s STFT), the coherent-FM fit of the partial
+tracks (archtool.analyze.wow_fm, 0.128 s frames) and a second decimation to ~1 kHz for hum,
+rumble and DC.
 
 :meth:`FeatureAccumulator.finish` returns a :class:`Features`, which the detectors
 (one module per defect kind) read. All spectra use a periodic Hann window
@@ -29,6 +30,7 @@ from scipy import fft as sfft
 from scipy import signal
 
 from archtool.analyze._bounded import EventStore, LevelRecords, LowRuns, SampledRows, SegmentStore
+from archtool.analyze.wow_fm import FMAccumulator, FMSummary
 
 # Analysis parameters (derived from the sample rate in FeatureAccumulator.__init__).
 CHUNK_S = 10.0
@@ -171,6 +173,8 @@ class Features:
     series_exact: bool = True      # False when a long file's per-frame series (frame_db, band_db,
                                    # frame_peakiness, env_db, wow tracks) hold a
                                    # uniform sample of whole segments joined end to end
+    wow_fm: FMSummary | None = None  # coherent FM of the partial tracks (archtool.analyze.wow_fm),
+                                   # accumulated over the whole file (fixed size)
 
     @property
     def duration_s(self) -> float:
@@ -338,6 +342,7 @@ class FeatureAccumulator:
         # bounded stores (see archtool.analyze._bounded): exact up to history_s, then halved
         wow_fr = self.mid_rate / self.wow_hop
         self.wow_series = SegmentStore(len(WOW_LAGS) + 1, int(history_s * wow_fr))
+        self.wow_fm = FMAccumulator(self.mid_rate)  # coherent FM of partial tracks (wow)
         # buffers
         self.buf = np.zeros((self.channels, 0), dtype=np.float32)
         self.prev_tail = np.zeros(0, dtype=np.float32)  # mono samples before the chunk (for LPC/STFT)
@@ -582,7 +587,9 @@ class FeatureAccumulator:
             first = (-self.mid_phase) % self.mid_dec
             mid = y[first:: self.mid_dec]
             self.mid_phase = (self.mid_phase + mono.shape[0]) % self.mid_dec
-        self._wow(mid.astype(np.float32))
+        mid32 = mid.astype(np.float32)
+        self._wow(mid32)
+        self.wow_fm.update(mid32)
         self._low(mid)
 
     def _wow(self, mid: np.ndarray) -> None:
@@ -809,13 +816,14 @@ class FeatureAccumulator:
             zero_runs_s=[(a / self.sr, b / self.sr) for a, b in self.zero_runs],
             loudness_lufs=loud, true_peak_dbtp=tp, chunk_noise=chunk_noise,
             series_exact=self.frames.exact and self.env.exact and self.wow_series.exact,
+            wow_fm=self.wow_fm.summary(),
         )
 
     def state_nbytes(self) -> int:
         """Bytes held by the accumulator's growing stores (per-frame series, events,
         per-chunk estimates, silence runs) and fixed summaries; bounded by ``history_s``."""
         fixed = (self.power_sum.nbytes + self.low_psd_sum.nbytes + self.abs_hist.nbytes + self.slope_hist.nbytes * 3
-                 + self.hum_line_count.nbytes + self.buf.nbytes)
+                 + self.hum_line_count.nbytes + self.buf.nbytes + self.wow_fm.nbytes())
         rows = sum(r.nbytes for r in self.chunk_noise.rows) + 8 * len(self.res_scale.rows)
         return int(fixed + rows + self.frames.nbytes + self.env.nbytes
                    + self.wow_series.nbytes + self.events.nbytes + 16 * len(self.zero_runs)

@@ -36,7 +36,7 @@ CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "analyze_dete
 RULE_KINDS = ("gaps",)
 SNR_CENTRE_DB, SNR_SCALE_DB = 20.0, 8.0  # standardisation of the noise-SNR output
 SNR_MIN_PROBABILITY = 0.02  # raw P(noise) from which the learned SNR replaces the detector's
-FEATURE_VERSION = 7  # bump when feature_vector changes (training caches are keyed by it)
+FEATURE_VERSION = 9  # bump when feature_vector changes (training caches are keyed by it)
 OCTAVES_HZ = (62, 125, 250, 500, 1000, 2000, 4000, 8000)
 HIDDEN = 96
 
@@ -187,12 +187,30 @@ def feature_vector(f: Features, found: dict[str, Finding]) -> tuple[np.ndarray, 
     feats["gaps_count"] = _log(_num(m["gaps"]["count"]) + 1.0, 1.0)
     feats["gaps_frac"] = _num(m["gaps"]["fraction"])
     feats["rate_khz"] = f.sample_rate / 1000.0
+    feats.update(wow_fm_features(f.wow_fm))
     # no channel count and no inter-channel measure: every other feature is of the mono mix,
     # so a mono transfer of a stereo programme reads like the programme (training music is
     # stereo and speech mono: the count told the model "speech", and a mono music excerpt
     # read as reverberant)
     names = list(feats)
     return np.asarray([feats[n] for n in names], dtype=np.float32), names
+
+
+def wow_fm_features(summary) -> dict[str, float]:
+    """The coherent FM of the partial tracks (:class:`archtool.analyze.wow_fm.FMSummary`, or
+    None), for the fits with a free offset per track (``wow_fm_*``) and with a free offset
+    and slope (``wow_fm1_*``): best explained share, its height over the median across rates
+    (log), the fitted depth (log cents) and the rate."""
+    from archtool.analyze.wow_fm import EMPTY_MEASURES
+
+    out = {}
+    for order, tag in ((0, "wow_fm"), (1, "wow_fm1")):
+        fm = EMPTY_MEASURES if summary is None else summary.measures(order)
+        out[f"{tag}_fraction"] = _num(fm["fraction"])
+        out[f"{tag}_relative"] = _log(_num(fm["relative"]) + 0.1, 0.1)
+        out[f"{tag}_depth"] = _log(_num(fm["depth_cents"]) + 0.1, 0.1)
+        out[f"{tag}_rate"] = _num(fm["rate_hz"])
+    return out
 
 
 def _decay_rate_features(f: Features) -> dict[str, float]:
@@ -381,12 +399,17 @@ def predict(vec: np.ndarray, names: list[str]) -> tuple[dict[str, float], float 
     meta = _meta()
     if meta is None:
         return None
-    if list(meta["feature_names"]) != list(names):
-        import warnings
+    want = list(meta["feature_names"])
+    if want != list(names):
+        # a checkpoint reads its features by name: one trained on fewer features still applies
+        pos = {n: i for i, n in enumerate(names)}
+        if not all(n in pos for n in want):
+            import warnings
 
-        warnings.warn(f"{CHECKPOINT}: its features differ from this version's; the detectors' own "
-                      "thresholds decide (retrain with python -m archtool.analyze.train_detector)")
-        return None
+            warnings.warn(f"{CHECKPOINT}: its features differ from this version's; the detectors' own "
+                          "thresholds decide (retrain with python -m archtool.analyze.train_detector)")
+            return None
+        vec = np.asarray(vec)[[pos[n] for n in want]]
     weights = _numpy_weights()
     if weights is None:
         return None

@@ -13,6 +13,12 @@ component), ``depth_percent``, ``peak_db`` (that line over the track spectrum's 
 dB), ``periodicity`` (share of the track's variance within +-0.15 Hz of the line, 0..1),
 ``drift_cents`` (median absolute pitch change over the longest lag), ``usable_fraction``
 (frames with at least two partials), ``flutter_rate_hz`` and ``flutter_peak_db``.
+
+A second, click-robust measure (:mod:`archtool.analyze.wow_fm`) fits one sinusoid jointly to
+every partial track (each with its own pitch): ``fm_fraction`` (share of the tracks' pitch
+variance it explains), ``fm_relative`` (that share over its median across rates),
+``fm_rate_hz`` and ``fm_depth_cents``. It informs the learned decision layer; the rule's
+verdict rests on the drift line alone.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import numpy as np
 from archtool.analyze._util import margin_confidence, r, ramp
 from archtool.analyze.features import WOW_LAGS, Features
 from archtool.analyze.profile import Finding
+from archtool.analyze.wow_fm import EMPTY_MEASURES
 
 WOW_RANGE_HZ = (0.25, 3.0)
 FLUTTER_RANGE_HZ = (4.0, 8.0)
@@ -81,8 +88,14 @@ def analyse(f: Features) -> dict:
             "flutter_rate": fl["rate"], "flutter_peak_db": fl["peak_db"]}
 
 
+def fm_measures(f: Features) -> dict:
+    """The coherent-FM measures of :mod:`archtool.analyze.wow_fm` (zeros when absent)."""
+    return dict(EMPTY_MEASURES) if f.wow_fm is None else f.wow_fm.measures()
+
+
 def detect(f: Features) -> Finding:
     a = analyse(f)
+    fm = fm_measures(f)
     detected = a["peak_db"] >= PEAK_DB and a["depth"] >= MIN_DEPTH_CENTS and a["usable"] >= MIN_USABLE
     sev = ramp(a["depth"], MIN_DEPTH_CENTS, 30.0)
     conf = margin_confidence(a["peak_db"], PEAK_DB, 4.0) * (0.5 + 0.5 * min(1.0, a["usable"] / 0.8))
@@ -92,4 +105,6 @@ def detect(f: Features) -> Finding:
         "peak_db": r(a["peak_db"], 2), "periodicity": r(a["share"], 3),
         "drift_cents": r(a["drift"], 3), "usable_fraction": r(a["usable"], 3),
         "flutter_rate_hz": r(a["flutter_rate"], 3), "flutter_peak_db": r(a["flutter_peak_db"], 2),
+        "fm_fraction": r(fm["fraction"], 4), "fm_relative": r(fm["relative"], 3),
+        "fm_rate_hz": r(fm["rate_hz"], 3), "fm_depth_cents": r(fm["depth_cents"], 2),
     })
