@@ -22,11 +22,14 @@ Measures contract (restore's planner reads these keys; units in the name):
 kind            measures
 ==============  ==========================================================================
 noise           ``snr_db`` (the learned estimate where the decision layer is installed;
-                the detector's as ``snr_db_detector``), ``noise_floor_dbfs`` (noise mean square, dB re full scale),
+                the detector's as ``snr_db_detector``; None for a file of nothing but digital
+                silence), ``noise_floor_dbfs`` (noise mean square, dB re full scale),
                 ``noise_psd`` (list: expected ``|rfft(w * frame)|**2`` per bin of an
                 ``noise_psd_n_fft``-point frame, ``w = scipy.signal.get_window("hann",
                 n_fft)``, unnormalised rfft), ``noise_psd_n_fft``,
-                ``noise_slope_db_per_octave``
+                ``noise_slope_db_per_octave``; the detector's figures are read away from
+                digital-silence dropouts, and where a floor fitted across a missed low-pass's
+                stop band was re-fitted, ``noise_band_top_hz`` and ``snr_db_collapsed_fit``
 background      ``excess_db``, ``spread_db``, ``level_dbfs``
 reverb          ``rt60_s``, ``drr_db`` (blind proxy), ``decays``, ``rt60_source``
                 ("decays"/"slopes"), ``steepest_decay_db_per_s``, ``slope_p5_db_per_s``,

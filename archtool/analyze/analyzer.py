@@ -73,6 +73,7 @@ def findings_from_features(f: Features, *, learned: bool = True) -> list[Finding
 
     found = rule_findings(f)
     if _room_tone_only(f, found):
+        noise.refine(found["noise"], f)
         # nothing but a quiet, steady floor (silence with room tone): there is no programme
         # whose noise, hum or background could be judged, so only exact defects remain
         for k, fd in found.items():
@@ -81,6 +82,7 @@ def findings_from_features(f: Features, *, learned: bool = True) -> list[Finding
             fd.measures["room_tone_only"] = True
         return _ordered(found)
     if line_spectrum_only(f):
+        noise.refine(found["noise"], f)
         # a few steady sinusoids (test or calibration tones, tone steps): no decay tail, no
         # band to limit, no floor under a programme; the learned layer never saw such
         # signals, so only the exact measurements stand (digital-silence gaps, DC, hum
@@ -92,11 +94,15 @@ def findings_from_features(f: Features, *, learned: bool = True) -> list[Finding
                 fd.detected = False
             fd.measures["line_spectrum_only"] = True
         return _ordered(found)
+    got = None
     if learned:
         vec, names = learned_layer.feature_vector(f, found)
         got = learned_layer.predict(vec, names)
-        if got is not None:
-            learned_layer.apply(found, *got)
+    # the noise figures away from dropouts and stop bands, after the features (the learned
+    # layer was trained on the detector's first estimate, and decides detection)
+    noise.refine(found["noise"], f)
+    if got is not None:
+        learned_layer.apply(found, *got)
     reverb.complete_rt60(found["reverb"], f)
     return _ordered(found)
 

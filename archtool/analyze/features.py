@@ -175,6 +175,10 @@ class Features:
                                    # uniform sample of whole segments joined end to end
     wow_fm: FMSummary | None = None  # coherent FM of the partial tracks (archtool.analyze.wow_fm),
                                    # accumulated over the whole file (fixed size)
+    mean_power_clear: np.ndarray | None = None  # (K,) as mean_power, over the live frames that
+                                   # touch no digital-silence run (== mean_power without such runs)
+    noise_psd_clear: np.ndarray | None = None   # (K,) as noise_psd, from those frames (None when
+                                   # no frame is clear of them)
 
     @property
     def duration_s(self) -> float:
@@ -355,8 +359,12 @@ class FeatureAccumulator:
         self.env_low = LowRuns(GAP_CEILING_DBFS, env_cap, min_len=2)
         self.power_sum = np.zeros(self.freqs.size)
         self.power_frames = 0
+        # the same over the frames that touch no digital-silence run (dropout edges)
+        self.power_sum_clear = np.zeros(self.freqs.size)
+        self.power_frames_clear = 0
         chunks_cap = max(4, int(history_s / max(chunk_s, 1e-3)))
         self.chunk_noise = SampledRows(chunks_cap)
+        self.chunk_noise_clear = SampledRows(chunks_cap)
         self.low_psd_sum = np.zeros(LOW_NFFT // 2 + 1)
         self.low_weight = 0.0
         self.hum_segs = 0
@@ -544,13 +552,52 @@ class FeatureAccumulator:
         nl = int(np.count_nonzero(live))
         if nl:
             pl = p[live]
-            self.power_sum += pl.sum(axis=0, dtype=np.float64)
+            psum = pl.sum(axis=0, dtype=np.float64)
+            self.power_sum += psum
             self.power_frames += nl
-            ps = _smooth_frames(pl, NOISE_SMOOTH_FRAMES).T.copy()  # (K, F') contiguous rows
-            kth = int(round(NOISE_PERCENTILE / 100.0 * (ps.shape[1] - 1)))
-            est = np.partition(ps, kth, axis=1)[:, kth] / noise_bias_k(ps.shape[1])
-            self.chunk_noise.append(est.astype(np.float64))
+            est = self._noise_estimate(pl)
+            self.chunk_noise.append(est)
+            synthetic = 0 if self.prev_tail.size else self.n_fft - self.hop  # the zero lead-in
+            cut = self._touches_silence(y, frames.shape[0], synthetic, lead.shape[0] + mono.shape[0]) & live
+            if not cut.any():
+                self.power_sum_clear += psum
+                self.power_frames_clear += nl
+                self.chunk_noise_clear.append(est)
+            elif nl - int(np.count_nonzero(cut)):
+                pc = p[live & ~cut]
+                self.power_sum_clear += pc.sum(axis=0, dtype=np.float64)
+                self.power_frames_clear += pc.shape[0]
+                self.chunk_noise_clear.append(self._noise_estimate(pc))
         return p
+
+    @staticmethod
+    def _noise_estimate(pl: np.ndarray) -> np.ndarray:
+        """Bias-corrected low percentile per bin of the time-smoothed frame powers (K,)."""
+        ps = _smooth_frames(pl, NOISE_SMOOTH_FRAMES).T.copy()  # (K, F') contiguous rows
+        kth = int(round(NOISE_PERCENTILE / 100.0 * (ps.shape[1] - 1)))
+        return (np.partition(ps, kth, axis=1)[:, kth] / noise_bias_k(ps.shape[1])).astype(np.float64)
+
+    def _touches_silence(self, y: np.ndarray, nframes: int, first: int, end: int) -> np.ndarray:
+        """(F,) bool: STFT frame i (samples ``y[i*hop : i*hop+n_fft]``) holds part of a
+        digital-silence run (``|x| <= SILENCE_LEVEL`` for >= MIN_SILENCE_RUN_S) of the
+        signal ``y[first:end]`` (the zero lead-in before the file and the padding after it
+        are not the file's silence)."""
+        sil = np.abs(y) <= SILENCE_LEVEL
+        sil[:first] = False
+        sil[end:] = False
+        out = np.zeros(nframes, dtype=bool)
+        if not sil.any():
+            return out
+        s, e = _runs(sil)
+        long = (e - s) >= self.min_zero_run
+        if not long.any():
+            return out
+        mark = np.zeros(y.shape[0] + 1, dtype=np.int64)
+        np.add.at(mark, s[long], 1)
+        np.add.at(mark, e[long], -1)
+        cs = np.concatenate([[0], np.cumsum(np.cumsum(mark)[:-1] > 0)])
+        starts = np.arange(nframes) * self.hop
+        return (cs[np.minimum(starts + self.n_fft, y.shape[0])] - cs[np.minimum(starts, y.shape[0])]) > 0
 
     def _decay_rates(self, p: np.ndarray) -> None:
         """Histogram the slopes (dB/s) of each decay band's level over DECAY_WINDOW_S.
@@ -770,6 +817,12 @@ class FeatureAccumulator:
         else:
             noise = np.zeros(self.freqs.size)
         mean_power = self.power_sum / max(self.power_frames, 1)
+        clear_rows = list(self.chunk_noise_clear.rows)
+        noise_clear = None
+        if clear_rows:
+            cc = np.stack(clear_rows)
+            noise_clear = cc[0] if cc.shape[0] == 1 else np.percentile(cc, 25, axis=0)
+        mean_power_clear = self.power_sum_clear / self.power_frames_clear if self.power_frames_clear else None
         # clipping: the flat-run counts at the global extremes
         clip_counts = np.zeros((self.channels, 2), dtype=np.int64)
         clip_runs = np.zeros((self.channels, 2), dtype=np.int64)
@@ -817,14 +870,17 @@ class FeatureAccumulator:
             loudness_lufs=loud, true_peak_dbtp=tp, chunk_noise=chunk_noise,
             series_exact=self.frames.exact and self.env.exact and self.wow_series.exact,
             wow_fm=self.wow_fm.summary(),
+            mean_power_clear=mean_power_clear, noise_psd_clear=noise_clear,
         )
 
     def state_nbytes(self) -> int:
         """Bytes held by the accumulator's growing stores (per-frame series, events,
         per-chunk estimates, silence runs) and fixed summaries; bounded by ``history_s``."""
-        fixed = (self.power_sum.nbytes + self.low_psd_sum.nbytes + self.abs_hist.nbytes + self.slope_hist.nbytes * 3
-                 + self.hum_line_count.nbytes + self.buf.nbytes + self.wow_fm.nbytes())
-        rows = sum(r.nbytes for r in self.chunk_noise.rows) + 8 * len(self.res_scale.rows)
+        fixed = (self.power_sum.nbytes + self.power_sum_clear.nbytes + self.low_psd_sum.nbytes
+                 + self.abs_hist.nbytes + self.slope_hist.nbytes * 3 + self.hum_line_count.nbytes
+                 + self.buf.nbytes + self.wow_fm.nbytes())
+        rows = sum(r.nbytes for r in self.chunk_noise.rows) + sum(r.nbytes for r in self.chunk_noise_clear.rows) \
+            + 8 * len(self.res_scale.rows)
         return int(fixed + rows + self.frames.nbytes + self.env.nbytes
                    + self.wow_series.nbytes + self.events.nbytes + 16 * len(self.zero_runs)
                    + self.env_levels.nbytes + self.env_low.nbytes)
