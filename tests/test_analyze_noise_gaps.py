@@ -95,12 +95,15 @@ def detector_noise(audio: np.ndarray):
     return next(fd for fd in findings_from_features(f, learned=False) if fd.kind == "noise"), f
 
 
-@pytest.mark.parametrize("kind", ["speech", "music"])
-def test_snr_with_dropouts_and_low_pass(kind):
-    c = clip(kind)
+@pytest.mark.parametrize("kind,seed", [("speech", 0), ("music", 5)])
+def test_snr_with_dropouts_and_low_pass(kind, seed):
+    # before the fix the music clip (gapped) read 112 dB with a floor at -138 dBFS (truth 23); the
+    # same clip without its dropouts read right (seeds 0-9: 9 of 10 gapped music clips
+    # collapsed, 89-93 dB too high)
+    c = clip(kind, seed)
     nz, f = detector_noise(c["gapped"])
     snr, floor = nz.measures["snr_db"], nz.measures["noise_floor_dbfs"]
-    # the bug: ~130 dB and a floor near -160 dBFS
+    assert "snr_db_collapsed_fit" not in nz.measures  # reading around the dropouts sufficed
     assert abs(snr - c["snr_db"]) < 3.0, (snr, c["snr_db"])
     assert abs(floor - c["floor_dbfs"]) < 3.0, (floor, c["floor_dbfs"])
     # the same clip without the dropouts reads the same
