@@ -193,6 +193,13 @@ def paired(items: list[dict], ref: list[dict]) -> dict:
     return out
 
 
+def paired_line(p: dict) -> str:
+    """One printed line of a :func:`paired` result."""
+    si, lsd = p["d_si_sdr"], p["lsd"]
+    return (f"dSI-SDR {si['mean']:+.3f} +- {si['se']:.3f} (better on {si['better']}/{p['n']})  "
+            f"LSD {lsd['mean']:+.4f} +- {lsd['se']:.4f} (better on {lsd['better']}/{p['n']})")
+
+
 def diffusion_restorer():
     """The registered restorer, bound to the benchmarked checkpoint."""
     from archtool.restore.registry import get_restorer
@@ -388,16 +395,12 @@ def main() -> None:
         results["paired_vs_dsp_chain"] = {}
         for label, m in results["noise"].items():
             p = results["paired_vs_dsp_chain"][label] = paired(m["items"], ref)
-            print(f"paired vs DSP chain: {label:40s} dSI-SDR {p['d_si_sdr']['mean']:+.3f} +- {p['d_si_sdr']['se']:.3f} "
-                  f"(better on {p['d_si_sdr']['better']}/{p['n']})  LSD {p['lsd']['mean']:+.4f} +- "
-                  f"{p['lsd']['se']:.4f} (better on {p['lsd']['better']}/{p['n']})", flush=True)
+            print(f"paired vs DSP chain: {label:40s} {paired_line(p)}", flush=True)
         # what the prior itself adds: the diffusion preset against the control (same policy)
         p = results["paired_diffusion_vs_control"] = paired(
             results["noise"][f"78rpm-diffusion preset ({args.steps} steps)"]["items"],
             results["noise"]["control: 78rpm DSP chain, surface-noise step always"]["items"])
-        print(f"paired, 78rpm-diffusion vs control: dSI-SDR {p['d_si_sdr']['mean']:+.3f} +- {p['d_si_sdr']['se']:.3f} "
-              f"(better on {p['d_si_sdr']['better']}/{p['n']})  LSD {p['lsd']['mean']:+.4f} +- {p['lsd']['se']:.4f} "
-              f"(better on {p['lsd']['better']}/{p['n']})", flush=True)
+        print(f"paired, 78rpm-diffusion vs control: {paired_line(p)}", flush=True)
     if "bwe" not in skip:
         results["bwe_lsd"] = bwe_bench(clips, n, args.items, args.seed, args.steps)
         print("BWE LSD:", results["bwe_lsd"], flush=True)

@@ -201,11 +201,11 @@ def wow_fm_features(summary) -> dict[str, float]:
     None), for the fits with a free offset per track (``wow_fm_*``) and with a free offset
     and slope (``wow_fm1_*``): best explained share, its height over the median across rates
     (log), the fitted depth (log cents) and the rate."""
-    from archtool.analyze.wow_fm import EMPTY_MEASURES
+    from archtool.analyze.wow_fm import fm_measures
 
     out = {}
     for order, tag in ((0, "wow_fm"), (1, "wow_fm1")):
-        fm = EMPTY_MEASURES if summary is None else summary.measures(order)
+        fm = fm_measures(summary, order)
         out[f"{tag}_fraction"] = _num(fm["fraction"])
         out[f"{tag}_relative"] = _log(_num(fm["relative"]) + 0.1, 0.1)
         out[f"{tag}_depth"] = _log(_num(fm["depth_cents"]) + 0.1, 0.1)

@@ -171,10 +171,14 @@ def refine(fd: Finding, f: Features) -> None:
         from archtool.analyze.bandlimit import effective_cutoff
 
         cutoff = effective_cutoff(g)[0]
-        new = detect(g, top_hz=cutoff if cutoff < 0.95 * f.sample_rate / 2 else None, programme_only=True)
-        fd.detected, fd.severity, fd.confidence = new.detected, new.severity, new.confidence
-        fd.measures.update(new.measures)
+        _adopt(fd, detect(g, top_hz=cutoff if cutoff < 0.95 * f.sample_rate / 2 else None, programme_only=True))
     refit_collapsed(fd, f)
+
+
+def _adopt(fd: Finding, new: Finding) -> None:
+    """``fd`` takes ``new``'s verdict and measures (in place; measures it lacks stay)."""
+    fd.detected, fd.severity, fd.confidence = new.detected, new.severity, new.confidence
+    fd.measures.update(new.measures)
 
 
 def refit_collapsed(fd: Finding, f: Features) -> bool:
@@ -199,10 +203,8 @@ def refit_collapsed(fd: Finding, f: Features) -> bool:
     e = estimate(g, edge, programme_only=True)
     if not e["noise_floor_dbfs"] > floor:
         return False
-    new = _finding(f, e)
     old_snr = fd.measures.get("snr_db")
-    fd.detected, fd.severity, fd.confidence = new.detected, new.severity, new.confidence
-    fd.measures.update(new.measures)
+    _adopt(fd, _finding(f, e))
     fd.measures["noise_band_top_hz"] = r(edge, 1)
     fd.measures["snr_db_collapsed_fit"] = old_snr
     return True

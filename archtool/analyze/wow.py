@@ -29,7 +29,7 @@ import numpy as np
 from archtool.analyze._util import margin_confidence, r, ramp
 from archtool.analyze.features import WOW_LAGS, Features
 from archtool.analyze.profile import Finding
-from archtool.analyze.wow_fm import EMPTY_MEASURES
+from archtool.analyze.wow_fm import fm_measures
 
 WOW_RANGE_HZ = (0.25, 3.0)
 FLUTTER_RANGE_HZ = (4.0, 8.0)
@@ -88,14 +88,9 @@ def analyse(f: Features) -> dict:
             "flutter_rate": fl["rate"], "flutter_peak_db": fl["peak_db"]}
 
 
-def fm_measures(f: Features) -> dict:
-    """The coherent-FM measures of :mod:`archtool.analyze.wow_fm` (zeros when absent)."""
-    return dict(EMPTY_MEASURES) if f.wow_fm is None else f.wow_fm.measures()
-
-
 def detect(f: Features) -> Finding:
     a = analyse(f)
-    fm = fm_measures(f)
+    fm = fm_measures(f.wow_fm)
     detected = a["peak_db"] >= PEAK_DB and a["depth"] >= MIN_DEPTH_CENTS and a["usable"] >= MIN_USABLE
     sev = ramp(a["depth"], MIN_DEPTH_CENTS, 30.0)
     conf = margin_confidence(a["peak_db"], PEAK_DB, 4.0) * (0.5 + 0.5 * min(1.0, a["usable"] / 0.8))

@@ -79,6 +79,11 @@ class FMSummary:
                 "points": int(self.points), "tracks": int(self.tracks)}
 
 
+def fm_measures(summary: FMSummary | None, order: int = 0) -> dict:
+    """``summary.measures(order)``, or zeros (``EMPTY_MEASURES``) when there is no summary."""
+    return dict(EMPTY_MEASURES) if summary is None else summary.measures(order)
+
+
 class FMAccumulator:
     """Streamed partial tracking and coherent-FM fit on a mid-rate (~8 kHz) mono signal."""
 

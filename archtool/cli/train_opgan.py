@@ -87,7 +87,7 @@ def register(group: typer.Typer) -> None:
 
         Example: archtool train opgan-fusion --opgan opgan_speech16k.pt --data clean/ --rir-dir rir/ --background-dir bg/
 
-        Larger: ... --arch unet-tcn --channels 16 --hidden 128 --items 4000 --crop-frames 128
+        As shipped: ... --arch unet-tcn --channels 12 --hidden 96 --items 4000 --crop-frames 128 --steps 2800
         """
         from archtool.train.opgan_fusion import FusionTrainConfig, train_fusion
 

@@ -64,7 +64,8 @@ class FusionConfig:
         """Frames each output bin sees on either side."""
         if self.arch == "cnn":
             return 1 + 2 + 4  # 3 time taps at dilations 1, 2, 4
-        return 4 + sum(self.dilations) + 4  # encoder taps, temporal stack, decoder taps
+        # 4 encoder layers (1 frame each), the temporal stack, 3 decoder layers, 1 spare frame
+        return 4 + sum(self.dilations) + 4
 
 
 class _TemporalBlock(nn.Module):
@@ -147,9 +148,13 @@ class SpectralFusion(nn.Module):
         lx = log_power(X)
         return torch.stack([lx / 4, (log_power(G) - lx) / 2, (log_power(D) - lx) / 2], 1)
 
+    def weights(self, X: torch.Tensor, G: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+        """The network's raw outputs ``(B, outputs, F, T)`` for these spectra."""
+        return self.net(self.features(X, G, D))
+
     def mix(self, X: torch.Tensor, G: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
         """Fused complex spectrum ``(B, F, T)``."""
-        return self.mix_weights(X, G, D, self.net(self.features(X, G, D)))
+        return self.mix_weights(X, G, D, self.weights(X, G, D))
 
     def mix_weights(self, X: torch.Tensor, G: torch.Tensor, D: torch.Tensor,
                     w: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,6 @@ from archtool.train.opgan import (Clip, MixedDegrader, PairMaker, TrainConfig, l
                                   scan_clean)
 
 
-
 @dataclass
 class FusionTrainConfig:
     """Everything that defines a fusion training run (stored in the checkpoint metadata)."""
@@ -198,7 +197,7 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
         f0 = int(rng.integers(ctx, frames - length - ctx + 1))
         wide, centre = slice(f0 - ctx, f0 + length + ctx), slice(ctx, ctx + length)
         X, G, D = (net.stft(items[k][b])[..., wide] for k in ("input", "opgan", "dsp"))
-        w = net.net(net.features(X, G, D))[..., centre]
+        w = net.weights(X, G, D)[..., centre]
         mixed = net.mix_weights(X[..., centre], G[..., centre], D[..., centre], w)
         ref = net.istft(net.stft(items["clean"][b])[..., f0:f0 + length], crop_len)
         loss = fusion_loss(net.istft(mixed, crop_len), ref, cfg.loss)
@@ -210,9 +209,10 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
         bar.update(1)
         if step % cfg.val_every == 0 or step == cfg.steps:
             metrics = validate(net, items, val_idx)
-            history.append({"step": step, "loss": round(float(loss.detach()), 3),
+            loss_value = float(loss.detach())
+            history.append({"step": step, "loss": round(loss_value, 3),
                             "val_sdr_improvement_db": round(metrics["sdr_improvement_db"], 3)})
-            log(f"step {step} loss {float(loss):.3f} val dSDR fused {metrics['sdr_improvement_db']:+.2f} "
+            log(f"step {step} loss {loss_value:.3f} val dSDR fused {metrics['sdr_improvement_db']:+.2f} "
                 f"(Op-GAN alone {metrics['opgan_sdr_improvement_db']:+.2f}), dSI-SDR "
                 f"{metrics['si_sdr_improvement_db']:+.2f} ({metrics['opgan_si_sdr_improvement_db']:+.2f}) dB")
             score = metrics["sdr_improvement_db"] + (metrics["si_sdr_improvement_db"] if cfg.loss != "sdr" else 0.0)
