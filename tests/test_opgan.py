@@ -478,3 +478,35 @@ def test_generator_upsampling_at_the_low_rate_equals_upsampling_first():
         h = torch.cat([torch.tanh(layer.norm(layer.conv(u))), skip], 1)
     ref = x + gen.last(torch.cat([F.interpolate(h, scale_factor=2, mode="nearest"), x], 1))
     assert float((gen(x) - ref).abs().max()) < 1e-5
+
+
+def test_fusion_validates_on_other_clips_and_resumes_from_a_checkpoint(tmp_path, identity_checkpoint):
+    """``val_data``: validation items come from those clips only; ``init``: training starts from
+    a fusion checkpoint's weights (a zero-learning-rate step keeps its validation score exactly),
+    and one of another architecture is refused."""
+    from archtool.errors import UsageError
+    from archtool.train.opgan_fusion import train_fusion
+
+    torch.set_num_threads(1)
+    from archtool.audio.io import write_audio
+
+    data = _clean_dir(tmp_path, rate=16000)
+    val = tmp_path / "unseen"
+    val.mkdir()
+    for i in range(2):
+        write_audio(val / f"other_{i}.wav", speech_like(2.0, 16000, seed=50 + i), 16000)
+    first = _fusion_cfg(tmp_path, identity_checkpoint, data, val_data=[str(val)], val_items=12, steps=40)
+    metrics = train_fusion(first, log=lambda m: None, progress=False)
+    _, meta = load_checkpoint(Path(first.output))
+    assert meta["validation"]["items"] == 12 and "trained on by neither" in meta["validation"]["on"]
+    assert meta["data"]["val_files"] and all(f["file"].startswith("unseen/") for f in meta["data"]["val_files"])
+
+    again = _fusion_cfg(tmp_path, identity_checkpoint, data, val_data=[str(val)], val_items=12, steps=1,
+                        lr=0.0, init=first.output, output=str(tmp_path / "again.pt"))
+    same = train_fusion(again, log=lambda m: None, progress=False)
+    assert abs(same["sdr_improvement_db"] - metrics["sdr_improvement_db"]) < 1e-4
+
+    other = _fusion_cfg(tmp_path, identity_checkpoint, data, steps=1, arch="unet-tcn", channels=4, hidden=16,
+                        segment=16384, init=first.output, output=str(tmp_path / "other.pt"))
+    with pytest.raises(UsageError, match="architecture"):
+        train_fusion(other, log=lambda m: None, progress=False)

@@ -77,13 +77,20 @@ def register(group: typer.Typer) -> None:
         hidden: int = typer.Option(96, "--hidden", min=1, help="unet-tcn: width of the temporal stack."),
         crop_frames: int = typer.Option(64, "--crop-frames", min=8, help="STFT frames per training crop."),
         loss: str = typer.Option("sdr+si-sdr", "--loss", help="Training loss: sdr+si-sdr or sdr."),
+        lr: float = typer.Option(2e-3, "--lr", min=0.0, help="Peak learning rate (cosine decay to 5 %)."),
+        val_data: list[Path] = typer.Option([], "--val-data", help="Folder of clean audio that validates instead "
+                                            "of the last 10 % of the items (repeat for several): use clips "
+                                            "neither Op-GAN nor the fusion trains on."),
+        val_items: int = typer.Option(400, "--val-items", min=1, help="Items drawn from --val-data."),
+        init: Optional[Path] = typer.Option(None, "--init", exists=True, dir_okay=False,
+                                            help="Start from this fusion checkpoint (same architecture)."),
         threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for torch."),
         seed: int = typer.Option(0, "--seed", help="Seed: same data + seed give the same checkpoint."),
     ) -> None:
         """Train the spectral fusion stage that follows an Op-GAN checkpoint.
 
         It learns, per time-frequency bin, how much of Op-GAN's correction to keep and what to
-        borrow from the DSP denoiser, on the Op-GAN checkpoint's training clips only.
+        borrow from the DSP denoiser, on clean clips other than those the Op-GAN checkpoint held out.
 
         Example: archtool train opgan-fusion --opgan opgan_speech16k.pt --data clean/ --rir-dir rir/ --background-dir bg/
 
@@ -97,7 +104,8 @@ def register(group: typer.Typer) -> None:
             rir_dir=str(rir_dir) if rir_dir else None, background_dir=str(background_dir) if background_dir else None,
             noise_dir=str(noise_dir) if noise_dir else None, recipe=recipe, items=items, steps=steps,
             batch=batch, channels=channels, arch=arch, hidden=hidden, crop_frames=crop_frames, loss=loss,
-            threads=threads, seed=seed)
+            lr=lr, val_data=[str(d) for d in val_data], val_items=val_items,
+            init=str(init) if init else None, threads=threads, seed=seed)
         metrics = train_fusion(cfg, log=lambda m: typer.echo(m, err=True))
         typer.echo(f"{out}: validation SDR improvement {metrics['sdr_improvement_db']:+.2f} dB "
                    f"(Op-GAN alone {metrics['opgan_sdr_improvement_db']:+.2f} dB)")

@@ -1,13 +1,15 @@
 """Train the spectral fusion stage (archtool.models.fusion) that follows an Op-GAN checkpoint.
 
-Items are drawn exactly as for Op-GAN training (clean crops of the training clips, degraded
-with the same recipe), never from the clips the Op-GAN checkpoint held out: those are the
+Items are drawn as for Op-GAN training (clean crops degraded with the same recipe) from the
+``data`` folders, which may hold clips Op-GAN never saw (its output on unseen material is what
+the restorer meets), never from the clips the Op-GAN checkpoint held out: those are the
 benchmark's. For each item the frozen Op-GAN output ``G`` and the DSP denoiser's output
 ``D`` are computed once and cached (``OUTPUT.items.pt``, weights-only tensors); the fusion
 network is then trained on random crops of ``crop_frames`` STFT frames (seen with the
 network's context on both sides, as in chunked inference) against the clean crop (loss:
-the mean of negative SDR and negative SI-SDR, or negative SDR alone). The last
-``val_fraction`` of the items validates; the best validation score (SDR + SI-SDR
+the mean of negative SDR and negative SI-SDR, or negative SDR alone). Items drawn from the
+``val_data`` folders validate (``OUTPUT.val-items.pt``), else the last ``val_fraction`` of
+the items do; ``init`` starts from another fusion checkpoint's weights. The best validation score (SDR + SI-SDR
 improvement, or SDR alone) is kept. Determinism: item ``i`` comes from
 ``rng_for(seed, f"item{i}")``, step ``k``'s crops from ``rng_for(seed, f"fusion-step{k}")``,
 initialisation from ``seed``.
@@ -63,18 +65,24 @@ class FusionTrainConfig:
     seed: int = 0
     threads: int = 1
     extra_holdout: list[str] = field(default_factory=list)
+    # clean folders whose clips validate instead of the last ``val_fraction`` of the items:
+    # clips neither Op-GAN nor the fusion trained on, as the restorer meets them
+    val_data: list[str] = field(default_factory=list)
+    val_items: int = 400
+    init: str | None = None  # a fusion checkpoint of the same architecture to start from
 
 
 def _stem_key(key: str) -> str:
     return str(Path(key).with_suffix(""))
 
 
-def training_clips(cfg: FusionTrainConfig, opgan_meta: dict, rate: int) -> tuple[list[Clip], list[dict]]:
-    """Clips of ``cfg.data`` minus every clip the Op-GAN checkpoint held out."""
+def training_clips(cfg: FusionTrainConfig, opgan_meta: dict, rate: int,
+                   dirs: list[str] | None = None) -> tuple[list[Clip], list[dict]]:
+    """Clips of ``dirs`` (default ``cfg.data``) minus every clip the Op-GAN checkpoint held out."""
     held = {_stem_key(k) for k in opgan_meta.get("data", {}).get("holdout", [])}
     held |= {_stem_key(k) for k in cfg.extra_holdout}
     clips, sources = [], []
-    for path, key, row in scan_clean(cfg.data):
+    for path, key, row in scan_clean(dirs or cfg.data):
         if _stem_key(key) in held:
             continue
         for i, ch in enumerate(load_mono(path, rate)):
@@ -88,14 +96,16 @@ def training_clips(cfg: FusionTrainConfig, opgan_meta: dict, rate: int) -> tuple
 
 def make_items(cfg: FusionTrainConfig, model, denoise: Callable[[torch.Tensor, int], torch.Tensor],
                clips: list[Clip], progress: Callable[[int], None] | None = None,
-               first: int = 0) -> dict[str, torch.Tensor]:
+               first: int = 0, count: int | None = None) -> dict[str, torch.Tensor]:
     """``{"clean", "input", "opgan", "dsp"}``: float32 ``(items, segment)`` tensors for items
-    ``first .. first + cfg.items - 1`` (item ``i`` is the same whatever the range it is drawn in)."""
+    ``first .. first + count - 1`` (default ``cfg.items``; item ``i`` is the same whatever the
+    range it is drawn in)."""
+    count = cfg.items if count is None else count
     tcfg = TrainConfig(data=cfg.data, output=cfg.output, rate=model.rate, noise_dir=cfg.noise_dir,
                        rir_dir=cfg.rir_dir, background_dir=cfg.background_dir, recipe=cfg.recipe)
     pairs = PairMaker(clips, model.rate, cfg.segment, MixedDegrader(tcfg))
-    out = {k: torch.empty(cfg.items, cfg.segment) for k in ("clean", "input", "opgan", "dsp")}
-    for i in range(cfg.items):
+    out = {k: torch.empty(count, cfg.segment) for k in ("clean", "input", "opgan", "dsp")}
+    for i in range(count):
         x, y = pairs.pair(rng_for(cfg.seed, f"item{first + i}"))
         xt = torch.from_numpy(x)[None]
         out["clean"][i], out["input"][i] = torch.from_numpy(y), xt[0]
@@ -155,30 +165,52 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
         return dsp.process(x, rate, {"seed": 0}, "cpu")
 
     output = Path(cfg.output)
-    cache = output.with_suffix(".items.pt")
     opgan_sha = sha256_file(Path(cfg.opgan))
     clips, sources = training_clips(cfg, model.meta, model.rate)
-    key = f"{opgan_sha}:{cfg.items}:{cfg.segment}:{cfg.seed}:{cfg.recipe}:{sorted(cfg.data)}"
-    items = None
-    if cache.exists():
-        blob = torch.load(cache, weights_only=True)
-        if blob.get("key") == key:
-            items = blob["items"]
-            log(f"{cache}: reusing {cfg.items} cached items")
-    if items is None:
-        bar = tqdm(total=cfg.items, desc="items", disable=not progress, mininterval=10)
-        t0 = time.time()
-        items = make_items(cfg, model, denoise, clips, progress=lambda i: bar.update(1))
-        bar.close()
-        torch.save({"key": key, "items": items}, cache)
-        log(f"{cfg.items} items in {time.time() - t0:.0f} s -> {cache}")
 
-    n_val = max(1, int(round(cfg.val_fraction * cfg.items)))
-    val_idx = torch.arange(cfg.items - n_val, cfg.items)
-    n_train = cfg.items - n_val
+    def cached_items(cache: Path, key: str, clip_set: list[Clip], first: int, count: int) -> dict[str, torch.Tensor]:
+        if cache.exists():
+            blob = torch.load(cache, weights_only=True)
+            if blob.get("key") == key:
+                log(f"{cache}: reusing {count} cached items")
+                return blob["items"]
+        bar = tqdm(total=count, desc="items", disable=not progress, mininterval=10)
+        t0 = time.time()
+        made = make_items(cfg, model, denoise, clip_set, progress=lambda i: bar.update(1), first=first, count=count)
+        bar.close()
+        torch.save({"key": key, "items": made}, cache)
+        log(f"{count} items in {time.time() - t0:.0f} s -> {cache}")
+        return made
+
+    items = cached_items(output.with_suffix(".items.pt"),
+                         f"{opgan_sha}:{cfg.items}:{cfg.segment}:{cfg.seed}:{cfg.recipe}:{sorted(cfg.data)}",
+                         clips, 0, cfg.items)
+    if cfg.val_data:
+        val_clips, val_sources = training_clips(cfg, model.meta, model.rate, cfg.val_data)
+        # a separate rng range, so validation degradations are not the training items' draws
+        val_items = cached_items(output.with_suffix(".val-items.pt"),
+                                 f"{opgan_sha}:{cfg.val_items}:{cfg.segment}:{cfg.seed}:{cfg.recipe}:"
+                                 f"{sorted(cfg.val_data)}", val_clips, 10 ** 6, cfg.val_items)
+        n_train, val_idx = cfg.items, torch.arange(cfg.val_items)
+        val_on = f"{cfg.val_items} items from clips of {', '.join(cfg.val_data)} (trained on by neither stage)"
+    else:
+        val_items, val_sources = items, []
+        n_val = max(1, int(round(cfg.val_fraction * cfg.items)))
+        val_idx = torch.arange(cfg.items - n_val, cfg.items)
+        n_train = cfg.items - n_val
+        val_on = f"last {n_val} items (training clips, other crops)"
     torch.manual_seed(seed_for(cfg.seed, "fusion-init") % (2 ** 31))
     fcfg = FusionConfig(channels=cfg.channels, arch=cfg.arch, hidden=cfg.hidden)
     net = SpectralFusion(fcfg)
+    if cfg.init:
+        from archtool.models.checkpoint import load_checkpoint
+
+        state, init_meta = load_checkpoint(Path(cfg.init))
+        if FusionConfig(**init_meta["arch"]).to_dict() != fcfg.to_dict():
+            raise UsageError(f"{cfg.init}: its fusion architecture {init_meta['arch']} differs from "
+                             f"this run's {fcfg.to_dict()}")
+        net.load_state_dict(state)
+        log(f"starting from {cfg.init} ({init_meta.get('steps')} steps)")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(k, cfg.steps) / cfg.steps)))
@@ -208,7 +240,7 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
         sched.step()
         bar.update(1)
         if step % cfg.val_every == 0 or step == cfg.steps:
-            metrics = validate(net, items, val_idx)
+            metrics = validate(net, val_items, val_idx)
             loss_value = float(loss.detach())
             history.append({"step": step, "loss": round(loss_value, 3),
                             "val_sdr_improvement_db": round(metrics["sdr_improvement_db"], 3)})
@@ -225,8 +257,9 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
                     "training": asdict(cfg),
                     "data": {"dirs": cfg.data, "files": sources, "background_dir": cfg.background_dir,
                              "rir_dir": cfg.rir_dir,
+                             "val_files": val_sources,
                              "excluded": "every clip the Op-GAN checkpoint held out (its data.holdout)"},
-                    "validation": metrics | {"on": f"last {n_val} items (training clips, other crops)"},
+                    "validation": metrics | {"on": val_on},
                     "history": history,
                     "parameters": sum(p.numel() for p in net.parameters())})
     bar.close()
