@@ -484,12 +484,11 @@ def test_fusion_validates_on_other_clips_and_resumes_from_a_checkpoint(tmp_path,
     """``val_data``: validation items come from those clips only; ``init``: training starts from
     a fusion checkpoint's weights (a zero-learning-rate step keeps its validation score exactly),
     and one of another architecture is refused."""
+    from archtool.audio.io import write_audio
     from archtool.errors import UsageError
     from archtool.train.opgan_fusion import train_fusion
 
     torch.set_num_threads(1)
-    from archtool.audio.io import write_audio
-
     data = _clean_dir(tmp_path, rate=16000)
     val = tmp_path / "unseen"
     val.mkdir()

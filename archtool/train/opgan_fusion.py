@@ -9,8 +9,8 @@ network is then trained on random crops of ``crop_frames`` STFT frames (seen wit
 network's context on both sides, as in chunked inference) against the clean crop (loss:
 the mean of negative SDR and negative SI-SDR, or negative SDR alone). Items drawn from the
 ``val_data`` folders validate (``OUTPUT.val-items.pt``), else the last ``val_fraction`` of
-the items do; ``init`` starts from another fusion checkpoint's weights. The best validation score (SDR + SI-SDR
-improvement, or SDR alone) is kept. Determinism: item ``i`` comes from
+the items do; the best validation score (SDR + SI-SDR improvement, or SDR alone) is kept.
+``init`` starts from another fusion checkpoint's weights. Determinism: item ``i`` comes from
 ``rng_for(seed, f"item{i}")``, step ``k``'s crops from ``rng_for(seed, f"fusion-step{k}")``,
 initialisation from ``seed``.
 
@@ -31,7 +31,7 @@ import torch
 
 from archtool.engine.atomic import sha256_file
 from archtool.errors import UsageError
-from archtool.models.checkpoint import save_checkpoint
+from archtool.models.checkpoint import load_checkpoint, save_checkpoint
 from archtool.models.fusion import FusionConfig, SpectralFusion
 from archtool.seeding import rng_for, seed_for
 from archtool.train.losses import sdr_db, si_sdr_db
@@ -70,6 +70,10 @@ class FusionTrainConfig:
     val_data: list[str] = field(default_factory=list)
     val_items: int = 400
     init: str | None = None  # a fusion checkpoint of the same architecture to start from
+
+
+# validation item i is drawn from rng stream "item{VAL_FIRST_ITEM + i}": never a training item's draw
+VAL_FIRST_ITEM = 10 ** 6
 
 
 def _stem_key(key: str) -> str:
@@ -187,10 +191,9 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
                          clips, 0, cfg.items)
     if cfg.val_data:
         val_clips, val_sources = training_clips(cfg, model.meta, model.rate, cfg.val_data)
-        # a separate rng range, so validation degradations are not the training items' draws
         val_items = cached_items(output.with_suffix(".val-items.pt"),
                                  f"{opgan_sha}:{cfg.val_items}:{cfg.segment}:{cfg.seed}:{cfg.recipe}:"
-                                 f"{sorted(cfg.val_data)}", val_clips, 10 ** 6, cfg.val_items)
+                                 f"{sorted(cfg.val_data)}", val_clips, VAL_FIRST_ITEM, cfg.val_items)
         n_train, val_idx = cfg.items, torch.arange(cfg.val_items)
         val_on = f"{cfg.val_items} items from clips of {', '.join(cfg.val_data)} (trained on by neither stage)"
     else:
@@ -203,8 +206,6 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
     fcfg = FusionConfig(channels=cfg.channels, arch=cfg.arch, hidden=cfg.hidden)
     net = SpectralFusion(fcfg)
     if cfg.init:
-        from archtool.models.checkpoint import load_checkpoint
-
         state, init_meta = load_checkpoint(Path(cfg.init))
         if FusionConfig(**init_meta["arch"]).to_dict() != fcfg.to_dict():
             raise UsageError(f"{cfg.init}: its fusion architecture {init_meta['arch']} differs from "
