@@ -182,6 +182,18 @@ def long_signal_speed(path: Path, rate: int, seconds: float = 60.0, threads: int
         torch.set_num_threads(old)
 
 
+def _print_speed(material: str, ckpt: Path, rate: int, has_fusion: bool, res: dict) -> dict:
+    """Add the 60 s long-signal speeds (Op-GAN alone, and with its fusion stage) to ``res``."""
+    res["opgan_long_signal_x_realtime"] = sp = long_signal_speed(ckpt, rate, threads=1)
+    print(f"{material}: Op-GAN on a 60 s signal, 1 thread: {sp['wall']:.1f}x RT by wall clock "
+          f"(shared machine), {sp['cpu']:.1f}x RT per CPU second", flush=True)
+    if has_fusion:
+        res["fusion_long_signal_x_realtime"] = sp = long_signal_speed(ckpt, rate, threads=1, fusion="auto")
+        print(f"{material}: Op-GAN + fusion on a 60 s signal, 1 thread: {sp['wall']:.1f}x RT by wall clock, "
+              f"{sp['cpu']:.1f}x RT per CPU second", flush=True)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--items", type=int, default=200, help="excerpts per material")
@@ -191,6 +203,8 @@ def main() -> None:
                     help="MATERIAL=PATH: another Op-GAN checkpoint to score (e.g. an ablation)")
     ap.add_argument("--materials", default="speech,music")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only the 60 s long-signal speed of the shipped checkpoints (no corpus, no scores)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     results: dict = {}
@@ -198,10 +212,13 @@ def main() -> None:
         name, rate = MATERIALS[material]
         ckpt = args.checkpoint_dir / name
         _, meta = load_checkpoint(ckpt)
-        corpus = build_corpus(holdout_clips(meta, rate), rate, args.items, args.seed, material)
         from archtool.restore.opgan import fusion_path
 
         has_fusion = fusion_path(ckpt).exists()
+        if args.speed_only:
+            results[material] = _print_speed(material, ckpt, rate, has_fusion, {})
+            continue
+        corpus = build_corpus(holdout_clips(meta, rate), rate, args.items, args.seed, material)
         methods: dict[str, Method | None] = {
             f"Op-GAN ({name}, q={meta['q']})": opgan_method(ckpt),
             f"Op-GAN + fusion ({fusion_path(ckpt).name})": opgan_method(ckpt, "auto") if has_fusion else None,
@@ -227,15 +244,8 @@ def main() -> None:
             print(f"{material:6s} {label:44s} dSDR {m['sdr_improvement_db']:+6.2f}  dSI-SDR "
                   f"{m['si_sdr_improvement_db']:+6.2f}  LSD {m['lsd_db']:5.2f} (in {m['lsd_input_db']:5.2f})  "
                   f"{m['x_realtime']:7.1f}x RT wall, {m['x_realtime_cpu']:7.1f}x RT cpu", flush=True)
-        res["opgan_long_signal_x_realtime"] = sp = long_signal_speed(ckpt, rate, threads=1)
-        print(f"{material}: input SDR {res['input_sdr_db']:.2f} dB; Op-GAN on a 60 s signal, 1 thread: "
-              f"{sp['wall']:.1f}x RT by wall clock (shared machine), {sp['cpu']:.1f}x RT per CPU second",
-              flush=True)
-        if has_fusion:
-            res["fusion_long_signal_x_realtime"] = sp = long_signal_speed(ckpt, rate, threads=1, fusion="auto")
-            print(f"{material}: Op-GAN + fusion on a 60 s signal, 1 thread: {sp['wall']:.1f}x RT by wall clock, "
-                  f"{sp['cpu']:.1f}x RT per CPU second", flush=True)
-        results[material] = res
+        print(f"{material}: input SDR {res['input_sdr_db']:.2f} dB", flush=True)
+        results[material] = _print_speed(material, ckpt, rate, has_fusion, res)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

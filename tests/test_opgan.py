@@ -414,6 +414,25 @@ def test_fusion_starts_as_opgan_and_chunks_exactly(cfg):
     assert float((whole - g).abs().max()) > 1e-3
 
 
+def test_transposed_freq_conv_equals_the_transposed_convolution():
+    """The decoder's polyphase form gives ConvTranspose2d's output, values and gradients."""
+    from archtool.models.fusion import transposed_freq_conv
+
+    torch.manual_seed(1)
+    conv = torch.nn.ConvTranspose2d(6, 4, (5, 3), stride=(2, 1), padding=(2, 1))
+    h = torch.randn(2, 6, 17, 23, requires_grad=True)
+    ref = conv(h)
+    got = transposed_freq_conv(conv, h)
+    assert got.shape == ref.shape == (2, 4, 33, 23)
+    assert float((got - ref).abs().max()) < 1e-5
+    g_ref = torch.autograd.grad(ref.square().sum(), [h, conv.weight, conv.bias])
+    g_got = torch.autograd.grad(got.square().sum(), [h, conv.weight, conv.bias])
+    for a, b in zip(g_ref, g_got):
+        assert float((a - b).abs().max()) < 1e-3 * float(a.abs().max())
+    with pytest.raises(ValueError, match="kernel"):
+        transposed_freq_conv(torch.nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1), h)
+
+
 def _fusion_cfg(tmp_path, opgan: Path, data: Path, **kw):
     from archtool.train.opgan_fusion import FusionTrainConfig
 

@@ -29,6 +29,13 @@ from archtool.restore.resampling import fit_length, resample
 PACKAGED = {"speech": "opgan_speech16k.pt", "music": "opgan_music22k.pt"}
 PEAK = 0.95
 MAX_GAIN = 1e4
+#: Seconds of audio per fusion chunk. Shorter chunks keep the network's activations in the
+#: CPU caches (measured at 22.05 kHz: 8 s chunks 1.6x faster than 20 s, 5 s another ~1.1x, 3-6 s
+#: alike, as each chunk also carries ~0.5 s of context); the result does not depend on it.
+FUSION_CHUNK_S = 5
+#: Segments per batch: 8 on a CPU (measured 1.2x faster than 16 there: smaller working set),
+#: 16 on an accelerator.
+CPU_BATCH, DEVICE_BATCH = 8, 16
 
 
 class OpGANModel:
@@ -69,13 +76,19 @@ class OpGANModel:
         return self.gen(x * gain) / gain
 
     @torch.no_grad()
-    def restore(self, audio: torch.Tensor, batch_size: int = 16, overlap: float = 0.25) -> torch.Tensor:
+    def restore(self, audio: torch.Tensor, batch_size: int | None = None, overlap: float = 0.25) -> torch.Tensor:
         """Restore ``(C, N)`` audio at the model's rate; returns ``(C, N)``.
 
         Segments overlap by ``overlap`` and are crossfaded with raised-cosine tapers
-        spanning the overlap (Tukey window)."""
+        spanning the overlap (Tukey window). ``batch_size`` defaults to the device's."""
+        if batch_size is None:
+            batch_size = CPU_BATCH if self.device.type == "cpu" else DEVICE_BATCH
         return overlap_add(self._segments, audio, self.segment, overlap=overlap,
                            batch_size=batch_size, device=self.device, window="tukey")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def fusion_path(opgan_path: Path) -> Path:
@@ -114,7 +127,7 @@ class OpGANRestorer:
 
     Config: ``checkpoint`` (a path or ``speech``/``music``); when it is not given, the
     checkpoint is chosen per call by ``params["model"]`` (default ``speech``).
-    Params: ``model``, ``batch`` (segments per device batch, default 16), ``overlap``
+    Params: ``model``, ``batch`` (segments per device batch, default 8 on a CPU, 16 elsewhere), ``overlap``
     (default 0.25), ``high_band`` (``denoise`` or ``keep``: what to do above the model's
     band, default ``denoise`` when the DSP denoiser is installed), ``fusion`` (``auto``:
     use the checkpoint's fusion stage when it has one; ``off``: Op-GAN's output alone).
@@ -146,7 +159,7 @@ class OpGANRestorer:
         model = self.model(params, device)
         x = audio.detach().to(torch.float32)
         low = resample(x, sample_rate, model.rate)
-        restored = model.restore(low.to(model.device), batch_size=int(params.get("batch", 16)),
+        restored = model.restore(low.to(model.device), batch_size=_optional_int(params.get("batch")),
                                  overlap=float(params.get("overlap", 0.25)))
         if model.fusion is not None and params.get("fusion", "auto") != "off":
             restored = self._fuse(model, low.to(model.device), restored, params, device)
@@ -166,7 +179,7 @@ class OpGANRestorer:
             return restored
         dsp = get_restorer("denoise").process(low, model.rate, {"seed": params.get("seed", 0)}, device)
         return fuse_long(model.fusion, low, restored, dsp.to(low.device, torch.float32),
-                         chunk=model.rate * 20)
+                         chunk=model.rate * FUSION_CHUNK_S)
 
     def _high_band(self, x: torch.Tensor, rate: int, model_rate: int, params: dict[str, Any],
                    device: torch.device | str) -> torch.Tensor:
