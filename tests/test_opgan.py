@@ -528,3 +528,20 @@ def test_fusion_validates_on_other_clips_and_resumes_from_a_checkpoint(tmp_path,
                         segment=16384, init=first.output, output=str(tmp_path / "other.pt"))
     with pytest.raises(UsageError, match="architecture"):
         train_fusion(other, log=lambda m: None, progress=False)
+
+
+def test_speech_fusion_runs_op_gan_at_the_overlap_it_was_validated_with():
+    """The shipped speech fusion names overlap 0.5 in its metadata; it applies only when the
+    fusion runs, and an explicit ``overlap`` param still wins."""
+    from archtool.restore.opgan import DEFAULT_OVERLAP, OpGANRestorer
+
+    r = OpGANRestorer(checkpoint="speech")
+    model = r.model()
+    assert model.fusion_overlap == 0.5 and DEFAULT_OVERLAP == 0.25
+    x = torch.randn(1, 40000, generator=torch.Generator().manual_seed(3)) * 0.1
+    plain = r.process(x, 16000, {"fusion": "off"})
+    assert torch.equal(plain, model.restore(x, overlap=0.25))
+    assert float((r.process(x, 16000, {"fusion": "off", "overlap": 0.5}) - plain).abs().max()) > 1e-4
+    fused = r.process(x, 16000, {})
+    forced = r.process(x, 16000, {"overlap": 0.25})
+    assert float((fused - forced).abs().max()) > 1e-4

@@ -36,6 +36,9 @@ FUSION_CHUNK_S = 5
 #: Segments per batch: 8 on a CPU (measured 1.2x faster than 16 there: smaller working set),
 #: 16 on an accelerator.
 CPU_BATCH, DEVICE_BATCH = 8, 16
+#: Fraction shared by neighbouring Op-GAN segments, unless the fusion checkpoint's metadata
+#: names the overlap it was validated with (``opgan_overlap``).
+DEFAULT_OVERLAP = 0.25
 
 
 class OpGANModel:
@@ -56,7 +59,9 @@ class OpGANModel:
         self.gen.eval().requires_grad_(False)
         self.device = torch.device(device)
         self.gen.to(self.device)
-        self.fusion = load_fusion(self.path, self.rate)
+        self.fusion, fusion_meta = load_fusion(self.path, self.rate)
+        #: the segment overlap the fusion stage was validated with (used when it runs)
+        self.fusion_overlap = float(fusion_meta.get("opgan_overlap", DEFAULT_OVERLAP))
         if self.fusion is not None:
             self.fusion.to(self.device)
 
@@ -76,7 +81,8 @@ class OpGANModel:
         return self.gen(x * gain) / gain
 
     @torch.no_grad()
-    def restore(self, audio: torch.Tensor, batch_size: int | None = None, overlap: float = 0.25) -> torch.Tensor:
+    def restore(self, audio: torch.Tensor, batch_size: int | None = None,
+                overlap: float = DEFAULT_OVERLAP) -> torch.Tensor:
         """Restore ``(C, N)`` audio at the model's rate; returns ``(C, N)``.
 
         Segments overlap by ``overlap`` and are crossfaded with raised-cosine tapers
@@ -96,8 +102,9 @@ def fusion_path(opgan_path: Path) -> Path:
     return opgan_path.with_name(f"{opgan_path.stem}_fusion.pt")
 
 
-def load_fusion(opgan_path: Path, rate: int) -> SpectralFusion | None:
-    """The fusion network trained for this exact Op-GAN checkpoint, or None when there is none.
+def load_fusion(opgan_path: Path, rate: int) -> tuple[SpectralFusion | None, dict[str, Any]]:
+    """The fusion network trained for this exact Op-GAN checkpoint and its metadata, or
+    ``(None, {})`` when there is none.
 
     A fusion file trained for other Op-GAN weights (checked by SHA-256) is refused: its
     weights would mix the wrong model's output."""
@@ -105,7 +112,7 @@ def load_fusion(opgan_path: Path, rate: int) -> SpectralFusion | None:
 
     path = fusion_path(opgan_path)
     if not path.exists():
-        return None
+        return None, {}
     state, meta = load_checkpoint(path)
     if meta.get("model") != "opgan-fusion":
         raise CheckpointError(f"{path}: not an Op-GAN fusion checkpoint (model={meta.get('model')!r})")
@@ -118,7 +125,7 @@ def load_fusion(opgan_path: Path, rate: int) -> SpectralFusion | None:
         net.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the architecture ({exc})") from None
-    return net.eval().requires_grad_(False)
+    return net.eval().requires_grad_(False), meta
 
 
 @register_restorer("opgan")
@@ -128,7 +135,7 @@ class OpGANRestorer:
     Config: ``checkpoint`` (a path or ``speech``/``music``); when it is not given, the
     checkpoint is chosen per call by ``params["model"]`` (default ``speech``).
     Params: ``model``, ``batch`` (segments per device batch, default 8 on a CPU, 16 elsewhere), ``overlap``
-    (default 0.25), ``high_band`` (``denoise`` or ``keep``: what to do above the model's
+    (default 0.25, or what the fusion checkpoint was validated with when it is used), ``high_band`` (``denoise`` or ``keep``: what to do above the model's
     band, default ``denoise`` when the DSP denoiser is installed), ``fusion`` (``auto``:
     use the checkpoint's fusion stage when it has one; ``off``: Op-GAN's output alone).
     """
@@ -159,9 +166,11 @@ class OpGANRestorer:
         model = self.model(params, device)
         x = audio.detach().to(torch.float32)
         low = resample(x, sample_rate, model.rate)
+        fuse = model.fusion is not None and params.get("fusion", "auto") != "off"
+        overlap = params.get("overlap", model.fusion_overlap if fuse else DEFAULT_OVERLAP)
         restored = model.restore(low.to(model.device), batch_size=_optional_int(params.get("batch")),
-                                 overlap=float(params.get("overlap", 0.25)))
-        if model.fusion is not None and params.get("fusion", "auto") != "off":
+                                 overlap=float(overlap))
+        if fuse:
             restored = self._fuse(model, low.to(model.device), restored, params, device)
         restored = restored.to(x.device)
         y = fit_length(resample(restored, model.rate, sample_rate), x.shape[-1])
