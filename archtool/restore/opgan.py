@@ -134,10 +134,12 @@ class OpGANRestorer:
 
     Config: ``checkpoint`` (a path or ``speech``/``music``); when it is not given, the
     checkpoint is chosen per call by ``params["model"]`` (default ``speech``).
-    Params: ``model``, ``batch`` (segments per device batch, default 8 on a CPU, 16 elsewhere), ``overlap``
-    (default 0.25, or what the fusion checkpoint was validated with when it is used), ``high_band`` (``denoise`` or ``keep``: what to do above the model's
-    band, default ``denoise`` when the DSP denoiser is installed), ``fusion`` (``auto``:
-    use the checkpoint's fusion stage when it has one; ``off``: Op-GAN's output alone).
+    Params: ``model``; ``batch`` (segments per device batch, default 8 on a CPU, 16
+    elsewhere); ``overlap`` (default 0.25, or the overlap the fusion checkpoint was validated
+    with when the fusion runs); ``high_band`` (``denoise`` or ``keep``: what to do above the
+    model's band, default ``denoise`` when the DSP denoiser is installed); ``fusion``
+    (``auto``: use the checkpoint's fusion stage when it has one; ``off``: Op-GAN's output
+    alone).
     """
 
     name: ClassVar[str] = "opgan"
