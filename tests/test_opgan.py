@@ -524,6 +524,15 @@ def test_fusion_validates_on_other_clips_and_resumes_from_a_checkpoint(tmp_path,
     same = train_fusion(again, log=lambda m: None, progress=False)
     assert abs(same["sdr_improvement_db"] - metrics["sdr_improvement_db"]) < 1e-4
 
+    # --opgan-overlap: recorded in the checkpoint, and the restorer runs Op-GAN at it
+    from archtool.restore.opgan import OpGANRestorer, fusion_path
+
+    dense = _fusion_cfg(tmp_path, identity_checkpoint, data, val_data=[str(val)], val_items=12, steps=1,
+                        lr=0.0, init=first.output, opgan_overlap=0.5, output=str(fusion_path(identity_checkpoint)))
+    train_fusion(dense, log=lambda m: None, progress=False)
+    assert load_checkpoint(Path(dense.output))[1]["opgan_overlap"] == 0.5
+    assert OpGANRestorer(checkpoint=str(identity_checkpoint)).model().fusion_overlap == 0.5
+
     other = _fusion_cfg(tmp_path, identity_checkpoint, data, steps=1, arch="unet-tcn", channels=4, hidden=16,
                         segment=16384, init=first.output, output=str(tmp_path / "other.pt"))
     with pytest.raises(UsageError, match="architecture"):

@@ -84,6 +84,9 @@ def register(group: typer.Typer) -> None:
         val_items: int = typer.Option(400, "--val-items", min=1, help="Items drawn from --val-data."),
         init: Optional[Path] = typer.Option(None, "--init", exists=True, dir_okay=False,
                                             help="Start from this fusion checkpoint (same architecture)."),
+        opgan_overlap: float = typer.Option(0.25, "--opgan-overlap", min=0.0, max=0.9,
+                                            help="Op-GAN segment overlap for the items; the restorer runs "
+                                                 "Op-GAN at it whenever it uses this fusion."),
         threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for torch."),
         seed: int = typer.Option(0, "--seed", help="Seed: same data + seed give the same checkpoint."),
     ) -> None:
@@ -105,7 +108,7 @@ def register(group: typer.Typer) -> None:
             noise_dir=str(noise_dir) if noise_dir else None, recipe=recipe, items=items, steps=steps,
             batch=batch, channels=channels, arch=arch, hidden=hidden, crop_frames=crop_frames, loss=loss,
             lr=lr, val_data=[str(d) for d in val_data], val_items=val_items,
-            init=str(init) if init else None, threads=threads, seed=seed)
+            init=str(init) if init else None, threads=threads, seed=seed, opgan_overlap=opgan_overlap)
         metrics = train_fusion(cfg, log=lambda m: typer.echo(m, err=True))
         typer.echo(f"{out}: validation SDR improvement {metrics['sdr_improvement_db']:+.2f} dB "
                    f"(Op-GAN alone {metrics['opgan_sdr_improvement_db']:+.2f} dB)")

@@ -70,6 +70,9 @@ class FusionTrainConfig:
     val_data: list[str] = field(default_factory=list)
     val_items: int = 400
     init: str | None = None  # a fusion checkpoint of the same architecture to start from
+    # Op-GAN's segment overlap for the cached items; the restorer uses it whenever it runs
+    # this fusion (stored in the checkpoint as ``opgan_overlap``)
+    opgan_overlap: float = 0.25
 
 
 # validation item i is drawn from rng stream "item{VAL_FIRST_ITEM + i}": never a training item's draw
@@ -113,11 +116,16 @@ def make_items(cfg: FusionTrainConfig, model, denoise: Callable[[torch.Tensor, i
         x, y = pairs.pair(rng_for(cfg.seed, f"item{first + i}"))
         xt = torch.from_numpy(x)[None]
         out["clean"][i], out["input"][i] = torch.from_numpy(y), xt[0]
-        out["opgan"][i] = model.restore(xt)[0]
+        out["opgan"][i] = model.restore(xt, overlap=cfg.opgan_overlap)[0]
         out["dsp"][i] = denoise(xt, model.rate)[0]
         if progress:
             progress(i + 1)
     return out
+
+
+def _overlap_key(cfg: FusionTrainConfig) -> str:
+    """Item-cache key suffix: empty at the default overlap, so older caches stay valid."""
+    return "" if cfg.opgan_overlap == 0.25 else f":overlap={cfg.opgan_overlap}"
 
 
 def fusion_loss(estimate: torch.Tensor, reference: torch.Tensor, kind: str) -> torch.Tensor:
@@ -187,13 +195,14 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
         return made
 
     items = cached_items(output.with_suffix(".items.pt"),
-                         f"{opgan_sha}:{cfg.items}:{cfg.segment}:{cfg.seed}:{cfg.recipe}:{sorted(cfg.data)}",
+                         f"{opgan_sha}:{cfg.items}:{cfg.segment}:{cfg.seed}:{cfg.recipe}:{sorted(cfg.data)}"
+                         f"{_overlap_key(cfg)}",
                          clips, 0, cfg.items)
     if cfg.val_data:
         val_clips, val_sources = training_clips(cfg, model.meta, model.rate, cfg.val_data)
         val_items = cached_items(output.with_suffix(".val-items.pt"),
                                  f"{opgan_sha}:{cfg.val_items}:{cfg.segment}:{cfg.seed}:{cfg.recipe}:"
-                                 f"{sorted(cfg.val_data)}", val_clips, VAL_FIRST_ITEM, cfg.val_items)
+                                 f"{sorted(cfg.val_data)}{_overlap_key(cfg)}", val_clips, VAL_FIRST_ITEM, cfg.val_items)
         n_train, val_idx = cfg.items, torch.arange(cfg.val_items)
         val_on = f"{cfg.val_items} items from clips of {', '.join(cfg.val_data)} (trained on by neither stage)"
     else:
@@ -254,6 +263,7 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
                 save_checkpoint(output, net.state_dict(), {
                     "model": "opgan-fusion", "arch": fcfg.to_dict(), "sample_rate": model.rate,
                     "opgan_checkpoint": Path(cfg.opgan).name, "opgan_sha256": opgan_sha,
+                    "opgan_overlap": cfg.opgan_overlap,
                     "steps": step, "train_seconds": round(time.time() - t0, 1),
                     "training": asdict(cfg),
                     "data": {"dirs": cfg.data, "files": sources, "background_dir": cfg.background_dir,
