@@ -204,7 +204,7 @@ def main() -> None:
     ap.add_argument("--materials", default="speech,music")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--speed-only", action="store_true",
-                    help="only the 60 s long-signal speed of the shipped checkpoints (no corpus, no scores)")
+                    help="only the 60 s long-signal speeds of the --checkpoint-dir checkpoints (no corpus, no scores)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     results: dict = {}

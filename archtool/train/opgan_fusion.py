@@ -33,6 +33,7 @@ from archtool.engine.atomic import sha256_file
 from archtool.errors import UsageError
 from archtool.models.checkpoint import load_checkpoint, save_checkpoint
 from archtool.models.fusion import FusionConfig, SpectralFusion
+from archtool.restore.opgan import DEFAULT_OVERLAP
 from archtool.seeding import rng_for, seed_for
 from archtool.train.losses import sdr_db, si_sdr_db
 from archtool.train.opgan import (Clip, MixedDegrader, PairMaker, TrainConfig, load_mono,
@@ -72,7 +73,7 @@ class FusionTrainConfig:
     init: str | None = None  # a fusion checkpoint of the same architecture to start from
     # Op-GAN's segment overlap for the cached items; the restorer uses it whenever it runs
     # this fusion (stored in the checkpoint as ``opgan_overlap``)
-    opgan_overlap: float = 0.25
+    opgan_overlap: float = DEFAULT_OVERLAP
 
 
 # validation item i is drawn from rng stream "item{VAL_FIRST_ITEM + i}": never a training item's draw
@@ -125,7 +126,7 @@ def make_items(cfg: FusionTrainConfig, model, denoise: Callable[[torch.Tensor, i
 
 def _overlap_key(cfg: FusionTrainConfig) -> str:
     """Item-cache key suffix: empty at the default overlap, so older caches stay valid."""
-    return "" if cfg.opgan_overlap == 0.25 else f":overlap={cfg.opgan_overlap}"
+    return "" if cfg.opgan_overlap == DEFAULT_OVERLAP else f":overlap={cfg.opgan_overlap}"
 
 
 def fusion_loss(estimate: torch.Tensor, reference: torch.Tensor, kind: str) -> torch.Tensor:
