@@ -539,6 +539,42 @@ def test_fusion_validates_on_other_clips_and_resumes_from_a_checkpoint(tmp_path,
         train_fusion(other, log=lambda m: None, progress=False)
 
 
+def test_widened_fusion_starts_from_the_narrow_one_and_trains(tmp_path, identity_checkpoint):
+    """A narrower unet-tcn temporal stack loads into a wider one with the same output (to float
+    rounding), the new units then learn, and the trainer widens an ``init`` checkpoint that way
+    (a zero-learning-rate step keeps its validation score)."""
+    from archtool.models.fusion import FusionConfig, SpectralFusion, widen_temporal
+    from archtool.train.opgan_fusion import train_fusion
+
+    torch.manual_seed(0)
+    narrow = SpectralFusion(FusionConfig(arch="unet-tcn", channels=4, hidden=16))
+    for p in narrow.parameters():
+        p.data.normal_(0, 0.1)  # a zero head would hide any difference
+    wide = SpectralFusion(FusionConfig(arch="unet-tcn", channels=4, hidden=24))
+    widen_temporal(wide, narrow.state_dict(), 16)
+    x, g, d = torch.randn(3, 2, 12000)
+    with torch.no_grad():
+        ref, got = narrow(x, g, d), wide(x, g, d)
+    assert float((got - ref).abs().max()) < 1e-5 * float(ref.abs().max())
+    # the new units are live: the loss has a gradient on the weights that read them
+    wide(x, g, d).square().mean().backward()
+    assert float(wide.net.expand.weight.grad[:, 16:].abs().max()) > 0
+    with pytest.raises(ValueError, match="widen"):
+        widen_temporal(SpectralFusion(FusionConfig(arch="unet-tcn", channels=4, hidden=8)), narrow.state_dict(), 16)
+
+    torch.set_num_threads(1)
+    data = _clean_dir(tmp_path, rate=16000)
+    kw = dict(arch="unet-tcn", channels=4, segment=16384, val_every=1)
+    first = _fusion_cfg(tmp_path, identity_checkpoint, data, steps=20, hidden=16, **kw)
+    metrics = train_fusion(first, log=lambda m: None, progress=False)
+    grown = _fusion_cfg(tmp_path, identity_checkpoint, data, steps=1, hidden=24, lr=0.0, init=first.output,
+                        output=str(tmp_path / "grown.pt"), **kw)
+    logged = []
+    same = train_fusion(grown, log=logged.append, progress=False)
+    assert any("widened the temporal stack 16 -> 24" in m for m in logged)
+    assert abs(same["sdr_improvement_db"] - metrics["sdr_improvement_db"]) < 1e-3
+
+
 def test_speech_fusion_runs_op_gan_at_the_overlap_it_was_validated_with():
     """The shipped speech fusion names overlap 0.5 in its metadata; it applies only when the
     fusion runs, and an explicit ``overlap`` param still wins."""

@@ -203,6 +203,38 @@ class SpectralFusion(nn.Module):
 
 
 @torch.no_grad()
+def widen_temporal(net: SpectralFusion, narrow_state: dict[str, torch.Tensor], narrow_hidden: int) -> None:
+    """Load a unet-tcn fusion with a narrower temporal stack into the wider ``net``, keeping its output.
+
+    The old units keep their weights; the new ones keep ``net``'s fresh initialisation for their
+    inputs, and every weight from a new unit into an old unit or into ``expand`` is zero, so the
+    widened network computes exactly what the narrow one did and training grows the new units
+    from there (function-preserving widening, as in Net2Net)."""
+    cfg = net.cfg
+    if cfg.arch != "unet-tcn" or not 0 < narrow_hidden <= cfg.hidden:
+        raise ValueError(f"can only widen a unet-tcn temporal stack to hidden >= {narrow_hidden}")
+    own = net.state_dict()
+    h = narrow_hidden
+    for name, old in narrow_state.items():
+        new = own[name]
+        if new.shape == old.shape:
+            new.copy_(old)
+        elif name.startswith("net.squeeze."):  # (hidden, flat, 1) / (hidden,)
+            new[:h] = old
+        elif name.startswith("net.expand.weight"):  # (flat, hidden, 1)
+            new.zero_()
+            new[:, :h] = old
+        elif name.startswith("net.temporal.") and name.endswith("weight"):  # (hidden, hidden, 3)
+            new[:h, :h] = old
+            new[:h, h:] = 0
+        elif name.startswith("net.temporal.") and name.endswith("bias"):
+            new[:h] = old
+        else:
+            raise ValueError(f"cannot widen parameter {name}: {tuple(old.shape)} -> {tuple(new.shape)}")
+    net.load_state_dict(own)
+
+
+@torch.no_grad()
 def fuse_long(model: SpectralFusion, x: torch.Tensor, g: torch.Tensor, d: torch.Tensor,
               chunk: int = 16000 * 8) -> torch.Tensor:
     """Fuse ``(C, N)`` signals of any length in chunks with context crops.

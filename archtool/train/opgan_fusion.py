@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,7 +32,7 @@ import torch
 from archtool.engine.atomic import sha256_file
 from archtool.errors import UsageError
 from archtool.models.checkpoint import load_checkpoint, save_checkpoint
-from archtool.models.fusion import FusionConfig, SpectralFusion
+from archtool.models.fusion import FusionConfig, SpectralFusion, widen_temporal
 from archtool.restore.opgan import DEFAULT_OVERLAP
 from archtool.seeding import rng_for, seed_for
 from archtool.train.losses import sdr_db, si_sdr_db
@@ -70,7 +70,8 @@ class FusionTrainConfig:
     # clips neither Op-GAN nor the fusion trained on, as the restorer meets them
     val_data: list[str] = field(default_factory=list)
     val_items: int = 400
-    init: str | None = None  # a fusion checkpoint of the same architecture to start from
+    init: str | None = None  # a fusion checkpoint of the same architecture (or a narrower
+    # unet-tcn temporal stack, widened) to start from
     # Op-GAN's segment overlap for the cached items; the restorer uses it whenever it runs
     # this fusion (stored in the checkpoint as ``opgan_overlap``)
     opgan_overlap: float = DEFAULT_OVERLAP
@@ -217,10 +218,17 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
     net = SpectralFusion(fcfg)
     if cfg.init:
         state, init_meta = load_checkpoint(Path(cfg.init))
-        if FusionConfig(**init_meta["arch"]).to_dict() != fcfg.to_dict():
+        init_cfg = FusionConfig(**init_meta["arch"])
+        if init_cfg.to_dict() == fcfg.to_dict():
+            net.load_state_dict(state)
+        elif (fcfg.arch == "unet-tcn" and init_cfg.hidden < fcfg.hidden
+              and replace(init_cfg, hidden=fcfg.hidden).to_dict() == fcfg.to_dict()):
+            widen_temporal(net, state, init_cfg.hidden)
+            log(f"widened the temporal stack {init_cfg.hidden} -> {fcfg.hidden} (same output to start)")
+        else:
             raise UsageError(f"{cfg.init}: its fusion architecture {init_meta['arch']} differs from "
-                             f"this run's {fcfg.to_dict()}")
-        net.load_state_dict(state)
+                             f"this run's {fcfg.to_dict()} (only a narrower unet-tcn temporal stack "
+                             "can be widened)")
         log(f"starting from {cfg.init} ({init_meta.get('steps')} steps)")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
