@@ -83,7 +83,8 @@ def register(group: typer.Typer) -> None:
                                             "neither Op-GAN nor the fusion trains on."),
         val_items: int = typer.Option(400, "--val-items", min=1, help="Items drawn from --val-data."),
         init: Optional[Path] = typer.Option(None, "--init", exists=True, dir_okay=False,
-                                            help="Start from this fusion checkpoint (same architecture)."),
+                                            help="Start from this fusion checkpoint (same architecture, or a "
+                                                 "unet-tcn with a narrower --hidden: widened, same output)."),
         opgan_overlap: float = typer.Option(0.25, "--opgan-overlap", min=0.0, max=0.9,
                                             help="Op-GAN segment overlap for the items; the restorer runs "
                                                  "Op-GAN at it whenever it uses this fusion."),
