@@ -13,6 +13,10 @@ by 2^-31 in float32, as ffmpeg's converter does), and :func:`probe` reports the 
 files libsndfile cannot read) goes through ffmpeg; a file libsndfile fails on part-way
 is finished by ffmpeg from where it stopped. ``ARCHTOOL_DECODER=ffmpeg`` turns the
 in-process path off.
+
+A file ffmpeg cannot open at all but libsndfile can (Sound Designer II, HTK, MAT, Akai
+MPC 2000, and Ogg Vorbis files whose headers this ffmpeg rejects) is rescued: probed and
+decoded by libsndfile alone, with its container reported as ``"<format> (libsndfile)"``.
 """
 from __future__ import annotations
 
@@ -171,6 +175,45 @@ def _native(path: Path) -> _Native | None:
                    container, dtype)
 
 
+RESCUED = " (libsndfile)"  # container suffix of a file only libsndfile decodes
+
+
+def _rescue(path: Path) -> _Native | None:
+    """How libsndfile reads a file ffmpeg cannot open (any format it knows), else None.
+
+    PCM is read as left-justified int32 (scaled as the native path does), anything else as
+    float32."""
+    sf = _soundfile()
+    if sf is None:
+        return None
+    try:
+        info = sf.info(str(path))
+    except Exception:
+        return None
+    if info.frames <= 0 or info.channels <= 0 or info.samplerate <= 0:
+        return None
+    subtype = str(info.subtype)
+    bits = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}.get(subtype)
+    pcm = bits is not None
+    return _Native(int(info.samplerate), int(info.channels), int(info.frames),
+                   f"pcm_{subtype[4:].lower()}" if pcm else subtype.lower(),
+                   {8: "u8", 16: "s16"}.get(bits, "s32") if pcm else "flt", bits or 0,
+                   str(info.format).lower() + RESCUED, "int32" if pcm else "float32")
+
+
+def rescued(info: AudioInfo) -> bool:
+    """True for a file only libsndfile decodes (ffmpeg cannot open it)."""
+    return info.container.endswith(RESCUED)
+
+
+def _decoder_for(path: Path, info: AudioInfo) -> _Native | None:
+    """The in-process reading of ``path`` matching ``info``, or None where ffmpeg decodes."""
+    native = _rescue(path) if rescued(info) else _native(path)
+    if native is None or (native.sample_rate, native.channels) != (info.sample_rate, info.channels):
+        return None
+    return native
+
+
 def _ffmpeg_duration(frames: int, rate: int) -> float:
     """The duration ffmpeg prints for ``frames`` at ``rate`` (rounded to 10 ms), parsed as
     :func:`probe` parses ffmpeg's text, so both paths give the same float."""
@@ -217,6 +260,13 @@ def probe(path: str | Path) -> AudioInfo:
     text = proc.stderr.decode("utf-8", "replace")
     stream = _STREAM_RE.search(text)
     if not stream:
+        saved = _rescue(path)
+        if saved is not None:
+            if not (MIN_RATE <= saved.sample_rate <= MAX_RATE):
+                raise AudioReadError(path, f"sample rate {saved.sample_rate} Hz is outside the supported 8-192 kHz")
+            return AudioInfo(str(path), saved.sample_rate, saved.channels,
+                             _ffmpeg_duration(saved.frames, saved.sample_rate), saved.codec,
+                             saved.sample_format, saved.bits or None, saved.container)
         if "Invalid data" in text or "could not find codec" in text.lower() or "Stream #" not in text:
             raise AudioReadError(path, "not an audio file (ffmpeg found no audio stream)")
         raise AudioReadError(path, _ffmpeg_reason(proc.stderr, "no audio stream"))
@@ -271,19 +321,28 @@ def _decode_cmd(path: Path, channels: int, start_s: float | None = None,
     return [ffmpeg_executable(), "-nostdin", "-hide_banner", "-v", "error", *out.get_args()]
 
 
-def _read_native(path: Path, info: AudioInfo) -> np.ndarray | None:
-    """The whole file decoded in-process, or None where ffmpeg must do it (any libsndfile
-    error included: ffmpeg then decodes what it can, as it always did)."""
-    native = _native(path)
-    if native is None or (native.sample_rate, native.channels) != (info.sample_rate, info.channels):
+def _read_native(path: Path, info: AudioInfo, start: int = 0, frames: int = -1) -> np.ndarray | None:
+    """The whole file (or ``frames`` from ``start``, rescued files only) decoded in-process,
+    or None where ffmpeg must do it (any libsndfile error included: ffmpeg then decodes what
+    it can, as it always did). A rescued file has no ffmpeg to fall back on: its errors raise."""
+    native = _decoder_for(path, info)
+    if native is None:
+        if rescued(info):
+            raise AudioReadError(path, "libsndfile can no longer read it (and ffmpeg cannot open it)")
         return None
     sf = _soundfile()
     try:
         with sf.SoundFile(str(path)) as f:
-            raw = f.read(dtype=native.dtype, always_2d=True)
-    except Exception:
+            if start:
+                f.seek(min(start, native.frames))
+            raw = f.read(frames, dtype=native.dtype, always_2d=True)
+    except Exception as e:
+        if rescued(info):
+            raise AudioReadError(path, f"decoding failed (libsndfile: {e})") from None
         return None
-    if raw.shape[0] != native.frames:  # libsndfile stopped short: let ffmpeg decode it
+    # libsndfile stopped short: ffmpeg decodes it (a rescued file's length is libsndfile's own
+    # estimate for some codecs, e.g. Vorbis, so what it reads is what there is)
+    if frames < 0 and raw.shape[0] != native.frames and not rescued(info):
         return None
     return _native_block(raw, native.dtype)
 
@@ -298,6 +357,15 @@ def read_audio(path: str | Path, *, info: AudioInfo | None = None,
     """
     path = Path(path)
     info = info or probe(path)
+    if rescued(info) and (start_s is not None or duration_s is not None):
+        start = int(round((start_s or 0.0) * info.sample_rate))
+        count = -1 if duration_s is None else int(round(duration_s * info.sample_rate))
+        audio = _read_native(path, info, start, count)
+        if audio.shape[1] == 0:
+            raise AudioReadError(path, "no audio samples in the requested excerpt")
+        if check_finite and not np.isfinite(audio).all():
+            raise InvalidAudioError(path, "audio contains NaN or infinite samples")
+        return audio, info.sample_rate
     if start_s is None and duration_s is None:
         audio = _read_native(path, info)
         if audio is not None:
@@ -348,15 +416,16 @@ class BlockReader:
         return self._sf is not None
 
     def __enter__(self) -> "BlockReader":
-        native = _native(self.path)
-        if native is not None and (native.sample_rate, native.channels) == (self.info.sample_rate,
-                                                                            self.info.channels):
+        native = _decoder_for(self.path, self.info)
+        if native is not None:
             try:
                 self._sf = _soundfile().SoundFile(str(self.path))
                 self._native = native
             except Exception:
                 self._sf = None
         if self._sf is None:
+            if rescued(self.info):
+                raise AudioReadError(self.path, "libsndfile can no longer read it (and ffmpeg cannot open it)")
             self._start_ffmpeg()
         return self
 
@@ -390,6 +459,8 @@ class BlockReader:
             if self._sf is not None:
                 if (yield from self._native_blocks()):
                     return
+                if rescued(self.info):
+                    raise AudioReadError(self.path, "decoding stopped short (truncated or corrupt file)")
                 self._sf.close()  # libsndfile stopped short: ffmpeg decodes the rest
                 self._sf = None
                 self._start_ffmpeg()
@@ -403,13 +474,16 @@ class BlockReader:
         libsndfile failed (nothing of the failed block has been given out)."""
         native, f, want = self._native, self._sf, self.block_samples
         assert native is not None and f is not None
-        while self.samples_read < native.frames:
+        only = rescued(self.info)  # no ffmpeg to finish it; its frame count may be an estimate
+        while only or self.samples_read < native.frames:
             try:
                 raw = f.read(want, dtype=native.dtype, always_2d=True)
             except Exception:
                 return False
             n = raw.shape[0]
-            if n < want and self.samples_read + n != native.frames:
+            if only and n == 0:
+                break
+            if n < want and self.samples_read + n != native.frames and not only:
                 return False
             block = _native_block(raw, native.dtype)
             if self.check_finite and native.dtype != "int32" and not np.isfinite(block).all():

@@ -24,7 +24,8 @@ import numpy as np
 
 from archtool import __version__
 from archtool.audio.bext import BextLoudness, audio_data_md5, coding_history_line, patch_bext_loudness
-from archtool.audio.io import AudioInfo, BlockReader, BlockWriter, OutputSpec, probe, transcode_with_gain
+from archtool.audio.io import (AudioInfo, BlockReader, BlockWriter, OutputSpec, probe, rescued,
+                               transcode_with_gain)
 from archtool.audio.loudness import LoudnessMeter, PeakLimiter, TruePeakMeter, decide_gain, settle_gain
 from archtool.engine.atomic import atomic_path, sha256_file, write_text_atomic
 from archtool.engine.chunking import iter_with_context
@@ -253,7 +254,8 @@ def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run
         # A plain gain needs no output measurement: the loudness figures follow exactly from
         # pass 1's block energies and the true peak from its peak. Only a limiter (or clipping
         # at full scale) changes the signal non-linearly, and then the output is measured.
-        measure_out = limiter is not None or (
+        # a rescued input (only libsndfile reads it) cannot go through ffmpeg's one-process pass
+        measure_out = limiter is not None or rescued(info) or (
             not spec.float and peak_mid.sample_peak * 10 ** (gain_db / 20) > 1.0)
         meter_out, peak_out = LoudnessMeter(sr, ch), TruePeakMeter(ch)
         history = _history(info, plan, spec, gain_db, limiter is not None, settings)
