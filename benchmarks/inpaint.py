@@ -31,9 +31,10 @@ exact one is not published with its numbers: ``psnr_linear_db`` (linear magnitud
 peak of the clean patch) and ``psnr_db01_db`` (dB magnitude, the clean patch's top
 80 dB mapped to [0, 1], data range 1). Seed 001 reports 12.9 dB on FMA music at 16 kHz.
 
-Tuning (``--tune``): the same gap protocol on the *training* clips (3 gaps per clip and
-length, positions seeded apart from the benchmark's), comparing candidate recipes
-(:func:`tune_candidates`) against the single methods; the candidate kept per length is
+Tuning (``--tune``): the same gap protocol on the *training* clips (``--tune-positions``
+gaps per clip and length, 3 by default, seeded apart from the benchmark's by
+``--tune-seed``), comparing candidate recipes (:func:`tune_candidates`) against the
+single methods; the candidate kept per length is
 the one with the most measures at least as good as the best single method, then the
 smallest total shortfall, then the first listed (:func:`choose`; ``ar`` first). Per length
 it also prints a clip-fold check (:func:`fold_check`: choose on half the training clips,
@@ -391,8 +392,11 @@ def main() -> None:
     ap.add_argument("--music-ckpt", type=Path, default=PACKAGED_DIR / PACKAGED_MODELS["music22k"])
     ap.add_argument("--domains", default="speech,music")
     ap.add_argument("--tune", action="store_true",
-                    help="compare candidate recipes on the training clips (3 gaps per clip and length, seed 1) "
-                         "instead of benchmarking the held-out clips")
+                    help="compare candidate recipes on the training clips (--tune-positions gaps per clip and "
+                         "length, --tune-seed) instead of benchmarking the held-out clips")
+    ap.add_argument("--tune-positions", type=int, default=3,
+                    help="with --tune: gaps per training clip and length (more gaps, steadier choices)")
+    ap.add_argument("--tune-seed", type=int, default=1, help="with --tune: seed of the gap positions")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -405,7 +409,7 @@ def main() -> None:
         filler = speech if domain == "speech" else UNetFiller.load(args.music_ckpt)
         rate = 16000 if domain == "speech" else 22050
         if args.tune:
-            out[domain] = tune(domain, rate, filler, 3, 1)
+            out[domain] = tune(domain, rate, filler, args.tune_positions, args.tune_seed)
             continue
         out[domain] = gap_benchmark(domain, rate, filler, args.positions, args.seed)
         out[domain]["fragmentation"] = fragmentation_benchmark(domain, speech, args.seed)
