@@ -237,8 +237,8 @@ def test_packaged_checkpoint_loads_weights_only_and_fills_tone(name):
 def test_chunked_processing_matches_whole_file():
     sr = 16000
     x = np.concatenate([speech_like(1.5, sr, seed=3), speech_like(1.5, sr, seed=4)], axis=1)
-    gaps = [[1.0, 1.02], [1.3, 1.42], [1.9, 1.93]]  # U-Net recipe, AR top-up, U-Net recipe
-    assert [recipe_for(ms, sr).kind for ms in (20.0, 120.0)] == ["unet", "ar_topup"]
+    gaps = [[1.0, 1.02], [1.3, 1.42], [1.9, 1.93]]  # U-Net recipe, spectral blend, U-Net recipe
+    assert [recipe_for(ms, sr).kind for ms in (20.0, 120.0)] == ["unet", "blend"]
     restorer = get_restorer("inpaint")
     whole = restorer.process(torch.from_numpy(x), sr, {"intervals_s": gaps}).numpy()
     cut = int(1.5 * sr)
