@@ -207,8 +207,12 @@ def analyze_audio(audio: np.ndarray, sample_rate: int, *, path: str = "<array>")
     return _profile(path, features_of_audio(audio, sample_rate))
 
 
-def features_of_file(path: str | Path, *, chunk_s: float = CHUNK_S) -> Features:
-    """Stream ``path`` through :class:`FeatureAccumulator` (bounded memory)."""
+#: Files shorter than this get a warning: most detectors need seconds of audio to judge.
+SHORT_FILE_S = 1.0
+
+
+def _stream_features(path: str | Path, chunk_s: float = CHUNK_S) -> tuple[Features, str | None]:
+    """Features of ``path`` streamed in blocks, and the reader's note if it decoded short."""
     from archtool.audio.io import BlockReader, probe
 
     info = probe(path)
@@ -217,17 +221,28 @@ def features_of_file(path: str | Path, *, chunk_s: float = CHUNK_S) -> Features:
     with BlockReader(path, block, info=info) as reader, single_threaded_blas():
         for b in reader:
             acc.update(b)
-        return acc.finish()
+        return acc.finish(), reader.shortfall_note()
+
+
+def features_of_file(path: str | Path, *, chunk_s: float = CHUNK_S) -> Features:
+    """Stream ``path`` through :class:`FeatureAccumulator` (bounded memory)."""
+    return _stream_features(path, chunk_s)[0]
 
 
 def analyze_file(path: str | Path) -> Profile:
     """Analyse one audio file, streamed in blocks (memory does not grow with its length).
 
     Raises ``AudioReadError`` / ``InvalidAudioError`` naming the file when it cannot be
-    decoded or holds NaN/inf samples.
+    decoded or holds NaN/inf samples. A file that decodes short of the length its header
+    declares, or is very short, is analysed as it is, with a warning in the profile.
     """
-    f = features_of_file(path)
-    return _profile(str(path), f)
+    f, shortfall = _stream_features(path)
+    profile = _profile(str(path), f)
+    if shortfall:
+        profile.warnings.append(shortfall)
+    if f.duration_s < SHORT_FILE_S:
+        profile.warnings.append(f"only {f.duration_s:.2f} s long: too short for reliable findings")
+    return profile
 
 
 def restoration_need(profile: Profile) -> float:

@@ -5,12 +5,12 @@ analysis.json (DESIGN.md)::
 
     {"version": 1, "files": [{"path": "...", "duration_s": ..., "rate": ..., "channels": ...,
       "loudness_lufs": ..., "true_peak_dbtp": ..., "dc_offset": ..., "restoration_need": ...,
-      "findings": [{"kind": "hum", "detected": true, "severity": 0.4, "confidence": 0.9,
+      "warnings": ["..."], "findings": [{"kind": "hum", "detected": true, "severity": 0.4, "confidence": 0.9,
                     "measures": {...}}, ...]}],
      "failed": [{"path": "...", "error": "..."}], "summary": {...}}
 
 analysis.csv has one row per file (failed files too, with their error): the global
-measures, then for each kind ``<kind>_detected``, ``<kind>_severity``,
+measures and warnings (joined by "; "), then for each kind ``<kind>_detected``, ``<kind>_severity``,
 ``<kind>_confidence`` and its scalar measures as ``<kind>_<measure>``.
 """
 from __future__ import annotations
@@ -106,7 +106,8 @@ def file_record(res: FileResult) -> dict[str, Any]:
     return {
         "path": res.path, "duration_s": d["duration_s"], "rate": d["sample_rate"], "channels": d["channels"],
         "loudness_lufs": d["loudness_lufs"], "true_peak_dbtp": d["true_peak_dbtp"], "dc_offset": d["dc_offset"],
-        "restoration_need": round(res.need, 4), "profile_version": d["version"], "findings": d["findings"],
+        "restoration_need": round(res.need, 4), "profile_version": d["version"], "warnings": d["warnings"],
+        "findings": d["findings"],
     }
 
 
@@ -139,7 +140,7 @@ def _scalar(v: Any) -> bool:
 
 def csv_columns(results: Iterable[FileResult]) -> list[str]:
     cols = ["path", "status", "error", "duration_s", "rate", "channels", "loudness_lufs", "true_peak_dbtp",
-            "dc_offset", "restoration_need"]
+            "dc_offset", "restoration_need", "warnings"]
     extra: dict[str, list[str]] = {k: [] for k in KINDS}
     for r in results:
         if not r.ok:
@@ -164,7 +165,7 @@ def analysis_csv(results: Sequence[FileResult]) -> str:
             p = r.profile
             row.update(duration_s=p.duration_s, rate=p.sample_rate, channels=p.channels,
                        loudness_lufs=p.loudness_lufs, true_peak_dbtp=p.true_peak_dbtp, dc_offset=p.dc_offset,
-                       restoration_need=round(r.need, 4))
+                       restoration_need=round(r.need, 4), warnings="; ".join(p.warnings))
             for f in p.findings:
                 row[f"{f.kind}_detected"] = int(f.detected)
                 row[f"{f.kind}_severity"] = round(f.severity, 4)

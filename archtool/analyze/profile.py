@@ -80,6 +80,9 @@ class Profile:
     dc_offset: float | None = None
     findings: list[Finding] = field(default_factory=list)
     version: int = PROFILE_VERSION
+    # what an archivist should know beyond the findings (e.g. the file decoded short of its
+    # declared length, or is too short to judge)
+    warnings: list[str] = field(default_factory=list)
 
     def finding(self, kind: str) -> Finding | None:
         """The finding for ``kind``, or None if that kind was not examined."""
@@ -106,4 +109,5 @@ class Profile:
             true_peak_dbtp=d.get("true_peak_dbtp"), dc_offset=d.get("dc_offset"),
             findings=[Finding.from_dict(f) for f in d.get("findings", [])],
             version=d.get("version", PROFILE_VERSION),
+            warnings=list(d.get("warnings") or []),
         )

@@ -176,6 +176,9 @@ def _native(path: Path) -> _Native | None:
 
 
 RESCUED = " (libsndfile)"  # container suffix of a file only libsndfile decodes
+# MPEG audio ffmpeg cannot open is beyond libsndfile too, whose mpg123 would only print
+# resync notes on the terminal while trying
+_NO_RESCUE = {".mp3", ".mp2", ".mp1", ".mpa"}
 
 
 def _rescue(path: Path) -> _Native | None:
@@ -184,7 +187,7 @@ def _rescue(path: Path) -> _Native | None:
     PCM is read as left-justified int32 (scaled as the native path does), anything else as
     float32."""
     sf = _soundfile()
-    if sf is None:
+    if sf is None or path.suffix.lower() in _NO_RESCUE:
         return None
     try:
         info = sf.info(str(path))
@@ -212,6 +215,63 @@ def _decoder_for(path: Path, info: AudioInfo) -> _Native | None:
     if native is None or (native.sample_rate, native.channels) != (info.sample_rate, info.channels):
         return None
     return native
+
+
+#: Missing audio below this (seconds, or this share of the declared length) is not reported:
+#: ffmpeg rounds the declared duration to 10 ms, and codec priming can differ by a frame.
+SHORTFALL_MIN_S = 0.05
+SHORTFALL_MIN_SHARE = 0.005
+
+
+def _declared_pcm_frames(path: Path) -> int | None:
+    """Sample frames a RIFF/WAVE or AIFF header declares, or None (another format, or a size
+    left as a placeholder by a recorder that never finished it). ffmpeg's duration for these
+    files follows the file's size, so a cut-off WAV would otherwise look complete."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        align, pos = None, 12
+        while pos + 8 <= len(head):
+            cid, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+            if cid == b"fmt " and pos + 22 <= len(head):
+                align = int.from_bytes(head[pos + 20:pos + 22], "little")
+            elif cid == b"data":
+                if not align or size == 0 or size >= 0x7FFFF000:
+                    return None
+                return size // align
+            pos += 8 + size + (size & 1)
+        return None
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        pos = 12
+        while pos + 8 <= len(head):
+            cid, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "big")
+            if cid == b"COMM" and pos + 14 <= len(head):
+                frames = int.from_bytes(head[pos + 10:pos + 14], "big")
+                return frames or None
+            pos += 8 + size + (size & 1)
+    return None
+
+
+def shortfall_note(info: AudioInfo, samples_decoded: int) -> str | None:
+    """A note naming how much of the file's declared length did not decode (lossless files
+    only), or None when what decoded is the whole file. The declared length is the longer of
+    ffmpeg's duration and, for WAV/AIFF, the sample count in the header. See
+    :meth:`BlockReader.shortfall_note`."""
+    if not info.lossless or info.sample_rate <= 0:
+        return None
+    declared_s = info.duration_s
+    frames = _declared_pcm_frames(Path(info.path))
+    if frames is not None:
+        declared_s = max(declared_s, frames / info.sample_rate)
+    decoded_s = samples_decoded / info.sample_rate
+    missing_s = declared_s - decoded_s
+    if missing_s <= max(SHORTFALL_MIN_S, SHORTFALL_MIN_SHARE * declared_s):
+        return None
+    return (f"truncated or damaged: only {decoded_s:.2f} s of the {declared_s:.2f} s its header "
+            f"declares could be decoded ({missing_s:.2f} s missing)")
 
 
 def _ffmpeg_duration(frames: int, rate: int) -> float:
@@ -414,6 +474,13 @@ class BlockReader:
     def in_process(self) -> bool:
         """True while libsndfile (not an ffmpeg process) decodes the file."""
         return self._sf is not None
+
+    def shortfall_note(self) -> str | None:
+        """After reading to the end: a note when clearly fewer samples decoded than the
+        header declares (a truncated or damaged file, which decoders finish silently), else
+        None. Only for lossless codecs, whose headers count samples exactly; a lossy file's
+        duration can be an estimate."""
+        return shortfall_note(self.info, self.samples_read)
 
     def __enter__(self) -> "BlockReader":
         native = _decoder_for(self.path, self.info)

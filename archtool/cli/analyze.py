@@ -64,6 +64,9 @@ def analyze_command(
         progress.advance(task)
         if not res.ok:
             progress.console.print(f"[red]error[/red] {res.error}", highlight=False)
+        else:
+            for w in res.profile.warnings:
+                progress.console.print(f"[yellow]warning[/yellow] {res.path}: {w}", highlight=False)
 
     with progress:
         results = analyze_paths(files, jobs=jobs, thumbnails=report_dir is not None, on_result=on_result)

@@ -214,6 +214,9 @@ def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run
             if residual_ctx is not None:
                 residual_writer.__exit__(None, None, None)
                 residual_ctx.__exit__(None, None, None)
+            shortfall = reader.shortfall_note()
+            if shortfall:  # restored as far as it decodes; the archivist must know
+                result["notes"].append(shortfall)
         t_pass1 = time.perf_counter() - t_pass1
         release_free_memory()
 

@@ -48,6 +48,7 @@ th{background:#eef1f4;position:sticky;top:0}
 .none{color:#8a949c;font-size:12px}
 .need{font-weight:600}
 .fail{color:#a01818}
+.warn{color:#8a5a00;font-size:12px;margin-top:3px}
 code{font-size:12px}
 """
 
@@ -141,6 +142,7 @@ def render_html(results: Sequence[Any], *, title: str = "archtool analysis") -> 
         det = [f for f in p.findings if f.detected]
         det.sort(key=lambda f: -f.severity)
         tags = "".join(_tag(f) for f in det) or '<span class="none">no defect detected</span>'
+        tags += "".join(f'<div class="warn">⚠ {_esc(w)}</div>' for w in p.warnings)
         lufs = "–" if p.loudness_lufs is None else f"{p.loudness_lufs:.1f} LUFS"
         tp = "–" if p.true_peak_dbtp is None else f"{p.true_peak_dbtp:.1f} dBTP"
         info = (f"<code>{_esc(r.path)}</code><br><span class=\"sub\">{p.duration_s:.1f} s · "
