@@ -222,6 +222,29 @@ def test_prefetch_workers_give_the_same_training(tmp_path):
     _assert_same_weights(_trained(tmp_path, data, "serial", 4), _trained(tmp_path, data, "pooled", 4, workers=2))
 
 
+def test_init_fine_tunes_a_checkpoint_and_refuses_another_architecture(tmp_path):
+    """--init starts from the checkpoint's generator (same output before any step) and trains on."""
+    from archtool.errors import UsageError
+    from archtool.train.opgan import OpGANTrainer, evaluate
+
+    torch.set_num_threads(1)
+    data = _clean_dir(tmp_path)
+    base = _trained(tmp_path, data, "base", 6)
+    base_state, _ = load_checkpoint(tmp_path / "base.pt")
+    tuned = _trained(tmp_path, data, "tuned", 4, run=False, init=str(tmp_path / "base.pt"), seed=9)
+    for k, v in base_state.items():
+        assert torch.equal(tuned.gen.state_dict()[k], v), k
+    start = evaluate(tuned.gen, tuned.val_x, tuned.val_y)["sdr_improvement_db"]
+    assert start > 0.3  # not an identity start
+    tuned.run()
+    state, meta = load_checkpoint(tmp_path / "tuned.pt")
+    assert meta["training"]["init"] == str(tmp_path / "base.pt")
+    assert any(not torch.equal(state[k], v) for k, v in base_state.items())
+    with pytest.raises(UsageError, match="differs"):
+        OpGANTrainer(_tiny_cfg(tmp_path, data, output=str(tmp_path / "w.pt"), width=6,
+                               init=str(tmp_path / "base.pt")), degrader=_awgn, progress=False)
+
+
 def test_time_limit_stops_after_saving(tmp_path):
     from archtool.train.opgan import OpGANTrainer
 

@@ -30,7 +30,11 @@ def register(group: typer.Typer) -> None:
         adv_start: int = typer.Option(1000, "--adv-start", help="Step from which the adversarial loss is used."),
         val_every: int = typer.Option(100, "--val-every", min=1, help="Validate and checkpoint every N steps."),
         holdout: list[str] = typer.Option([], "--holdout", help="Glob of clips held out for validation (repeatable)."),
+        val_items: int = typer.Option(64, "--val-items", min=1, help="Degraded excerpts validated on."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT.state.pt if present."),
+        init: Optional[Path] = typer.Option(None, "--init", exists=True, dir_okay=False, metavar="<file>",
+                                            help="Fine-tune this Op-GAN checkpoint (same generator options; "
+                                                 "e.g. on your own collection's clean material)."),
         device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda:0."),
         threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for torch."),
         workers: int = typer.Option(0, "--workers", min=0,
@@ -50,7 +54,8 @@ def register(group: typer.Typer) -> None:
             noise_dir=str(noise_dir) if noise_dir else None, rir_dir=str(rir_dir) if rir_dir else None,
             background_dir=str(background_dir or noise_dir) if (background_dir or noise_dir) else None,
             recipe=recipe, steps=steps, batch=batch, segment=segment, width=width, depth=depth, q=q, max_mult=max_mult,
-            lr=lr, w_adv=adv_weight, adv_start=adv_start, val_every=val_every, holdout=list(holdout),
+            lr=lr, w_adv=adv_weight, adv_start=adv_start, val_every=val_every, val_items=val_items,
+            holdout=list(holdout), init=str(init) if init else None,
             seed=seed, device=device, threads=threads, workers=workers, time_limit_s=time_limit * 60.0)
         metrics = train(cfg, resume=resume, log=lambda m: typer.echo(m, err=True))
         if metrics:

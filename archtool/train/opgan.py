@@ -31,7 +31,7 @@ import torchaudio
 
 from archtool.audio.io import read_audio
 from archtool.errors import UsageError
-from archtool.models.checkpoint import save_checkpoint
+from archtool.models.checkpoint import load_checkpoint, save_checkpoint
 from archtool.models.opgan import OpGANDiscriminator, OpGANGenerator, count_parameters
 from archtool.seeding import rng_for, seed_for
 from archtool.train.losses import (MultiResolutionSTFTLoss, lsgan_discriminator_loss,
@@ -77,6 +77,7 @@ class TrainConfig:
     threads: int = 1
     workers: int = 0  # processes preparing batches ahead (0: in the training loop)
     time_limit_s: float = 0.0  # stop (after validating and saving) once this much wall time has run; 0: none
+    init: str | None = None  # an Op-GAN checkpoint of the same generator to fine-tune (fresh discriminator)
 
 
 @dataclass
@@ -306,6 +307,8 @@ class OpGANTrainer:
         torch.manual_seed(seed_for(cfg.seed, "init") % (2 ** 31))
         self.gen = OpGANGenerator(cfg.width, cfg.depth, cfg.q, cfg.residual, cfg.max_mult).to(self.device)
         self.disc = OpGANDiscriminator(cfg.disc_width, cfg.q).to(self.device)
+        if cfg.init:
+            self._load_init(Path(cfg.init))
         self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999))
         self.stft = MultiResolutionSTFTLoss()
@@ -318,6 +321,14 @@ class OpGANTrainer:
         self.val_x, self.val_y = PairMaker(val_src, cfg.rate, cfg.segment, self.degrader).batch(
             val_rng, cfg.val_items)
         self.val_x, self.val_y = self.val_x.to(self.device), self.val_y.to(self.device)
+
+    def _load_init(self, path: Path) -> None:
+        """Start the generator from a checkpoint (weights only) of the same architecture."""
+        state, meta = load_checkpoint(path)
+        if meta.get("model") != "opgan" or dict(meta.get("arch", {})) != dict(self.gen.config):
+            raise UsageError(f"{path}: generator {meta.get('arch')} differs from this run's {dict(self.gen.config)} "
+                             "(pass the same --width, --depth, --max-mult and --q)")
+        self.gen.load_state_dict(state)
 
     # -- persistence -------------------------------------------------------------------
     @property
