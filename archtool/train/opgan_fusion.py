@@ -179,6 +179,7 @@ def train_fusion(cfg: FusionTrainConfig, log: Callable[[str], None] = print,
         return dsp.process(x, rate, {"seed": 0}, "cpu")
 
     output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
     opgan_sha = sha256_file(Path(cfg.opgan))
     clips, sources = training_clips(cfg, model.meta, model.rate)
 
