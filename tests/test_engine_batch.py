@@ -94,10 +94,16 @@ def test_rerun_resumes_and_same_settings_give_identical_bytes(collection, tmp_pa
     a, b = tmp_path / "a", tmp_path / "b"
     assert run_cli("restore", str(collection), "-o", str(a), "--jobs", "1").returncode == 0
     first = tree_hashes(a)
+    first_rows = {r["input"]: r for r in json.loads((a / "report.json").read_text())["files"]}
     again = run_cli("restore", str(collection), "-o", str(a), "--jobs", "1")
     assert again.returncode == 0
     report = json.loads((a / "report.json").read_text())
     assert {r["status"] for r in report["files"]} == {"done"}
+    for row in report["files"]:  # a resumed report still shows what was done to each file
+        was = first_rows[row["input"]]
+        for key in ("steps", "notes", "loudness_before_lufs", "loudness_after_lufs", "true_peak_after_dbtp",
+                    "output_audio_md5", "output"):
+            assert row[key] == was[key], (row["input"], key)
     audio = {k: v for k, v in first.items() if k.endswith((".wav", ".flac"))}
     assert {k: v for k, v in tree_hashes(a).items() if k in audio} == audio
     assert run_cli("restore", str(collection), "-o", str(b), "--jobs", "2").returncode == 0

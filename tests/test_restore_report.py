@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from archtool.audio.ffmpeg import ffmpeg_executable
 from archtool.audio.io import OutputSpec, read_audio, write_audio
@@ -74,3 +75,27 @@ def test_report_is_self_contained_and_light(tmp_path: Path):
     played = np.frombuffer(dec, dtype="<i2").reshape(-1, 2).T.astype(np.float64) / 32767.0
     assert played.shape[1] == n
     assert np.max(np.abs(played - np.clip(y[:, :n], -1, 1))) < 2.0 / 32767.0
+
+
+@pytest.mark.parametrize("width", [80, 100, 130])
+def test_results_table_fits_the_terminal_and_keeps_figures_whole(width):
+    """Long names and notes wrap; loudness figures and statuses never do, and nothing is cut off."""
+    import io
+
+    from rich.console import Console
+
+    from archtool.report.render import results_table
+
+    rows = [{"input": f"collection/side_{i}_a_rather_long_transfer_name_1931.flac", "status": "ok",
+             "duration_s": 187.25, "loudness_before_lufs": -31.44, "loudness_after_lufs": -23.0,
+             "true_peak_after_dbtp": -1.02,
+             "steps": [{"restorer": r} for r in ("decrackle", "declick", "dehum", "denoise")],
+             "notes": ["limited to keep the true-peak ceiling"]} for i in range(3)]
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=False)
+    console.print(results_table(rows, width=console.width))
+    lines = buf.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width
+    text = buf.getvalue()
+    assert text.count("-31.4") == 3 and text.count("-23.0") == 3 and text.count("187.2") == 3
+    assert ("-1.0" in text) == (width >= 110)  # the true peak moves to report.csv when narrow

@@ -155,7 +155,7 @@ def restore(
             line = " -> ".join(steps + (["loudness"] if settings.normalize else [])) or "(nothing to do)"
             console.print(f"{r['input']}: {r.get('error') or line}", highlight=False, soft_wrap=True)
     else:
-        console.print(results_table(batch.results))
+        console.print(results_table(batch.results, width=console.width))
         if batch.results and html:
             from archtool.report.restore_html import write_restore_report
 

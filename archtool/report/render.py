@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich import box
 from rich.table import Table
 
 STATUS_STYLE = {"ok": "green", "done": "cyan", "planned": "blue", "failed": "red"}
@@ -53,18 +54,36 @@ def _fmt(v: Any, spec: str = "") -> str:
     return format(v, spec) if spec else str(v)
 
 
-def results_table(results: Sequence[dict[str, Any]], max_rows: int = 200) -> Table:
-    """One row per file: status, duration, loudness before/after, true peak, steps, error."""
-    table = Table(title="archtool restore", show_lines=False, expand=False)
-    for col in ("file", "status", "dur s", "LUFS in", "LUFS out", "dBTP out", "steps", "note / error"):
-        table.add_column(col, overflow="fold")
-    for r in list(results)[:max_rows]:
+def results_table(results: Sequence[dict[str, Any]], max_rows: int = 200, width: int = 120) -> Table:
+    """One row per file: status, duration, loudness before/after, true peak, steps, note or error.
+
+    Figures never wrap. Below 110 columns (``width``, the console's) the loudness figures
+    share one column ("in → out") and the true peak is left to report.csv, so that an
+    80-column terminal still shows whole names, steps and notes."""
+    compact = width < 110
+    # a narrow terminal gets a table without vertical rules: 8 more columns for the text
+    table = Table(title="archtool restore", show_lines=False, expand=False,
+                  box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD)
+    shown = list(results)[:max_rows]
+    table.add_column("file", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("dur s", justify="right", no_wrap=True)
+    if compact:
+        table.add_column("LUFS in → out", justify="right", no_wrap=True)
+    else:
+        for col in ("LUFS in", "LUFS out", "dBTP out"):
+            table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("steps", overflow="fold")
+    table.add_column("note / error", overflow="fold")
+    for r in shown:
         style = STATUS_STYLE.get(r["status"], "")
-        steps = ",".join(s["restorer"] for s in r.get("steps") or []) or "-"
+        steps = ", ".join(s["restorer"] for s in r.get("steps") or []) or "-"
         note = r.get("error") or "; ".join(r.get("notes") or []) or ""
+        lufs_in, lufs_out = _fmt(r.get("loudness_before_lufs"), ".1f"), _fmt(r.get("loudness_after_lufs"), ".1f")
+        loudness = [f"{lufs_in} → {lufs_out}"] if compact else [
+            lufs_in, lufs_out, _fmt(r.get("true_peak_after_dbtp"), ".1f")]
         table.add_row(r["input"], f"[{style}]{r['status']}[/{style}]", _fmt(r.get("duration_s"), ".1f"),
-                      _fmt(r.get("loudness_before_lufs"), ".1f"), _fmt(r.get("loudness_after_lufs"), ".1f"),
-                      _fmt(r.get("true_peak_after_dbtp"), ".1f"), steps, note)
+                      *loudness, steps, note)
     if len(results) > max_rows:
         table.caption = f"... and {len(results) - max_rows} more (see report.csv)"
     return table
