@@ -36,6 +36,7 @@ def analyze_command(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Files analysed in parallel (worker processes)."),
     max_rows: int = typer.Option(50, "--max-rows", help="Rows of the per-file table printed in the terminal."),
 ) -> None:
+    from rich import box
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
@@ -73,11 +74,14 @@ def analyze_command(
 
     summ = summary(results)
     ok = sorted([r for r in results if r.ok], key=lambda r: -r.need)
-    table = Table(title=f"analysis of {path}", show_lines=False)
+    # figures never wrap; names and findings fold (not "…": an archivist must see which file);
+    # a narrow terminal gets no vertical rules, leaving more room for them
+    table = Table(title=f"analysis of {path}", show_lines=False,
+                  box=box.SIMPLE_HEAD if out.width < 110 else box.HEAVY_HEAD)
     for col, just in (("file", "left"), ("dur s", "right"), ("rate", "right"), ("LUFS", "right"),
                       ("SNR dB", "right"), ("band kHz", "right"), ("detected (severity)", "left"),
                       ("need", "right")):
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, overflow="fold", no_wrap=just == "right")
     for r in ok[:max_rows]:
         p = r.profile
         snr = p.finding("noise").measures.get("snr_db")
