@@ -56,3 +56,11 @@ def test_models_lists_registered_restorers():
     assert res.returncode == 0, res.stderr
     for name in list_restorers():
         assert name in res.stdout
+
+
+def test_models_summary_shows_scores_not_descriptions():
+    from archtool.cli.models import _summarise
+
+    text = _summarise({"items": 300, "on": "300 items from clips of /some/long/folder (trained on by neither stage)",
+                       "sdr_improvement_db": 4.2675, "split": "holdout"})
+    assert text == "items=300, sdr_improvement_db=4.27, split=holdout"

@@ -57,6 +57,8 @@ def _summarise(scores: object, limit: int = 6) -> str:
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(v, f"{prefix}{k}." if isinstance(v, dict) else f"{prefix}{k}")
+        elif isinstance(value, str) and len(value) > 24:
+            return  # a description (what the scores were measured on), not a score
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             flat.append(f"{prefix}={value}" if prefix else str(value))
         else:
