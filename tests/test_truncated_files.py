@@ -97,6 +97,8 @@ def test_restore_notes_the_truncation_and_keeps_what_decodes(speech_files, tmp_p
     (entry,) = json.loads((out / "report.json").read_text())["files"]
     assert entry["status"] == "ok"
     assert any("truncated" in n and "4.00 s" in n for n in entry["notes"])
+    page = (out / "report.html").read_text()
+    assert "<p class=note>⚠ truncated or damaged" in page and "its header declares" in page
     restored = probe(out / entry["output"])
     assert abs(restored.duration_s - _read_all(cut).samples_read / 16000) < 0.02
     assert cut.read_bytes() == before  # the original is untouched

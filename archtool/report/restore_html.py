@@ -153,8 +153,9 @@ def _file_section(res: dict[str, Any], out_dir: Path, players: bool, excerpt_s: 
     parts = [head, f"<p class=dim>{res.get('duration_s', 0):.1f} s, {res.get('sample_rate')} Hz, "
                    f"{res.get('channels')} ch; loudness {res.get('loudness_before_lufs')} → "
                    f"{res.get('loudness_after_lufs')} LUFS (gain {res.get('gain_db')} dB"
-                   f"{', limited' if res.get('limited') else ''}); {res.get('realtime_factor')}x real time</p>",
-             "<h3>Plan</h3>", _plan_list(res.get("steps") or [])]
+                   f"{', limited' if res.get('limited') else ''}); {res.get('realtime_factor')}x real time</p>"]
+    parts += [f"<p class=note>⚠ {html.escape(str(n))}</p>" for n in res.get("notes") or []]
+    parts += ["<h3>Plan</h3>", _plan_list(res.get("steps") or [])]
     # One decode per side, at most analysis_s seconds; excerpts and spectrograms come from it.
     src = _read_excerpt(Path(str(res.get("path"))), analysis_s)
     out = _read_excerpt(out_path, analysis_s)
@@ -198,6 +199,7 @@ def _file_section(res: dict[str, Any], out_dir: Path, players: bool, excerpt_s: 
 
 
 _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1000px;color:#222}
+.note{color:#8a5a00;margin:.2em 0}
 section{border-top:1px solid #ccc;padding:.5em 0 1em}h2{font-size:1.1em}h3{font-size:.95em;margin:.8em 0 .3em}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}
 .dim{color:#777}.err{color:#b00}.st{font-size:.75em;padding:1px 6px;border-radius:3px;background:#eee}
