@@ -294,6 +294,15 @@ def _native_block(raw: np.ndarray, dtype: str) -> np.ndarray:
     return out
 
 
+def _native_info(path: Path, native: _Native) -> AudioInfo:
+    """The AudioInfo of a file libsndfile reads (natively or as a rescue)."""
+    if not (MIN_RATE <= native.sample_rate <= MAX_RATE):
+        raise AudioReadError(path, f"sample rate {native.sample_rate} Hz is outside the supported 8-192 kHz")
+    return AudioInfo(str(path), native.sample_rate, native.channels,
+                     _ffmpeg_duration(native.frames, native.sample_rate), native.codec,
+                     native.sample_format, native.bits or None, native.container)
+
+
 def probe(path: str | Path) -> AudioInfo:
     """Probe ``path`` and describe its first audio stream (libsndfile for WAV/AIFF/FLAC,
     else ffmpeg; both give the same :class:`AudioInfo`).
@@ -311,22 +320,14 @@ def probe(path: str | Path) -> AudioInfo:
         raise AudioReadError(path, "file is empty (0 bytes)")
     native = _native(path)
     if native is not None:
-        if not (MIN_RATE <= native.sample_rate <= MAX_RATE):
-            raise AudioReadError(path, f"sample rate {native.sample_rate} Hz is outside the supported 8-192 kHz")
-        return AudioInfo(str(path), native.sample_rate, native.channels,
-                         _ffmpeg_duration(native.frames, native.sample_rate), native.codec,
-                         native.sample_format, native.bits, native.container)
+        return _native_info(path, native)
     proc = _run([ffmpeg_executable(), "-hide_banner", "-nostdin", "-i", str(path)])
     text = proc.stderr.decode("utf-8", "replace")
     stream = _STREAM_RE.search(text)
     if not stream:
         saved = _rescue(path)
         if saved is not None:
-            if not (MIN_RATE <= saved.sample_rate <= MAX_RATE):
-                raise AudioReadError(path, f"sample rate {saved.sample_rate} Hz is outside the supported 8-192 kHz")
-            return AudioInfo(str(path), saved.sample_rate, saved.channels,
-                             _ffmpeg_duration(saved.frames, saved.sample_rate), saved.codec,
-                             saved.sample_format, saved.bits or None, saved.container)
+            return _native_info(path, saved)
         if "Invalid data" in text or "could not find codec" in text.lower() or "Stream #" not in text:
             raise AudioReadError(path, "not an audio file (ffmpeg found no audio stream)")
         raise AudioReadError(path, _ffmpeg_reason(proc.stderr, "no audio stream"))
