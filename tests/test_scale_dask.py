@@ -166,6 +166,11 @@ def test_without_a_shared_filesystem_the_bytes_travel_and_the_outputs_match(clus
     assert all(str(src) in r["path"] for r in batch.results)
     again = run_batch(src, out, RestoreSettings(block_s=1.0), scheduler=address, transfer="ship")
     assert {r["status"] for r in again.results} == {"done"}  # resumed by the client, nothing sent
+    first = {r["input"]: r for r in batch.results}
+    for r in again.results:  # and its report still shows what was done to each file
+        was = first[r["input"]]
+        assert (r["steps"], r["loudness_after_lufs"], r["true_peak_after_dbtp"]) == (
+            was["steps"], was["loudness_after_lufs"], was["true_peak_after_dbtp"]), r["input"]
     local = run_batch(src, out, RestoreSettings(block_s=1.0), jobs=1)  # and a local run resumes it too
     assert {r["status"] for r in local.results} == {"done"}
     if hide:

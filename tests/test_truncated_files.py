@@ -3,6 +3,7 @@ disk or a crashed recorder) are analysed and restored as far as they go, and say
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import subprocess
@@ -60,7 +61,7 @@ def test_small_differences_and_lossy_files_are_not_reported(speech_files):
     info = probe(speech_files["flac"])
     assert shortfall_note(info, int(16000 * (4.0 - 0.04))) is None  # within 50 ms: rounding
     assert shortfall_note(info, int(16000 * 3.9)) is not None
-    lossy = type(info)(**{**info.__dict__, "codec": "mp3", "bits_per_sample": None})
+    lossy = dataclasses.replace(info, codec="mp3", bits_per_sample=None)
     assert shortfall_note(lossy, 16000) is None  # a lossy duration may be an estimate
 
 

@@ -225,7 +225,7 @@ SHORTFALL_MIN_SHARE = 0.005
 
 def _declared_pcm_frames(path: Path) -> int | None:
     """Sample frames a RIFF/WAVE or AIFF header declares, or None (another format, or a size
-    left as a placeholder by a recorder that never finished it). ffmpeg's duration for these
+    a recorder never filled in: 0 or 0xFFFFFFFF). ffmpeg's duration for these
     files follows the file's size, so a cut-off WAV would otherwise look complete."""
     try:
         with open(path, "rb") as f:

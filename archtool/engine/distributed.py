@@ -243,7 +243,7 @@ def _failed(job: Any, reason: str) -> dict[str, Any]:
 def _done_here(job: Any, input_sha: str, settings_hash: str, out_dir: Path) -> dict[str, Any] | None:
     """The ``done`` result when the manifest shows ``job`` restored with these settings (resume)."""
     from archtool.audio.io import probe
-    from archtool.engine.manifest import is_done
+    from archtool.engine.manifest import is_done, resumed_figures
 
     if not is_done(job.previous, input_sha, settings_hash, out_dir):
         return None
@@ -255,6 +255,7 @@ def _done_here(job: Any, input_sha: str, settings_hash: str, out_dir: Path) -> d
     except ArchtoolError:
         return None  # let the worker report the problem
     result.update({k: v for k, v in job.previous.items() if k not in result})
+    result.update(resumed_figures(out_dir, job.previous))
     result.update(status="done", error=None, input_sha256=input_sha, settings_hash=settings_hash,
                   time_s=0.0, transfer="ship")
     return result

@@ -50,3 +50,22 @@ def is_done(entry: dict[str, Any] | None, input_sha256: str, settings_hash: str,
         return False
     out = entry.get("output")
     return bool(out) and (Path(out_dir) / out).exists()
+
+
+def resumed_figures(out_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a file an earlier run restored, read back from its sidecar, so that a
+    resumed run's report still shows its chain, notes and loudness (not just "done")."""
+    try:
+        side = json.loads((Path(out_dir) / entry["sidecar"]).read_text())
+    except (KeyError, TypeError, OSError, ValueError):
+        return {}
+    loud, out = side.get("loudness") or {}, side.get("output") or {}
+    found = {
+        "steps": [s for s in side.get("chain") or [] if s.get("restorer") != "loudness"],
+        "notes": list(side.get("notes") or []),
+        "loudness_before_lufs": loud.get("before_lufs"), "loudness_after_lufs": loud.get("after_lufs"),
+        "loudness_range_lu": loud.get("range_lu"), "true_peak_after_dbtp": loud.get("true_peak_after_dbtp"),
+        "output_audio_md5": out.get("audio_md5"), "output_format": out.get("format"),
+        "output_bits": out.get("bits"), "coding_history": side.get("coding_history"),
+    }
+    return {k: v for k, v in found.items() if v is not None}

@@ -30,7 +30,7 @@ from archtool.audio.loudness import LoudnessMeter, PeakLimiter, TruePeakMeter, d
 from archtool.engine.atomic import atomic_path, sha256_file, write_text_atomic
 from archtool.engine.chunking import iter_with_context
 from archtool.engine.devices import is_out_of_memory
-from archtool.engine.manifest import is_done
+from archtool.engine.manifest import is_done, resumed_figures
 from archtool.engine.memory import HeapCeiling, release_free_memory
 from archtool.engine.settings import RestoreSettings
 from archtool.engine.spill import Spill
@@ -132,25 +132,6 @@ def process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run:
         return _process_file(job, settings, out_dir, dry_run=dry_run, resume=resume, device=device)
 
 
-def _carried_over(out_dir: Path, previous: dict[str, Any]) -> dict[str, Any]:
-    """The figures of a file restored by an earlier run, read back from its sidecar, so that a
-    resumed run's report still shows its chain, notes and loudness (not just "done")."""
-    try:
-        side = json.loads((out_dir / previous["sidecar"]).read_text())
-    except (KeyError, TypeError, OSError, ValueError):
-        return {}
-    loud, out = side.get("loudness") or {}, side.get("output") or {}
-    found = {
-        "steps": [s for s in side.get("chain") or [] if s.get("restorer") != "loudness"],
-        "notes": list(side.get("notes") or []),
-        "loudness_before_lufs": loud.get("before_lufs"), "loudness_after_lufs": loud.get("after_lufs"),
-        "loudness_range_lu": loud.get("range_lu"), "true_peak_after_dbtp": loud.get("true_peak_after_dbtp"),
-        "output_audio_md5": out.get("audio_md5"), "output_format": out.get("format"),
-        "output_bits": out.get("bits"), "coding_history": side.get("coding_history"),
-    }
-    return {k: v for k, v in found.items() if v is not None}
-
-
 def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run: bool,
                   resume: bool, device: str) -> dict[str, Any]:
     t0, cpu0 = time.perf_counter(), _cpu_s()
@@ -166,7 +147,7 @@ def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run
         result.update(input_sha256=input_sha, settings_hash=settings_hash)
         if resume and not dry_run and is_done(job.previous, input_sha, settings_hash, out_dir):
             result.update({k: v for k, v in (job.previous or {}).items() if k not in result})
-            result.update(_carried_over(out_dir, job.previous or {}))
+            result.update(resumed_figures(out_dir, job.previous or {}))
             result.update(status="done", error=None, time_s=round(time.perf_counter() - t0, 3))
             return result
         options = {"gaps_file": settings.gaps_file, **dict(settings.extra)}

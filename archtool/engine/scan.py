@@ -15,7 +15,7 @@ from archtool.errors import AudioReadError, UsageError
 AUDIO_EXTENSIONS = {
     ".wav", ".wave", ".bwf", ".rf64", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac",
     ".mp4", ".aif", ".aiff", ".aifc", ".wv", ".ape", ".wma", ".caf", ".au", ".snd", ".w64",
-    ".sd2", ".sph", ".voc", ".htk",  # Sound Designer II and HTK: libsndfile decodes them (audio.io)
+    ".sd2", ".sph", ".voc", ".htk",  # SD2, NIST SPHERE, Creative VOC, HTK: read by libsndfile where ffmpeg cannot (audio.io)
 }
 # Files archtool itself writes next to outputs; never treated as inputs.
 _OWN_SUFFIXES = (".archtool.json",)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich import box
 from rich.table import Table
 
 STATUS_STYLE = {"ok": "green", "done": "cyan", "planned": "blue", "failed": "red"}
