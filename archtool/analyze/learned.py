@@ -9,7 +9,9 @@ broadband noise's SNR. It is the mean of a few 2-hidden-layer MLPs trained on
 ``archtool degrade`` corpora (:mod:`archtool.analyze.train_detector`); its checkpoint
 (``archtool/checkpoints/analyze_detector.pt`` + ``.json`` metadata) is mirrored as plain
 arrays in ``analyze_detector.npz`` (checked against the .pt's sha256), so inference is a
-numpy forward pass and analysis never imports torch.
+numpy forward pass and analysis never imports torch. Where the metadata's ``trees.combine``
+says so, a kind's probability comes from gradient-boosted trees (:mod:`archtool.analyze.trees`,
+``analyze_detector_trees.npz``), alone or averaged with the MLPs'; the SNR stays the MLPs'.
 
 Most measures of a finding stay those of its detector; the layer decides ``detected`` and
 ``confidence`` (the detector's own verdict is kept as ``measures["rule_detected"]``). Kinds in
@@ -357,6 +359,26 @@ def _numpy_weights():
 
 
 @lru_cache(maxsize=1)
+def _tree_ensembles():
+    """The checkpoint's boosted-tree ensembles (``{kind: TreeEnsemble}``), checked against
+    the sha256 its metadata records; None (with a warning) when missing or altered."""
+    from archtool.analyze import trees
+
+    info = (_meta() or {}).get("trees") or {}
+    path = CHECKPOINT.parent / info.get("file", "")
+    if not info.get("file") or not path.exists() or _sha256(path) != info.get("sha256"):
+        import warnings
+
+        warnings.warn(f"{path}: the decision layer's tree models are missing or do not match "
+                      f"{CHECKPOINT.with_suffix('.json').name}; the detectors' own thresholds decide")
+        return None
+    ensembles, names = trees.load(path)
+    if names != list(_meta()["feature_names"]):
+        return None
+    return ensembles
+
+
+@lru_cache(maxsize=1)
 def _meta() -> dict | None:
     """The checkpoint's metadata (its .json sidecar), or None when not installed."""
     side = CHECKPOINT.with_suffix(".json")
@@ -413,10 +435,21 @@ def predict(vec: np.ndarray, names: list[str]) -> tuple[dict[str, float], float 
     weights = _numpy_weights()
     if weights is None:
         return None
-    out = _forward_numpy(weights, vec.astype(np.float32))
+    vec = np.nan_to_num(np.asarray(vec, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # as in training
+    out = _forward_numpy(weights, vec)
     kinds = meta["kinds"]
     th = meta.get("thresholds", {})
     probs = 1.0 / (1.0 + np.exp(-out[: len(kinds)]))
+    combine = (meta.get("trees") or {}).get("combine", {})
+    if combine:
+        ensembles = _tree_ensembles()
+        if ensembles is None:
+            return None
+        for j, k in enumerate(kinds):
+            how = combine.get(k, "mlp")
+            if how != "mlp":
+                p_tree = float(ensembles[k].proba(vec[None])[0])
+                probs[j] = p_tree if how == "trees" else 0.5 * (probs[j] + p_tree)
     res = {}
     for k, p in zip(kinds, probs):
         if k in meta.get("rule_kinds", ()):

@@ -197,6 +197,47 @@ def _cross_fit(X: np.ndarray, Y: np.ndarray, S: np.ndarray, folds: int, epochs: 
     return P, snr, model
 
 
+TREE_PARAMS = {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 31, "l2_regularization": 1.0,
+               "early_stopping": False}
+
+
+def _fit_trees(X: np.ndarray, y: np.ndarray, seed: int):
+    """One kind's gradient-boosted trees (scikit-learn, needed only for training)."""
+    try:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise SystemExit("--trees needs scikit-learn for training: pip install scikit-learn") from e
+    return HistGradientBoostingClassifier(random_state=seed, **TREE_PARAMS).fit(X, y)
+
+
+def _cross_fit_trees(X: np.ndarray, Y: np.ndarray, folds: int, seed: int, jobs: int = 1):
+    """Out-of-fold tree probabilities (n, kinds) on the same folds as :func:`_cross_fit`, and
+    the shipped ensembles: per kind, one model fitted on every clip, flattened to arrays."""
+    from joblib import Parallel, delayed
+
+    from archtool.analyze import trees
+
+    n = X.shape[0]
+    fold = np.random.default_rng(seed).permutation(n) % folds
+
+    def one_kind(j: int):
+        p = np.zeros(n)
+        for k in range(folds):
+            tr, te = fold != k, fold == k
+            p[te] = _fit_trees(X[tr], Y[tr, j], seed).predict_proba(X[te])[:, 1]
+        return p, trees.from_sklearn(_fit_trees(X, Y[:, j], seed))
+
+    out = Parallel(n_jobs=jobs)(delayed(one_kind)(j) for j in range(Y.shape[1]))
+    return np.stack([p for p, _ in out], axis=1), [e for _, e in out]
+
+
+COMBINE = ("mlp", "trees", "mean")
+
+
+def _combined(how: str, p_mlp: np.ndarray, p_tree: np.ndarray) -> np.ndarray:
+    return p_mlp if how == "mlp" else p_tree if how == "trees" else 0.5 * (p_mlp + p_tree)
+
+
 def _predict(model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-kind probabilities (n, kinds) and the noise SNR estimate (n,) in dB."""
     import torch
@@ -253,6 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hidden", type=int, default=HIDDEN, help="units per hidden layer")
     ap.add_argument("--batch", type=int, default=64, help="minibatch size")
     ap.add_argument("--extract-only", action="store_true", help="only compute and cache the features")
+    ap.add_argument("--trees", action="store_true",
+                    help="also cross-fit gradient-boosted trees (needs scikit-learn and --cv-folds) and, per "
+                         "kind, use the MLPs, the trees or their mean, whichever scores best out of fold")
     args = ap.parse_args(argv)
     import torch
 
@@ -269,6 +313,10 @@ def main(argv: list[str] | None = None) -> None:
         P, snr_pred, model = _cross_fit(X, Y, S, args.cv_folds, args.epochs, args.seed, args.members,
                                         args.hidden, args.batch, args.jobs)
         Xv, Yv, Sv = X, Y, S  # the decisions below read the out-of-fold predictions
+        if args.trees:
+            P_tree, ensembles = _cross_fit_trees(X, Y, args.cv_folds, args.seed, args.jobs)
+    elif args.trees:
+        raise SystemExit("--trees needs --cv-folds (the combination is chosen out of fold)")
     else:
         model = _fit(X, Y, S, args.epochs, seed=args.seed, members=args.members, hidden=args.hidden,
                      batch=args.batch, jobs=args.jobs)
@@ -277,8 +325,15 @@ def main(argv: list[str] | None = None) -> None:
     snr_rule = Xv[:, names.index("snr_db")]
     snr_mae = {"learned": round(float(np.mean(np.abs(snr_pred[hv] - Sv[hv]))), 3),
                "detector": round(float(np.mean(np.abs(snr_rule[hv] - Sv[hv]))), 3), "clips": int(hv.sum())}
-    thresholds, val, rule_val, rule_kinds = {}, {}, {}, []
+    thresholds, val, rule_val, rule_kinds, combine, by_model = {}, {}, {}, [], {}, {}
     for j, k in enumerate(KINDS):
+        if args.trees:
+            # per kind: the MLPs, the trees or their mean, by out-of-fold F1 (ties: the simpler, listed first)
+            scores = {how: _best_threshold(Yv[:, j], _combined(how, P[:, j], P_tree[:, j]),
+                                           prefer_high=k in PRECISION_KINDS) for how in COMBINE}
+            by_model[k] = {how: f for how, (_, f) in scores.items()}
+            combine[k] = max(COMBINE, key=lambda how: (scores[how][1], -COMBINE.index(how)))
+            P[:, j] = _combined(combine[k], P[:, j], P_tree[:, j])
         thresholds[k], val[k] = _best_threshold(Yv[:, j], P[:, j], prefer_high=k in PRECISION_KINDS)
         rule_val[k] = round(_f1(Yv[:, j], Xv[:, names.index(f"rule_{k}")]), 4)
         if rule_val[k] > val[k]:
@@ -324,6 +379,19 @@ def main(argv: list[str] | None = None) -> None:
         "validation_macro_f1_chosen": round(float(np.mean(list(chosen.values()))), 4),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.trees:
+        from archtool.analyze import trees
+        from archtool.analyze.learned import _sha256
+
+        tree_file = args.out.with_name(args.out.stem + "_trees.npz")
+        trees.save(tree_file, dict(zip(KINDS, ensembles)), names)
+        meta["model"] += ("; per kind (trees.combine) its probability is the MLPs', that of gradient-boosted "
+                          "trees (archtool.analyze.trees, scikit-learn HistGradientBoostingClassifier fitted "
+                          "on every clip, flattened to arrays) or their mean")
+        meta["trees"] = {"file": tree_file.name, "sha256": _sha256(tree_file), "combine": combine,
+                         "params": TREE_PARAMS, "seed": args.seed,
+                         "nodes": {k: e.nodes for k, e in zip(KINDS, ensembles)},
+                         "validation_f1_by_model": by_model}
     save_checkpoint(args.out, model.state_dict(), meta)
     write_numpy_mirror(args.out, model)
     print(json.dumps({k: meta[k] for k in ("validation_f1_model", "validation_f1_rules", "rule_kinds",
