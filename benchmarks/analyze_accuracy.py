@@ -38,13 +38,14 @@ if not SHARED.exists():
     SHARED = Path("/work/shared/data")
 
 
-def build_corpus(out: Path, seed: int, count: int, clip_s: float, jobs: int) -> Path:
+def build_corpus(out: Path, seed: int, count: int, clip_s: float, jobs: int, sources: Path | None = None) -> Path:
+    """Degrade ``sources`` (a folder with speech/ and music/; default ../shared/data's) into OUT/corpus."""
     clean = out / "clean_src"
     if clean.exists():
         shutil.rmtree(clean)
     clean.mkdir(parents=True)
     for sub in ("speech", "music"):
-        shutil.copytree(SHARED / sub, clean / sub)
+        shutil.copytree((sources or SHARED) / sub, clean / sub)
     corpus = out / "corpus"
     if corpus.exists():
         shutil.rmtree(corpus)
@@ -270,6 +271,10 @@ def main() -> None:
     ap.add_argument("--reuse-corpus", action="store_true", help="score an existing OUT/corpus")
     ap.add_argument("--speed-minutes", type=float, default=10.0)
     ap.add_argument("--speed-only", action="store_true", help="only the speed measurement")
+    ap.add_argument("--sources", type=Path, default=None,
+                    help="clean recordings to degrade: a folder with speech/ and music/ (default: ../shared/data's, "
+                         "which the shipped detector was trained on; give other recordings to measure how it "
+                         "generalises)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.speed_only:
@@ -279,12 +284,13 @@ def main() -> None:
         return
     corpus = args.out / "corpus"
     if not (args.reuse_corpus and (corpus / "labels.jsonl").exists()):
-        corpus = build_corpus(args.out, args.seed, args.count, args.clip_seconds, args.jobs)
+        corpus = build_corpus(args.out, args.seed, args.count, args.clip_seconds, args.jobs, args.sources)
     labels = load_labels(corpus)
     report = args.out / "report"
     load0 = os.getloadavg()[0]
     analysis, wall = run_analyze(corpus, report, args.jobs)
     res = {"seed": args.seed, "count": args.count, "clip_seconds": args.clip_seconds,
+           "sources": str(args.sources or SHARED),
            "analyze_wall_s": round(wall, 2), "loadavg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
            "score": score(analysis, labels, corpus / "degraded")}
     if args.speed_minutes > 0:

@@ -97,3 +97,23 @@ def test_exit_status_through_the_console_entry_point(clean_dir, tmp_path):
     usage = subprocess.run([sys.executable, "-m", "archtool", "degrade", str(clean_dir), "-o", str(tmp_path / "u"),
                             "--recipe", "no-such-recipe"], capture_output=True, text=True)
     assert usage.returncode == 2 and "no-such-recipe" in usage.stderr
+
+
+def test_a_clean_source_with_a_dc_offset_is_named_and_its_clips_marked(tmp_path):
+    """A "clean" recording with its own DC offset would make every clip's labels wrong (no
+    dc_offset listed, yet one present): degrade names the file and marks its clips."""
+    src = tmp_path / "src"
+    src.mkdir()
+    t = np.arange(32000) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * 330 * t)
+    write_audio(src / "offset.wav", (tone + 0.02)[None].astype(np.float32), 16000, OutputSpec("wav", 32, float=True))
+    write_audio(src / "centred.wav", tone[None].astype(np.float32), 16000, OutputSpec("wav", 32, float=True))
+    out = tmp_path / "out"
+    r = run(str(src), "-o", str(out), "--recipe", "rar", "--clip-seconds", "1")
+    assert r.exit_code == 0, r.output
+    flat = "".join(r.output.split())  # rich may fold long lines
+    assert "offset.wav" in flat and "DCoffsetupto0.0200(-34dBFS)" in flat
+    assert "centred.wav" not in flat
+    lines = [json.loads(x) for x in (out / "labels.jsonl").read_text().splitlines()]
+    marked = {x["source"]: x.get("clean_dc_offset") for x in lines}
+    assert marked["offset.wav"] == pytest.approx(0.02, abs=1e-4) and marked["centred.wav"] is None

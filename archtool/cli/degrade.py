@@ -102,6 +102,8 @@ def degrade_command(
             err.print(f"[red]error[/red] {path}: {reason}", highlight=False)
     for path, reason in result.skipped:
         err.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False)
+    for path, message in result.warnings:
+        err.print(f"[yellow]warning[/yellow] {path}: {message}", highlight=False)
     typer.echo(f"{len(result.clips)} clips written to {out} ({len(reported)} input(s) failed)")
     if not result.ok:
         raise typer.Exit(1)

@@ -44,6 +44,7 @@ class CorpusResult:
     clips: list[dict] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, message): labels to distrust
 
     @property
     def ok(self) -> bool:
@@ -93,6 +94,12 @@ def _degrader(recipe: str, noise_dir, rir_dir, background_dir):
     return _DEGRADERS[key]
 
 
+# A "clean" clip whose own DC offset exceeds this (-60 dBFS) makes its labels wrong: they list no
+# dc_offset, yet a detector rightly finds one. Such clips are marked (``clean_dc_offset``) and
+# their sources named in a warning; remove the offset first (a high-pass or mean subtraction).
+CLEAN_DC_WARN = 1e-3
+
+
 def make_clip(plan: ClipPlan, out_dir: str, recipe: str, seed: int, rate: int | None,
               noise_dir: str | None, rir_dir: str | None, background_dir: str | None,
               fmt: str) -> dict:
@@ -127,6 +134,7 @@ def make_clip(plan: ClipPlan, out_dir: str, recipe: str, seed: int, rate: int | 
             audio = resample(audio, sr, rate)
             sr = rate
         audio = np.ascontiguousarray(audio, dtype=np.float32)
+        clean_dc = float(np.max(np.abs(audio.mean(axis=1, dtype=np.float64)))) if audio.size else 0.0
         deg = _degrader(recipe, noise_dir, rir_dir, background_dir)
         rng = np.random.default_rng(seed_for(seed, plan.clip_id))
         degraded, labels = deg(audio, sr, rng)
@@ -145,9 +153,12 @@ def make_clip(plan: ClipPlan, out_dir: str, recipe: str, seed: int, rate: int | 
             final = out / sub / name
             with atomic_path(final, out) as tmp:
                 write_audio(tmp, x, sr, spec)
-        return {"clip": plan.clip_id, "clean": f"clean/{name}", "degraded": f"degraded/{name}",
+        line = {"clip": plan.clip_id, "clean": f"clean/{name}", "degraded": f"degraded/{name}",
                 "source": plan.relpath, "start_s": plan.start_s, "seed": seed_for(seed, plan.clip_id),
                 "output_gain": gain} | labels
+        if clean_dc > CLEAN_DC_WARN:
+            line["clean_dc_offset"] = round(clean_dc, 6)  # the source's own, not a unit's: see CLEAN_DC_WARN
+        return line
     except (ArchtoolError, ValueError, LookupError, RuntimeError, OSError) as exc:
         reason = exc.reason if hasattr(exc, "reason") else str(exc)
         return {"clip": plan.clip_id, "source": plan.relpath, "path": plan.source, "error": reason}
@@ -223,6 +234,15 @@ def degrade_corpus(input_path: str | Path, out_dir: str | Path, recipe: str | Pa
     for i, line in zip(order, lines):
         by_plan[i] = line
     failed_files: set[str] = set()
+    dc_by_source: dict[str, tuple[str, float]] = {}
+    for plan, line in zip(plans, by_plan):
+        if "clean_dc_offset" in line:
+            old = dc_by_source.get(line["source"], (plan.source, 0.0))
+            dc_by_source[line["source"]] = (plan.source, max(old[1], line["clean_dc_offset"]))
+    for path, dc in dc_by_source.values():
+        result.warnings.append((path, f"the clean recording carries a DC offset up to {dc:.4f} "
+                                      f"({20 * np.log10(dc):.0f} dBFS): its clips' labels list no dc_offset "
+                                      "(marked clean_dc_offset in labels.jsonl); remove the offset first"))
     for line in by_plan:
         if "error" in line:
             if line["source"] not in failed_files:
