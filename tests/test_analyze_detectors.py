@@ -409,6 +409,14 @@ def test_shipped_detector_checkpoint_matches_the_features():
     with torch.no_grad():
         ref = model(torch.from_numpy(vec[None]))[0].numpy()
     assert np.allclose(learned._forward_numpy(learned._numpy_weights(), vec), ref, atol=1e-4)
+    # the tree models it combines with are the ones its metadata names, unaltered
+    if meta.get("trees"):
+        trees_file = ckpt.parent / meta["trees"]["file"]
+        assert trees_file.stat().st_size <= 20 * 1024 * 1024
+        assert hashlib.sha256(trees_file.read_bytes()).hexdigest() == meta["trees"]["sha256"]
+        assert learned._tree_ensembles() is not None
+        probs, _ = learned.predict(vec, names)
+        assert set(probs) == set(meta["kinds"]) and all(0.0 <= p <= 1.0 for p in probs.values())
 
 
 # ---------------------------------------------------------------- planner-facing verdicts

@@ -297,6 +297,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--trees", action="store_true",
                     help="also cross-fit gradient-boosted trees (needs scikit-learn and --cv-folds) and, per "
                          "kind, use the MLPs, the trees or their mean, whichever scores best out of fold")
+    ap.add_argument("--prefer-mean-within", type=float, default=0.005,
+                    help="with --trees: use the mean of MLPs and trees unless one alone beats it by more than "
+                         "this out-of-fold F1")
     args = ap.parse_args(argv)
     import torch
 
@@ -332,7 +335,12 @@ def main(argv: list[str] | None = None) -> None:
             scores = {how: _best_threshold(Yv[:, j], _combined(how, P[:, j], P_tree[:, j]),
                                            prefer_high=k in PRECISION_KINDS) for how in COMBINE}
             by_model[k] = {how: f for how, (_, f) in scores.items()}
-            combine[k] = max(COMBINE, key=lambda how: (scores[how][1], -COMBINE.index(how)))
+            best = max(f for _, f in scores.values())
+            # the mean hedges each model's failures off the training distribution (trees are
+            # step functions: a case between their training examples can land on a bad leaf),
+            # so one model alone is used only where it is clearly better out of fold
+            combine[k] = ("mean" if scores["mean"][1] >= best - args.prefer_mean_within
+                          else max(COMBINE, key=lambda how: (scores[how][1], -COMBINE.index(how))))
             P[:, j] = _combined(combine[k], P[:, j], P_tree[:, j])
         thresholds[k], val[k] = _best_threshold(Yv[:, j], P[:, j], prefer_high=k in PRECISION_KINDS)
         rule_val[k] = round(_f1(Yv[:, j], Xv[:, names.index(f"rule_{k}")]), 4)
@@ -389,6 +397,7 @@ def main(argv: list[str] | None = None) -> None:
                           "trees (archtool.analyze.trees, scikit-learn HistGradientBoostingClassifier fitted "
                           "on every clip, flattened to arrays) or their mean")
         meta["trees"] = {"file": tree_file.name, "sha256": _sha256(tree_file), "combine": combine,
+                         "prefer_mean_within": args.prefer_mean_within,
                          "params": TREE_PARAMS, "seed": args.seed,
                          "nodes": {k: e.nodes for k, e in zip(KINDS, ensembles)},
                          "validation_f1_by_model": by_model}
