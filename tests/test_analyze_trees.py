@@ -59,3 +59,46 @@ def test_flattened_sklearn_model_predicts_exactly_what_sklearn_does():
     Xt = rng.normal(size=(400, 8)) * 2
     Xt[::9, 3] = np.nan
     np.testing.assert_allclose(e.proba(Xt), clf.predict_proba(Xt)[:, 1], rtol=0, atol=1e-12)
+
+
+def test_combination_rule_prefers_the_mean_unless_one_model_is_clearly_better():
+    from archtool.analyze.train_detector import choose_combination
+
+    assert choose_combination({"mlp": 0.90, "trees": 0.904, "mean": 0.90}, 0.005) == "mean"
+    assert choose_combination({"mlp": 0.80, "trees": 0.86, "mean": 0.85}, 0.005) == "trees"
+    assert choose_combination({"mlp": 0.86, "trees": 0.80, "mean": 0.85}, 0.005) == "mlp"
+    assert choose_combination({"mlp": 0.86, "trees": 0.86, "mean": 0.80}, 0.005) == "mlp"  # tie: listed first
+    assert choose_combination({"mlp": 0.80, "trees": 0.86, "mean": 0.85}, 0.0) == "trees"
+
+
+def test_shipped_combination_follows_the_rule_from_its_recorded_scores():
+    import json
+
+    from archtool.analyze import learned
+    from archtool.analyze.train_detector import choose_combination
+
+    meta = json.loads(learned.CHECKPOINT.with_suffix(".json").read_text())
+    t = meta["trees"]
+    assert {k: choose_combination(f1, t["prefer_mean_within"]) for k, f1 in t["validation_f1_by_model"].items()} \
+        == t["combine"]
+
+
+def test_tree_cross_fit_predicts_each_fold_with_a_model_that_never_saw_it():
+    ensemble = pytest.importorskip("sklearn.ensemble")
+    from archtool.analyze import train_detector as td
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    Y = np.stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0.5], axis=1).astype(np.float32)
+    folds, seed = 3, 4
+    P, shipped = td._cross_fit_trees(X, Y, folds, seed, jobs=1)
+    fold = np.random.default_rng(seed).permutation(len(X)) % folds
+    for j in range(Y.shape[1]):
+        for k in range(folds):
+            unseen = ensemble.HistGradientBoostingClassifier(random_state=seed, **td.TREE_PARAMS).fit(
+                X[fold != k], Y[fold != k, j])
+            np.testing.assert_allclose(P[fold == k, j], unseen.predict_proba(X[fold == k])[:, 1], atol=1e-12)
+        full = ensemble.HistGradientBoostingClassifier(random_state=seed, **td.TREE_PARAMS).fit(X, Y[:, j])
+        np.testing.assert_allclose(shipped[j].proba(X), full.predict_proba(X)[:, 1], atol=1e-12)
+        # the targets are learned: out-of-fold predictions far better than chance
+        assert td._f1(Y[:, j], (P[:, j] >= 0.5).astype(float)) > 0.8

@@ -366,16 +366,15 @@ def _tree_ensembles():
 
     info = (_meta() or {}).get("trees") or {}
     path = CHECKPOINT.parent / info.get("file", "")
-    if not info.get("file") or not path.exists() or _sha256(path) != info.get("sha256"):
-        import warnings
+    if info.get("file") and path.exists() and _sha256(path) == info.get("sha256"):
+        ensembles, names = trees.load(path)
+        if names == list(_meta()["feature_names"]):
+            return ensembles
+    import warnings
 
-        warnings.warn(f"{path}: the decision layer's tree models are missing or do not match "
-                      f"{CHECKPOINT.with_suffix('.json').name}; the detectors' own thresholds decide")
-        return None
-    ensembles, names = trees.load(path)
-    if names != list(_meta()["feature_names"]):
-        return None
-    return ensembles
+    warnings.warn(f"{path}: the decision layer's tree models are missing or do not match "
+                  f"{CHECKPOINT.with_suffix('.json').name}; the detectors' own thresholds decide")
+    return None
 
 
 @lru_cache(maxsize=1)

@@ -238,6 +238,18 @@ def _combined(how: str, p_mlp: np.ndarray, p_tree: np.ndarray) -> np.ndarray:
     return p_mlp if how == "mlp" else p_tree if how == "trees" else 0.5 * (p_mlp + p_tree)
 
 
+def choose_combination(f1: dict[str, float], prefer_mean_within: float) -> str:
+    """Which of ``COMBINE`` decides a kind, from each one's out-of-fold F1: the mean of MLPs and
+    trees unless one alone beats it by more than ``prefer_mean_within``, then the best (ties:
+    the one listed first). The mean hedges each model's failures off the training
+    distribution: trees are step functions, and a case between their training examples can
+    land on a bad leaf."""
+    best = max(f1.values())
+    if f1["mean"] >= best - prefer_mean_within:
+        return "mean"
+    return max(COMBINE, key=lambda how: (f1[how], -COMBINE.index(how)))
+
+
 def _predict(model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-kind probabilities (n, kinds) and the noise SNR estimate (n,) in dB."""
     import torch
@@ -331,16 +343,10 @@ def main(argv: list[str] | None = None) -> None:
     thresholds, val, rule_val, rule_kinds, combine, by_model = {}, {}, {}, [], {}, {}
     for j, k in enumerate(KINDS):
         if args.trees:
-            # per kind: the MLPs, the trees or their mean, by out-of-fold F1 (ties: the simpler, listed first)
             scores = {how: _best_threshold(Yv[:, j], _combined(how, P[:, j], P_tree[:, j]),
-                                           prefer_high=k in PRECISION_KINDS) for how in COMBINE}
-            by_model[k] = {how: f for how, (_, f) in scores.items()}
-            best = max(f for _, f in scores.values())
-            # the mean hedges each model's failures off the training distribution (trees are
-            # step functions: a case between their training examples can land on a bad leaf),
-            # so one model alone is used only where it is clearly better out of fold
-            combine[k] = ("mean" if scores["mean"][1] >= best - args.prefer_mean_within
-                          else max(COMBINE, key=lambda how: (scores[how][1], -COMBINE.index(how))))
+                                           prefer_high=k in PRECISION_KINDS)[1] for how in COMBINE}
+            by_model[k] = scores
+            combine[k] = choose_combination(scores, args.prefer_mean_within)
             P[:, j] = _combined(combine[k], P[:, j], P_tree[:, j])
         thresholds[k], val[k] = _best_threshold(Yv[:, j], P[:, j], prefer_high=k in PRECISION_KINDS)
         rule_val[k] = round(_f1(Yv[:, j], Xv[:, names.index(f"rule_{k}")]), 4)
