@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -17,6 +18,10 @@ def register(group: typer.Typer) -> None:
         batch: int = typer.Option(4, "--batch", help="Patches per step."),
         frames: int = typer.Option(0, "--frames", help="Patch length in STFT frames, a multiple of 16 (0: 160 at 16 kHz, 112 above)."),
         resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from OUT.pt.state.pt if present."),
+        extra_data: list[Path] = typer.Option([], "--extra-data", help="More clean audio (repeatable): split the same way, mono mixes; validation then uses its held-out files."),
+        extra_share: float = typer.Option(0.7, "--extra-share", help="Fraction of training patches drawn from --extra-data."),
+        init: Optional[Path] = typer.Option(None, "--init", exists=True, dir_okay=False, help="Start from this checkpoint's weights (same layout)."),
+        lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (cosine decay over --steps)."),
     ) -> None:
         """Train the gap-inpainting U-Net on magnitude spectrograms (gaps + fragmentation masks)."""
         import torch
@@ -24,12 +29,15 @@ def register(group: typer.Typer) -> None:
         from archtool.errors import UsageError
         from archtool.train.inpaint import InpaintTrainConfig, train_inpaint
 
+        if not 0.0 <= extra_share <= 1.0:
+            raise UsageError(f"--extra-share {extra_share}: must be between 0 and 1")
         if steps < 1 or batch < 1:
             raise UsageError("--steps and --batch must be at least 1")
         if not 8000 <= rate <= 192000:
             raise UsageError(f"--rate {rate}: must be between 8000 and 192000 Hz")
         torch.set_num_threads(1)
         cfg = InpaintTrainConfig(data_dir=data, out=out, sample_rate=rate, steps=steps, seed=seed,
-                                 batch=batch, frames=frames, resume=resume)
+                                 batch=batch, frames=frames, resume=resume, lr=lr,
+                                 extra_dirs=list(extra_data), extra_share=extra_share, init=init)
         meta = train_inpaint(cfg, log=lambda s: typer.echo(s))
         typer.echo(f"wrote {out} (steps {meta.get('steps')}, validation {meta.get('validation')})")

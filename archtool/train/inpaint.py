@@ -11,7 +11,11 @@ families, drawn per example:
 - *fragmentation*: seed 001's protocol, 10-70 % of the frames zeroed at random.
 
 Files whose index in the sorted file list satisfies ``index % holdout_every ==
-holdout_every - 1`` are held out for validation (and for benchmarks/inpaint.py).
+holdout_every - 1`` are held out (and used by benchmarks/inpaint.py). Extra folders
+(``extra_dirs``: more varied clean material) are split the same way and taken as mono
+mixes at speed 1 only (memory); with them, ``extra_share`` of the patches come from their
+training files, and validation uses *their* held-out files, so the step choice never sees
+the benchmark's held-out clips. ``init`` starts from a trained checkpoint's weights.
 Every random draw comes from ``rng_for(seed, f"batch{step}")``, so a run resumed
 from its state file gives the same weights as an uninterrupted one.
 """
@@ -62,6 +66,9 @@ class InpaintTrainConfig:
     holdout_every: int = 5
     eval_every: int = 100
     resume: bool = False
+    extra_dirs: list = field(default_factory=list)
+    extra_share: float = 0.7
+    init: Path | None = None
     arch: dict = field(default_factory=lambda: {"base": 8, "levels": 5, "max_channels": 128, "prefill": "interp"})
 
 
@@ -83,12 +90,15 @@ def split_files(files: list[Path], holdout_every: int) -> tuple[list[Path], list
     return [f for f in files if f not in held], held
 
 
-def load_mono_clips(files: list[Path], sample_rate: int, speeds: tuple[float, ...] = (1.0,)) -> list[torch.Tensor]:
-    """Each channel of each file as a float32 mono clip at ``sample_rate`` (per speed factor)."""
+def load_mono_clips(files: list[Path], sample_rate: int, speeds: tuple[float, ...] = (1.0,),
+                    downmix: bool = False) -> list[torch.Tensor]:
+    """Each channel of each file (or its mono mix) as a float32 clip at ``sample_rate``, per speed."""
     clips = []
     for path in files:
         audio, rate = read_audio(path)
         x = torch.from_numpy(audio)
+        if downmix:
+            x = x.mean(dim=0, keepdim=True)
         for speed in speeds:
             # Playing ``speed`` times faster == resampling from rate*speed to sample_rate.
             src = int(round(rate * speed))
@@ -118,17 +128,23 @@ def fragment_mask(rng: np.random.Generator, frames: int, lo: float = 0.1, hi: fl
 class PatchSampler:
     """Random magnitude patches ``(B, bins, frames)`` and masks ``(B, frames)`` from clips."""
 
-    def __init__(self, clips: list[torch.Tensor], spec: SpecConfig, frames: int):
+    def __init__(self, clips: list[torch.Tensor], spec: SpecConfig, frames: int,
+                 extra_clips: list[torch.Tensor] | None = None, extra_share: float = 0.0):
         self.spec, self.frames = spec, frames
-        mags = []
-        for clip in clips:
-            mag = stft(clip, spec).abs()[: spec.bins]
-            if mag.shape[-1] >= frames:
-                mags.append(mag)
-        if not mags:
+        groups = []
+        for group in (clips, extra_clips or []):
+            mags = [m for m in (stft(c, spec).abs()[: spec.bins] for c in group) if m.shape[-1] >= frames]
+            groups.append(mags)
+        if not groups[0] and not groups[1]:
             raise UsageError(f"no training clip is long enough for {frames} frames")
-        self.mags = mags
-        self.weights = np.array([m.shape[-1] - frames + 1 for m in mags], dtype=np.float64)
+        self.mags = groups[0] + groups[1]
+        # within a group, clips are drawn by length; the groups by extra_share
+        share = (extra_share if groups[0] else 1.0) if groups[1] else 0.0
+        weights = []
+        for mags, total in ((groups[0], 1.0 - share), (groups[1], share)):
+            w = np.array([m.shape[-1] - frames + 1 for m in mags], dtype=np.float64)
+            weights.append(w / w.sum() * total if len(w) else w)
+        self.weights = np.concatenate(weights)
         self.weights /= self.weights.sum()
 
     def batch(self, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,8 +205,19 @@ def _sources(files: list[Path], data_dir: Path) -> list[dict[str, str]]:
     out = []
     for f in files:
         row = rows.get(f.resolve().as_posix(), {})
-        out.append({"file": f.name, "source": row.get("source", "unknown"),
-                    "licence": row.get("licence", "unknown")})
+        source = row.get("source") or (
+            f"debian:{row['package']} {row.get('package_version', '')}: {row.get('original_path', '')}".strip()
+            if row.get("package") else "unknown")
+        out.append({"file": f.name, "source": source, "licence": row.get("licence", "unknown")})
+    return out
+
+
+def _extra_sources(files: list[Path], dirs: list) -> list[dict[str, str]]:
+    """Per-file source and licence of extra-folder files (each folder's own MANIFEST.csv)."""
+    out = []
+    for d in dirs:
+        mine = [f for f in files if Path(d) in f.parents]
+        out += [{**row, "folder": Path(d).name} for row in _sources(mine, Path(d))]
     return out
 
 
@@ -207,11 +234,30 @@ def train_inpaint(cfg: InpaintTrainConfig, log: Callable[[str], None] = print) -
     files = list_audio(Path(cfg.data_dir))
     train_files, held = split_files(files, cfg.holdout_every)
     log(f"training on {len(train_files)} files, holding out {len(held)}: {[f.name for f in held]}")
-    train_sampler = PatchSampler(load_mono_clips(train_files, cfg.sample_rate, SPEEDS), spec, frames)
-    val_sampler = PatchSampler(load_mono_clips(held or train_files, cfg.sample_rate), spec, frames)
+    extra_train, extra_held = [], []
+    for d in cfg.extra_dirs:
+        t, h = split_files(list_audio(Path(d)), cfg.holdout_every)
+        extra_train += t
+        extra_held += h
+    if cfg.extra_dirs:
+        log(f"extra folders: {len(extra_train)} training files, {len(extra_held)} held out for validation")
+    train_sampler = PatchSampler(load_mono_clips(train_files, cfg.sample_rate, SPEEDS), spec, frames,
+                                 load_mono_clips(extra_train, cfg.sample_rate, downmix=True), cfg.extra_share)
+    val_files = extra_held or held or train_files
+    val_sampler = PatchSampler(load_mono_clips(val_files, cfg.sample_rate, downmix=bool(extra_held)), spec, frames)
     val_mags, val_masks = validation_set(val_sampler, cfg.seed)
 
-    model = build_model(cfg.arch)
+    arch = cfg.arch
+    init_state = None
+    if cfg.init is not None:
+        init_state, init_meta = load_checkpoint(cfg.init)
+        if init_meta.get("model") != "unet_inpaint" or init_meta.get("spec") != spec.to_dict():
+            raise UsageError(f"{cfg.init}: not an inpainting U-Net for the {spec.sample_rate} Hz layout")
+        arch = init_meta["arch"]
+        log(f"starting from {cfg.init} (step {init_meta.get('steps')})")
+    model = build_model(arch)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     out = Path(cfg.out)
     state_path = out.with_name(out.name + ".state.pt")
@@ -229,9 +275,15 @@ def train_inpaint(cfg: InpaintTrainConfig, log: Callable[[str], None] = print) -
     meta_base = {
         "model": "unet_inpaint", "arch": model.arch, "spec": spec.to_dict(), "frames": frames,
         "sample_rate": spec.sample_rate,
-        "train_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "train_config": {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "extra_dirs" else v)
+                         for k, v in asdict(cfg).items()},
         "data": {"train": _sources(train_files, Path(cfg.data_dir)),
-                 "held_out": _sources(held, Path(cfg.data_dir))},
+                 "held_out": _sources(held, Path(cfg.data_dir)),
+                 **({"extra_train": _extra_sources(extra_train, cfg.extra_dirs),
+                     "extra_validation": _extra_sources(extra_held, cfg.extra_dirs),
+                     "extra_share": cfg.extra_share} if cfg.extra_dirs else {})},
+        "validation_files": [f.name for f in val_files],
+        "init": str(cfg.init) if cfg.init else None,
         "masks": "60% 1-3 contiguous gaps (2 frames .. 60% of patch, log-uniform), "
                  "40% seed-001 fragmentation (10-70% of frames)",
         "loss": "L1 on normalised log-magnitude over missing frames",
