@@ -20,6 +20,11 @@ construction:
   SNR) the magnitude is pulled from the network's towards what the Janssen fill carries,
   on the Janssen fill's phase; the quiet bins keep the network's fill.
 
+Every recipe that uses the U-Net caps its predicted magnitudes, per frequency bin, at the
+loudest the known frames around the gap reached in that bin (:func:`cap_to_context`), so a
+network surprised by unfamiliar material cannot put a burst louder than its surroundings
+into the gap.
+
 A top-up with ``floor = ceiling = 1`` puts the U-Net's magnitudes on the Janssen fill's
 phase. A recipe may also scale its departure from the Janssen fill per band
 (:func:`band_gain`: e.g. the AR's low band with the network's high band, or the average
@@ -153,12 +158,12 @@ _TOPUP = partial(Recipe, "ar_topup")
 AUTO_RECIPES: dict[str, tuple[tuple[float, Recipe], ...]] = {
     "speech16k": ((15.8, Recipe("ar")),
                   (70.7, Recipe("unet")),
-                  (141.4, Recipe("blend", lam=0.25, loud=10.0)),
+                  (141.4, Recipe("blend", lam=0.25, loud=3.0)),
                   (282.8, Recipe("unet", init="extrapolate", ar_ramp_ms=0.0)),
                   (float("inf"), Recipe("unet"))),
     "music22k": ((35.4, Recipe("ar")),
                  (141.4, Recipe("blend", lam=0.25, loud=1.0, keep_ar=True)),
-                 (282.8, Recipe("blend", lam=1.0, loud=1.0, coherence_power=0.5)),
+                 (282.8, Recipe("blend", lam=2.0, loud=1.0)),
                  (float("inf"), Recipe("unet"))),
 }
 
@@ -174,6 +179,23 @@ def recipe_for(gap_ms: float, sample_rate: int) -> Recipe:
 def model_for_rate(sample_rate: int) -> str:
     """Packaged model used at a rate: ``speech16k`` up to 16 kHz, ``music22k`` above."""
     return "speech16k" if sample_rate <= 16000 else "music22k"
+
+
+def cap_to_context(pred: torch.Tensor, mag: torch.Tensor, known: torch.Tensor,
+                   reference: torch.Tensor | None = None) -> torch.Tensor:
+    """Predicted magnitudes ``(F, T)`` capped, per bin, at the loudest the known frames of the
+    window reached in that bin (``mag`` ``(F, T)``, ``known`` ``(T,)`` bool; ``reference``:
+    the frames the ceiling is taken from, ``known`` by default).
+
+    A safety bound, not a model: a network asked about material unlike its training data
+    (a steady pure tone, say) can over-predict a bin several-fold, which would put a burst
+    louder than anything around it into the gap. Known frames pass through unchanged.
+    """
+    reference = known if reference is None else reference
+    if not bool(reference.any()):
+        return pred
+    ceiling = mag[:, reference].amax(dim=1, keepdim=True)
+    return torch.where(known[None, :], pred, torch.minimum(pred, ceiling))
 
 
 @dataclass
@@ -236,7 +258,12 @@ class UNetFiller:
         mag = spec0.abs()[: spec.bins][None]
         ref = known_rms(mag, mask)
         pred = self.model.predict(to_features(mag, ref), mask)
-        target = from_features(pred, ref)[0]
+        # the ceiling ignores the frames whose analysis window reaches past the signal's ends
+        # (centred STFT padding: a cut mid-note leaks into every bin there)
+        edge = half // spec.hop
+        interior = (~unknown) & (np.arange(frames) >= edge) & (np.arange(frames) < frames - edge)
+        target = cap_to_context(from_features(pred, ref)[0], mag[0], torch.from_numpy(~unknown),
+                                torch.from_numpy(interior))
         target = torch.cat([target, torch.zeros(1, frames)], dim=0)  # Nyquist bin: silent
         # Griffin-Lim runs on a sub-window: the gap and one window length on each side
         # (the frames that touch the gap and the known samples they overlap).
