@@ -116,3 +116,10 @@ def test_same_seed_gives_the_same_weights(tmp_path, folders):
     sa, _ = load_checkpoint(tmp_path / "a.pt")
     sb, _ = load_checkpoint(tmp_path / "b.pt")
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_extra_folder_overlapping_the_main_one_is_refused(tmp_path, folders):
+    from archtool.errors import UsageError
+    main, extra = folders
+    with pytest.raises(UsageError, match="overlaps"):
+        train_inpaint(_cfg(tmp_path, main, tmp_path), log=lambda s: None)  # tmp_path holds main/

@@ -239,6 +239,10 @@ def train_inpaint(cfg: InpaintTrainConfig, log: Callable[[str], None] = print) -
         t, h = split_files(list_audio(Path(d)), cfg.holdout_every)
         extra_train += t
         extra_held += h
+    overlap = {f.resolve() for f in files} & {f.resolve() for f in extra_train + extra_held}
+    if overlap:
+        raise UsageError(f"--extra-data overlaps --data {cfg.data_dir} ({len(overlap)} files, e.g. "
+                         f"{sorted(overlap)[0].name}): its held-out files would be trained on")
     if cfg.extra_dirs:
         log(f"extra folders: {len(extra_train)} training files, {len(extra_held)} held out for validation")
     train_sampler = PatchSampler(load_mono_clips(train_files, cfg.sample_rate, SPEEDS), spec, frames,
