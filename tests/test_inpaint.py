@@ -220,9 +220,9 @@ def test_packaged_checkpoint_loads_weights_only_and_fills_tone(name):
     filler = UNetFiller.load(path)
     sr = filler.spec.sample_rate
     # Steady tones, 200 ms gap, the ``unet`` method (2026-11-24 checkpoints, with the context
-    # cap): 220 / 440 / 1000 Hz measured 19.6 / 18.4 / 17.4 dB (speech16k) and 40.5 / 20.8 /
+    # cap): 220 / 440 / 1000 Hz measured 14.2 / 14.0 / 21.9 dB (speech16k) and 40.5 / 20.8 /
     # 15.2 dB (music22k). The previous speech model reached only 6-10 dB at 440 Hz-1 kHz; the
-    # fine-tuned one without the cap over-predicted 220 Hz (-8 dB).
+    # first fine-tuned one without the cap over-predicted 220 Hz (-8 dB).
     s, e = sr // 2, sr // 2 + int(0.2 * sr)
     for freq in (220.0, 440.0, 1000.0):
         x = tone(freq, 2.0, sr, amplitude=0.5)
@@ -234,7 +234,7 @@ def test_packaged_checkpoint_loads_weights_only_and_fills_tone(name):
     x = tone(220.0, 2.0, sr, amplitude=0.5)
     y = x.copy()
     y[:, s:e] = 0.0
-    # ``auto`` at 200 ms: the plain U-Net method (speech16k, measured 19.6 dB) or a blend on
+    # ``auto`` at 200 ms: the plain U-Net method (speech16k, measured 14.2 dB) or a blend on
     # the Janssen fill's phase (music22k, measured 16.8 dB)
     auto, _ = inpaint(y, sr, [[s / sr, e / sr]], filler=filler)
     assert snr_db(x[0, s:e], auto[0, s:e]) > 8.0
