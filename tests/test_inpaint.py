@@ -445,13 +445,39 @@ def test_context_cap_bounds_an_over_predicted_bin_and_leaves_the_rest():
     mag = torch.tensor([[1.0, 2.0, 0.0, 0.0, 1.5, 9.0],
                         [0.5, 0.5, 0.0, 0.0, 0.5, 0.5]])
     known = torch.tensor([True, True, False, False, True, True])
-    pred = torch.tensor([[7.0, 7.0, 6.0, 1.0, 7.0, 7.0],
-                         [7.0, 7.0, 0.2, 3.0, 7.0, 7.0]])
+    pred = torch.tensor([[1.0, 2.0, 6.0, 1.0, 1.5, 9.0],
+                         [0.5, 0.5, 0.2, 3.0, 0.5, 0.5]])
     out = cap_to_context(pred, mag, known)
-    assert torch.equal(out[:, known], pred[:, known])  # known frames pass through
     assert out[0, 2] == 6.0 and out[0, 3] == 1.0  # under the ceiling (9.0): unchanged
     assert out[1, 2] == pytest.approx(0.2) and out[1, 3] == pytest.approx(0.5)  # capped at 0.5
+    assert torch.equal(out[:, known], pred[:, known])  # known frames are at most the ceiling
     # the last frame (an STFT edge frame, say) left out of the reference: ceiling 2.0
     ref = torch.tensor([True, True, False, False, True, False])
-    assert cap_to_context(pred, mag, known, ref)[0, 2] == 2.0
-    assert torch.equal(cap_to_context(pred, mag, known, torch.zeros(6, dtype=torch.bool)), pred)
+    assert cap_to_context(pred, mag, ref)[0, 2] == 2.0
+    assert torch.equal(cap_to_context(pred, mag, torch.zeros(6, dtype=torch.bool)), pred)
+
+
+def test_cap_keeps_an_over_predicting_network_at_the_tones_level(tmp_path):
+    """A network that predicts every missing bin 4x too loud (log-interpolation plus a constant)
+    still fills a steady tone at no more than the tone's own level, and far closer to it."""
+    from archtool.models.unet_inpaint import FEATURE_SCALE, stft
+    torch.manual_seed(0)
+    model = InpaintUNet(base=4, levels=3, max_channels=8, prefill="interp")
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(np.log(4.0) / FEATURE_SCALE)
+    path = tmp_path / "loud.pt"
+    save_checkpoint(path, model.state_dict(), {"model": "unet_inpaint", "arch": model.arch,
+                                               "spec": SpecConfig(16000, 256, 64).to_dict()})
+    filler = UNetFiller.load(path)
+    sr = 16000
+    x = tone(220.0, 1.0, sr, amplitude=0.5)[0].astype(np.float64)
+    s, e = 6000, 6000 + 1600
+    y = x.copy()
+    y[s:e] = 0.0
+    fill = filler.fill(y, s, e, sr)
+    assert np.sqrt(np.mean(fill ** 2)) <= 1.05 * np.sqrt(np.mean(x[s:e] ** 2))
+    assert snr_db(x[s:e], fill) > 10.0
+    spec = filler.spec
+    got = stft(torch.from_numpy(np.concatenate([y[:s], fill, y[e:]])).float(), spec).abs()
+    assert float(got.max()) <= 1.05 * float(stft(torch.from_numpy(x).float(), spec).abs().max())

@@ -123,3 +123,20 @@ def test_extra_folder_overlapping_the_main_one_is_refused(tmp_path, folders):
     main, extra = folders
     with pytest.raises(UsageError, match="overlaps"):
         train_inpaint(_cfg(tmp_path, main, tmp_path), log=lambda s: None)  # tmp_path holds main/
+
+
+def test_cli_init_takes_a_shipped_model_name_and_refuses_an_unknown_one(tmp_path, folders):
+    from typer.testing import CliRunner
+
+    from archtool.cli.app import app
+    from archtool.models.checkpoint import PACKAGED_DIR
+    main, extra = folders
+    out = tmp_path / "ft.pt"
+    res = CliRunner().invoke(app, ["train", "inpaint", "--data", str(main), "--extra-data", str(extra),
+                                   "--init", "speech16k", "--steps", "2", "--batch", "1", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    _, meta = load_checkpoint(out)
+    assert meta["init"] == str(PACKAGED_DIR / "inpaint_speech16k.pt")
+    assert meta["arch"]["base"] == 8  # the shipped model's architecture, not the default config's
+    res = CliRunner().invoke(app, ["train", "inpaint", "--data", str(main), "--init", "speech8k", "-o", str(out)])
+    assert res.exit_code != 0 and "speech16k" in str(res.exception)  # main() prints it as an error

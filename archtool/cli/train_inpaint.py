@@ -18,9 +18,9 @@ def register(group: typer.Typer) -> None:
         batch: int = typer.Option(4, "--batch", help="Patches per step."),
         frames: int = typer.Option(0, "--frames", help="Patch length in STFT frames, a multiple of 16 (0: 160 at 16 kHz, 112 above)."),
         resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from OUT.pt.state.pt if present."),
-        extra_data: list[Path] = typer.Option([], "--extra-data", help="More clean audio (repeatable): split the same way, mono mixes; validation then uses its held-out files."),
+        extra_data: list[Path] = typer.Option([], "--extra-data", metavar="DIR", help="More clean audio (repeatable): split the same way, mono mixes; validation then uses its held-out files."),
         extra_share: float = typer.Option(0.7, "--extra-share", help="Fraction of training patches drawn from --extra-data."),
-        init: Optional[Path] = typer.Option(None, "--init", exists=True, dir_okay=False, help="Start from this checkpoint's weights (same layout)."),
+        init: Optional[str] = typer.Option(None, "--init", metavar="NAME|FILE", help="Start from these weights (same layout): a shipped model (speech16k, music22k) or a .pt file."),
         lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (cosine decay over --steps)."),
     ) -> None:
         """Train the gap-inpainting U-Net on magnitude spectrograms (gaps + fragmentation masks)."""
@@ -35,6 +35,11 @@ def register(group: typer.Typer) -> None:
             raise UsageError("--steps and --batch must be at least 1")
         if not 8000 <= rate <= 192000:
             raise UsageError(f"--rate {rate}: must be between 8000 and 192000 Hz")
+        if init is not None:
+            from archtool.models.checkpoint import resolve_checkpoint
+            from archtool.restore.inpaint import PACKAGED_MODELS
+
+            init = resolve_checkpoint(init, PACKAGED_MODELS, "inpainting")
         torch.set_num_threads(1)
         cfg = InpaintTrainConfig(data_dir=data, out=out, sample_rate=rate, steps=steps, seed=seed,
                                  batch=batch, frames=frames, resume=resume, lr=lr,

@@ -32,9 +32,10 @@ def register(group: typer.Typer) -> None:
         holdout: list[str] = typer.Option([], "--holdout", help="Glob of clips held out for validation (repeatable)."),
         val_items: int = typer.Option(64, "--val-items", min=1, help="Degraded excerpts validated on."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT.state.pt if present."),
-        init: Optional[Path] = typer.Option(None, "--init", exists=True, dir_okay=False, metavar="<file>",
-                                            help="Fine-tune this Op-GAN checkpoint (same generator options; "
-                                                 "e.g. on your own collection's clean material)."),
+        init: Optional[str] = typer.Option(None, "--init", metavar="NAME|FILE",
+                                           help="Fine-tune this Op-GAN checkpoint: a shipped model (speech, music) "
+                                                "or a .pt file (same generator options; e.g. on your own "
+                                                "collection's clean material)."),
         device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda:0."),
         threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for torch."),
         workers: int = typer.Option(0, "--workers", min=0,
@@ -49,6 +50,11 @@ def register(group: typer.Typer) -> None:
 
         if segment % (2 ** depth):
             raise UsageError(f"--segment {segment} must be a multiple of 2**depth = {2 ** depth}")
+        if init is not None:
+            from archtool.models.checkpoint import resolve_checkpoint
+            from archtool.restore.opgan import PACKAGED
+
+            init = resolve_checkpoint(init, PACKAGED, "Op-GAN")
         cfg = TrainConfig(
             data=[str(d) for d in data], output=str(output), rate=rate,
             noise_dir=str(noise_dir) if noise_dir else None, rir_dir=str(rir_dir) if rir_dir else None,

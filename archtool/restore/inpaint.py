@@ -182,21 +182,17 @@ def model_for_rate(sample_rate: int) -> str:
     return "speech16k" if sample_rate <= 16000 else "music22k"
 
 
-def cap_to_context(pred: torch.Tensor, mag: torch.Tensor, known: torch.Tensor,
-                   reference: torch.Tensor | None = None) -> torch.Tensor:
-    """Predicted magnitudes ``(F, T)`` capped, per bin, at the loudest the known frames of the
-    window reached in that bin (``mag`` ``(F, T)``, ``known`` ``(T,)`` bool; ``reference``:
-    the frames the ceiling is taken from, ``known`` by default).
+def cap_to_context(pred: torch.Tensor, mag: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Predicted magnitudes ``(F, T)`` capped, per bin, at the loudest the ``reference``
+    frames (``(T,)`` bool: known frames of the window) reached in that bin (``mag`` ``(F, T)``).
 
     A safety bound, not a model: a network asked about material unlike its training data
     (a steady pure tone, say) can over-predict a bin several-fold, which would put a burst
-    louder than anything around it into the gap. Known frames pass through unchanged.
+    louder than anything around it into the gap. Without reference frames, no cap.
     """
-    reference = known if reference is None else reference
     if not bool(reference.any()):
         return pred
-    ceiling = mag[:, reference].amax(dim=1, keepdim=True)
-    return torch.where(known[None, :], pred, torch.minimum(pred, ceiling))
+    return torch.minimum(pred, mag[:, reference].amax(dim=1, keepdim=True))
 
 
 @dataclass
@@ -263,8 +259,7 @@ class UNetFiller:
         # (centred STFT padding: a cut mid-note leaks into every bin there)
         edge = half // spec.hop
         interior = (~unknown) & (np.arange(frames) >= edge) & (np.arange(frames) < frames - edge)
-        target = cap_to_context(from_features(pred, ref)[0], mag[0], torch.from_numpy(~unknown),
-                                torch.from_numpy(interior))
+        target = cap_to_context(from_features(pred, ref)[0], mag[0], torch.from_numpy(interior))
         target = torch.cat([target, torch.zeros(1, frames)], dim=0)  # Nyquist bin: silent
         # Griffin-Lim runs on a sub-window: the gap and one window length on each side
         # (the frames that touch the gap and the known samples they overlap).
