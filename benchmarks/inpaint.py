@@ -41,7 +41,11 @@ it also prints a clip-fold check (:func:`fold_check`: choose on half the trainin
 count the measures met on the other half). ``AUTO_RECIPES`` was set from this table; the
 held-out clips were never used to choose.
 
-Usage: ``python benchmarks/inpaint.py [--positions 4] [--json out.json] [--tune]``
+Diagnostic (``--oracle``): every gap is also filled with the clean signal's own magnitudes
+and our phase reconstruction (:data:`ORACLES`), showing how much of a shortfall is the
+predicted magnitudes and how much the phase. Never a method, never in the target cells.
+
+Usage: ``python benchmarks/inpaint.py [--positions 4] [--json out.json] [--tune] [--oracle]``
 (single-threaded; a few CPU minutes, ``--tune`` about 10x longer).
 """
 from __future__ import annotations
@@ -78,6 +82,10 @@ from archtool.train.inpaint import fragment_mask, list_audio, split_files  # noq
 DATA = ROOT.parent / "shared" / "data"
 LENGTHS_MS = (10, 25, 50, 100, 200, 400)
 METHODS = ("zero", "linear", "ar", "unet", "unet_plain_gl", "combined")
+# --oracle: the clean signal's own magnitudes in the gap, with the ``unet`` column's phase
+# reconstruction (gap-only fast Griffin-Lim from the bidirectional AR prediction) or started
+# from the Janssen fill. Not methods (they read the answer): how far phase alone gets.
+ORACLES = ("oracle_mag", "oracle_mag_janssen")
 # (floor, projections) of the top-up candidates
 TUNE_TOPUPS = ((0.3, 0), (0.5, 0), (0.7, 0), (1.0, 0), (0.5, 4), (0.7, 4), (1.0, 4))
 # the blend candidates: lam x loud x keep_ar x coherence_power
@@ -221,8 +229,9 @@ def tune(domain: str, rate: int, filler: UNetFiller, positions: int, seed: int) 
     return {"tuning_clips": [f.name for f in files], "by_length_ms": table}
 
 
-def fill_methods(x: np.ndarray, s: int, e: int, rate: int, filler: UNetFiller) -> dict[str, np.ndarray]:
-    """Each method's full restored signal (1-D) for the gap ``[s, e)``."""
+def fill_methods(x: np.ndarray, s: int, e: int, rate: int, filler: UNetFiller,
+                 oracle: bool = False) -> dict[str, np.ndarray]:
+    """Each method's full restored signal (1-D) for the gap ``[s, e)`` (and the :data:`ORACLES`)."""
     damaged = x.copy()
     damaged[s:e] = 0.0
     res = {"zero": damaged}
@@ -238,6 +247,11 @@ def fill_methods(x: np.ndarray, s: int, e: int, rate: int, filler: UNetFiller) -
         res[name] = u
     comb, _ = inpaint(damaged[None].astype(np.float32), rate, [[s / rate, e / rate]], filler=filler)
     res["combined"] = comb[0].astype(np.float64)
+    if oracle:
+        for name, init in (("oracle_mag", None), ("oracle_mag_janssen", ar[s:e])):
+            o = damaged.copy()
+            o[s:e] = filler.fill(damaged, s, e, rate, init=init, magnitudes_from=x)
+            res[name] = o
     return res
 
 
@@ -254,16 +268,17 @@ def measure(x: np.ndarray, y: np.ndarray, s: int, e: int, rate: int) -> dict[str
             "patch_psnr_db": spectral_psnr_db(x16[p0:p1], y16[p0:p1])}
 
 
-def gap_benchmark(domain: str, rate: int, filler: UNetFiller, positions: int, seed: int) -> dict:
+def gap_benchmark(domain: str, rate: int, filler: UNetFiller, positions: int, seed: int,
+                  oracle: bool = False) -> dict:
     files = split_files(list_audio(DATA / domain), 5)[1]
     clips = {f.stem: load_mono(f, rate) for f in files}
     table: dict[str, dict[str, dict[str, float]]] = {}
     for ms in LENGTHS_MS:
         gap = int(round(ms * rate / 1000))
-        acc: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
+        acc: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS + (ORACLES if oracle else ())}
         for name, x in clips.items():
             for s in pick_positions(x, rate, gap, positions, rng_for(seed, f"{domain}/{name}/{ms}")):
-                for method, y in fill_methods(x, s, s + gap, rate, filler).items():
+                for method, y in fill_methods(x, s, s + gap, rate, filler, oracle).items():
                     acc[method].append(measure(x, y, s, s + gap, rate))
         table[str(ms)] = {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"gaps": len(rows)}
                           for m, rows in acc.items()}
@@ -274,7 +289,8 @@ def gap_benchmark(domain: str, rate: int, filler: UNetFiller, positions: int, se
                 for d in [np.array([c[k] - r[k] for c, r in zip(acc["combined"], acc[m])])]}
             for m in METHODS if m != "combined"}
         print(f"{domain} {ms} ms: " + ", ".join(f"{m} {v['snr_db']:.2f}/{v['lsd']:.3f}/{v['patch_psnr_db']:.2f}"
-                                               for m, v in table[str(ms)].items() if m in METHODS), flush=True)
+                                               for m, v in table[str(ms)].items() if m in METHODS + ORACLES),
+              flush=True)
     return {"held_out": [f.name for f in files], "by_length_ms": table}
 
 
@@ -371,6 +387,17 @@ def to_markdown(out: dict) -> str:
                              f"{'' if ok else ' short'}")
             lines.append(f"| {ms} ms | " + " | ".join(cells) + f" | {met}/3 |")
         lines.append("")
+        if all(o in row for row in d["by_length_ms"].values() for o in ORACLES):
+            lines.append(f"{domain}, diagnostic (--oracle): the clean signal's magnitudes in the gap with our "
+                         "phase reconstruction; SNR dB / LSD / patch PSNR dB")
+            lines.append("")
+            lines.append("| gap | ar | unet | " + " | ".join(ORACLES) + " |")
+            lines.append("|---|---|---|" + "---|" * len(ORACLES))
+            for ms, row in d["by_length_ms"].items():
+                cells = [f"{row[m]['snr_db']:.2f} / {row[m]['lsd']:.3f} / {row[m]['patch_psnr_db']:.2f}"
+                         for m in ("ar", "unet") + ORACLES]
+                lines.append(f"| {ms} ms | " + " | ".join(cells) + " |")
+            lines.append("")
         fr = d.get("fragmentation", {})
         if fr:
             lines.append(f"{domain}, seed-001 fragmentation (10-70 % of frames, 128x128 patches at 16 kHz, "
@@ -397,6 +424,9 @@ def main() -> None:
     ap.add_argument("--tune-positions", type=int, default=3,
                     help="with --tune: gaps per training clip and length (more gaps, steadier choices)")
     ap.add_argument("--tune-seed", type=int, default=1, help="with --tune: seed of the gap positions")
+    ap.add_argument("--oracle", action="store_true",
+                    help="also fill every gap with the clean signal's magnitudes and our phase reconstruction "
+                         "(a diagnostic of the phase's limit; not a method, never in the target cells)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -411,7 +441,7 @@ def main() -> None:
         if args.tune:
             out[domain] = tune(domain, rate, filler, args.tune_positions, args.tune_seed)
             continue
-        out[domain] = gap_benchmark(domain, rate, filler, args.positions, args.seed)
+        out[domain] = gap_benchmark(domain, rate, filler, args.positions, args.seed, args.oracle)
         out[domain]["fragmentation"] = fragmentation_benchmark(domain, speech, args.seed)
         print(f"{domain} fragmentation (speech16k model): {out[domain]['fragmentation']}", flush=True)
     out["time_s"] = round(time.time() - t0, 1)

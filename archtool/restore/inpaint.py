@@ -220,7 +220,8 @@ class UNetFiller:
     @torch.no_grad()
     def fill_native(self, y: np.ndarray, start: int, stop: int, iterations: int = GL_ITERATIONS,
                     phase: str = "gap", init: np.ndarray | None = None,
-                    mag_range: tuple[float, float] = (1.0, 1.0), momentum: float = 0.99) -> np.ndarray:
+                    mag_range: tuple[float, float] = (1.0, 1.0), momentum: float = 0.99,
+                    magnitudes_from: np.ndarray | None = None) -> np.ndarray:
         """Fill ``y[start:stop]`` (``y`` 1-D at the model rate); returns the whole window, float64.
 
         ``phase="gap"`` (default): fast Griffin-Lim that changes only gap samples,
@@ -232,6 +233,9 @@ class UNetFiller:
         the bins where it has decayed below ``lo`` of the predicted level).
         ``phase="plain"`` (for comparison): random initial phase and plain Griffin-Lim
         over the frames touching the gap, known samples not imposed during the iterations.
+        ``magnitudes_from`` (a signal like ``y``, gap included): take the gap frames' target
+        magnitudes from its STFT instead of the network's (uncapped). With the clean signal
+        this measures how far the phase reconstruction alone gets: a diagnostic, not a fill.
         """
         spec = self.spec
         n = y.shape[0]
@@ -260,6 +264,8 @@ class UNetFiller:
         edge = half // spec.hop
         interior = (~unknown) & (np.arange(frames) >= edge) & (np.arange(frames) < frames - edge)
         target = cap_to_context(from_features(pred, ref)[0], mag[0], torch.from_numpy(interior))
+        if magnitudes_from is not None:
+            target = stft(torch.from_numpy(np.asarray(magnitudes_from)).float(), spec).abs()[: spec.bins]
         target = torch.cat([target, torch.zeros(1, frames)], dim=0)  # Nyquist bin: silent
         # Griffin-Lim runs on a sub-window: the gap and one window length on each side
         # (the frames that touch the gap and the known samples they overlap).
@@ -315,11 +321,12 @@ class UNetFiller:
 
     def fill(self, x: np.ndarray, start: int, stop: int, sample_rate: int,
              iterations: int = GL_ITERATIONS, phase: str = "gap", init: np.ndarray | None = None,
-             mag_range: tuple[float, float] = (1.0, 1.0), momentum: float = 0.99) -> np.ndarray:
+             mag_range: tuple[float, float] = (1.0, 1.0), momentum: float = 0.99,
+             magnitudes_from: np.ndarray | None = None) -> np.ndarray:
         """Fill ``x[start:stop]`` of a 1-D signal at any rate; returns the gap ``(stop - start,)``.
 
-        ``init`` (optional, ``(stop - start,)`` at ``sample_rate``) and ``mag_range`` as in
-        :meth:`fill_native`.
+        ``init`` (optional, ``(stop - start,)`` at ``sample_rate``), ``mag_range`` and
+        ``magnitudes_from`` (a signal like ``x``, at ``sample_rate``) as in :meth:`fill_native`.
         """
         spec = self.spec
         gap = stop - start
@@ -327,9 +334,10 @@ class UNetFiller:
         lo, hi = max(0, start - ctx), min(x.shape[0], stop + ctx)
         win = np.asarray(x[lo:hi], dtype=np.float64).copy()
         win[start - lo:stop - lo] = 0.0
+        oracle = None if magnitudes_from is None else np.asarray(magnitudes_from, dtype=np.float64)[lo:hi]
         if sample_rate == spec.sample_rate:
             return self.fill_native(win, start - lo, stop - lo, iterations, phase, init,
-                                    mag_range, momentum)[start - lo:stop - lo]
+                                    mag_range, momentum, oracle)[start - lo:stop - lo]
         up = torchaudio.functional.resample(torch.from_numpy(win).float(), sample_rate, spec.sample_rate)
         ratio = spec.sample_rate / sample_rate
         margin = 16  # resampling filter smear around the zeroed gap
@@ -341,7 +349,11 @@ class UNetFiller:
             seeded[start - lo:stop - lo] = init
             up_init = torchaudio.functional.resample(torch.from_numpy(seeded).float(), sample_rate,
                                                      spec.sample_rate).double().numpy()[a:b]
-        filled = self.fill_native(up.double().numpy(), a, b, iterations, phase, up_init, mag_range, momentum)
+        if oracle is not None:
+            oracle = torchaudio.functional.resample(torch.from_numpy(oracle).float(), sample_rate,
+                                                    spec.sample_rate).double().numpy()
+        filled = self.fill_native(up.double().numpy(), a, b, iterations, phase, up_init, mag_range, momentum,
+                                  oracle)
         down = torchaudio.functional.resample(torch.from_numpy(filled).float(), spec.sample_rate, sample_rate)
         down = down.double().numpy()
         if down.shape[0] < win.shape[0]:
