@@ -140,3 +140,35 @@ def test_cli_init_takes_a_shipped_model_name_and_refuses_an_unknown_one(tmp_path
     assert meta["arch"]["base"] == 8  # the shipped model's architecture, not the default config's
     res = CliRunner().invoke(app, ["train", "inpaint", "--data", str(main), "--init", "speech8k", "-o", str(out)])
     assert res.exit_code != 0 and "speech16k" in str(res.exception)  # main() prints it as an error
+
+
+def test_loudness_weighted_loss_counts_a_loud_bins_error_more_and_p0_is_plain_l1():
+    from archtool.train.inpaint import masked_l1
+    ref = torch.ones(1, 1, 1)
+    mags = torch.full((1, 4, 6), 0.01)
+    mags[0, 0] = 10.0  # one loud bin row
+    target = to_features(mags, ref)
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0, 1.0, 1.0]])
+    loud_err, quiet_err = target.clone(), target.clone()
+    loud_err[0, 0, 2:4] += 0.5
+    quiet_err[0, 3, 2:4] += 0.5
+    # plain L1: the same error anywhere costs the same (0.5 on 2 of the 8 missing bins)
+    assert float(masked_l1(loud_err, target, mask)) == pytest.approx(0.125)
+    assert float(masked_l1(quiet_err, target, mask)) == pytest.approx(0.125)
+    # weighted: the loud bin's error dominates, the quiet bin's nearly vanishes
+    assert float(masked_l1(loud_err, target, mask, 0.5)) > 0.4
+    assert float(masked_l1(quiet_err, target, mask, 0.5)) < 0.02
+    # errors on known frames never count
+    known_err = target.clone()
+    known_err[0, 0, 0] += 5.0
+    assert float(masked_l1(known_err, target, mask, 0.5)) == 0.0
+
+
+def test_loss_power_run_chooses_its_step_by_the_weighted_loss_and_records_it(tmp_path, folders):
+    main, extra = folders
+    meta = train_inpaint(_cfg(tmp_path, main, extra, steps=6, eval_every=3, loss_power=0.5), log=lambda s: None)
+    assert "weighted" in meta["loss"] and meta["train_config"]["loss_power"] == 0.5
+    hist = meta["history"]
+    assert all("val_weighted_l1" in h and "val_masked_l1" in h for h in hist)
+    best = min(hist, key=lambda h: h["val_weighted_l1"])
+    assert meta["steps"] == best["step"]

@@ -22,6 +22,7 @@ def register(group: typer.Typer) -> None:
         extra_share: float = typer.Option(0.7, "--extra-share", help="Fraction of training patches drawn from --extra-data."),
         init: Optional[str] = typer.Option(None, "--init", metavar="NAME|FILE", help="Start from these weights (same layout): a shipped model (speech16k, music22k) or a .pt file."),
         lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (cosine decay over --steps)."),
+        loss_power: float = typer.Option(0.0, "--loss-power", help="0: plain L1 on log-magnitude; p > 0: each bin weighted by (its clean magnitude / the patch RMS) ** p, so loud bins count more (the best step is chosen by the same weighted loss)."),
     ) -> None:
         """Train the gap-inpainting U-Net on magnitude spectrograms (gaps + fragmentation masks)."""
         import torch
@@ -31,6 +32,8 @@ def register(group: typer.Typer) -> None:
 
         if not 0.0 <= extra_share <= 1.0:
             raise UsageError(f"--extra-share {extra_share}: must be between 0 and 1")
+        if not 0.0 <= loss_power <= 2.0:
+            raise UsageError(f"--loss-power {loss_power}: must be between 0 and 2")
         if steps < 1 or batch < 1:
             raise UsageError("--steps and --batch must be at least 1")
         if not 8000 <= rate <= 192000:
@@ -43,6 +46,7 @@ def register(group: typer.Typer) -> None:
         torch.set_num_threads(1)
         cfg = InpaintTrainConfig(data_dir=data, out=out, sample_rate=rate, steps=steps, seed=seed,
                                  batch=batch, frames=frames, resume=resume, lr=lr,
-                                 extra_dirs=list(extra_data), extra_share=extra_share, init=init)
+                                 extra_dirs=list(extra_data), extra_share=extra_share, init=init,
+                                 loss_power=loss_power)
         meta = train_inpaint(cfg, log=lambda s: typer.echo(s))
         typer.echo(f"wrote {out} (steps {meta.get('steps')}, validation {meta.get('validation')})")

@@ -36,8 +36,8 @@ import torchaudio
 from archtool.audio.io import read_audio
 from archtool.errors import UsageError
 from archtool.models.checkpoint import load_checkpoint, save_checkpoint
-from archtool.models.unet_inpaint import (InpaintUNet, SpecConfig, build_model, known_rms, stft,
-                                          to_features)
+from archtool.models.unet_inpaint import (InpaintUNet, SpecConfig, build_model, from_features, known_rms,
+                                          stft, to_features)
 from archtool.seeding import rng_for
 
 AUDIO_SUFFIXES = {".flac", ".wav", ".ogg", ".mp3", ".aiff", ".aif", ".opus", ".m4a"}
@@ -69,6 +69,9 @@ class InpaintTrainConfig:
     extra_dirs: list = field(default_factory=list)
     extra_share: float = 0.7
     init: Path | None = None
+    # 0: plain masked L1; p > 0: each missing bin weighted by (its clean magnitude / the
+    # patch's known RMS) ** p, so loud bins -- which decide the fill's waveform SNR -- count more
+    loss_power: float = 0.0
     arch: dict = field(default_factory=lambda: {"base": 8, "levels": 5, "max_channels": 128, "prefill": "interp"})
 
 
@@ -160,10 +163,19 @@ class PatchSampler:
         return torch.stack(mags), torch.from_numpy(np.stack(masks))
 
 
-def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error over missing frames only (``(B, F, T)``, mask ``(B, T)``)."""
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+              loudness_power: float = 0.0) -> torch.Tensor:
+    """Mean absolute error over missing frames only (``(B, F, T)`` features, mask ``(B, T)``).
+
+    ``loudness_power`` p > 0 weighs each bin by its target magnitude relative to the
+    patch's known RMS (recovered from the features), to the power p, clamped to
+    [1e-3, 1e3]: the log-domain error of a loud bin then counts more than a quiet one's.
+    """
     w = (1.0 - mask)[:, None, :].expand_as(target)
-    return ((pred - target).abs() * w).sum() / w.sum().clamp_min(1.0)
+    if loudness_power > 0:
+        rel = from_features(target.detach(), torch.ones(1, 1, 1, dtype=target.dtype))
+        w = w * rel.clamp_min(1e-12).pow(loudness_power).clamp(1e-3, 1e3)
+    return ((pred - target).abs() * w).sum() / w.sum().clamp_min(1e-12)
 
 
 def validation_set(sampler: PatchSampler, seed: int, count: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,17 +189,24 @@ def validation_set(sampler: PatchSampler, seed: int, count: int = 48) -> tuple[t
 
 
 @torch.no_grad()
-def evaluate(model: InpaintUNet, mags: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
-    """Masked L1 of features, and the same for the trivial 'copy the nearest frame' fill."""
+def evaluate(model: InpaintUNet, mags: torch.Tensor, masks: torch.Tensor,
+             loudness_power: float = 0.0) -> dict[str, float]:
+    """Masked L1 of features over the validation batch (``val_masked_l1``) and, with
+    ``loudness_power`` > 0, the loudness-weighted one the run trains on (``val_weighted_l1``)."""
     model.eval()
     ref = known_rms(mags, masks)
     feat = to_features(mags, ref)
-    losses = []
+    losses, weighted = [], []
     for i in range(0, len(mags), 8):
         pred = model.predict(feat[i:i + 8], masks[i:i + 8])
         losses.append(float(masked_l1(pred, feat[i:i + 8], masks[i:i + 8])) * len(pred))
+        if loudness_power > 0:
+            weighted.append(float(masked_l1(pred, feat[i:i + 8], masks[i:i + 8], loudness_power)) * len(pred))
     model.train()
-    return {"val_masked_l1": sum(losses) / len(mags)}
+    out = {"val_masked_l1": sum(losses) / len(mags)}
+    if loudness_power > 0:
+        out["val_weighted_l1"] = sum(weighted) / len(mags)
+    return out
 
 
 def _sources(files: list[Path], data_dir: Path) -> list[dict[str, str]]:
@@ -290,9 +309,13 @@ def train_inpaint(cfg: InpaintTrainConfig, log: Callable[[str], None] = print) -
         "init": str(cfg.init) if cfg.init else None,
         "masks": "60% 1-3 contiguous gaps (2 frames .. 60% of patch, log-uniform), "
                  "40% seed-001 fragmentation (10-70% of frames)",
-        "loss": "L1 on normalised log-magnitude over missing frames",
+        "loss": "L1 on normalised log-magnitude over missing frames"
+                + (f", each bin weighted by (clean magnitude / patch RMS) ** {cfg.loss_power}; the best step "
+                   "by the same weighted L1 on the validation batch" if cfg.loss_power > 0 else ""),
     }
-    baseline = evaluate(model, val_mags, val_masks) if step == 0 else None
+    power = cfg.loss_power
+    objective = "val_weighted_l1" if power > 0 else "val_masked_l1"
+    baseline = evaluate(model, val_mags, val_masks, power) if step == 0 else None
     t0 = time.time()
     sched_total = max(cfg.steps, 1)
     while step < cfg.steps:
@@ -303,7 +326,7 @@ def train_inpaint(cfg: InpaintTrainConfig, log: Callable[[str], None] = print) -
         ref = known_rms(mags, masks)
         feat = to_features(mags, ref)
         pred = model.predict(feat, masks)
-        loss = masked_l1(pred, feat, masks)
+        loss = masked_l1(pred, feat, masks, power)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -313,11 +336,11 @@ def train_inpaint(cfg: InpaintTrainConfig, log: Callable[[str], None] = print) -
             log(f"step {step} loss {loss.item():.4f} lr {lr:.2e} {(time.time() - t0) / 50:.2f}s/step")
             t0 = time.time()
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            metrics = evaluate(model, val_mags, val_masks)
+            metrics = evaluate(model, val_mags, val_masks, power)
             history.append({"step": step, **metrics})
             log(f"step {step} validation {metrics}")
-            if metrics["val_masked_l1"] < best:
-                best = metrics["val_masked_l1"]
+            if metrics[objective] < best:
+                best = metrics[objective]
                 meta = {**meta_base, "steps": step, "validation": metrics,
                         "validation_untrained": baseline, "history": history}
                 save_checkpoint(out, model.state_dict(), meta)
