@@ -91,6 +91,11 @@ TUNE_TOPUPS = ((0.3, 0), (0.5, 0), (0.7, 0), (1.0, 0), (0.5, 4), (0.7, 4), (1.0,
 # the blend candidates: lam x loud x keep_ar x coherence_power
 TUNE_BLENDS = [(lam, loud, keep, power) for lam in (0.25, 0.5, 1.0, 2.0) for loud in (1.0, 3.0, 10.0)
                for keep in (False, True) for power in (1.0, 0.5)]
+# edge-anchored magnitudes (Recipe.anchor_ms): the U-Net recipe, the ramp-free U-Net from the
+# Janssen fill, and a few blends on top of an anchored fill
+TUNE_ANCHORS = (5.0, 10.0, 20.0, 40.0)
+TUNE_ANCHORED_BLENDS = ((0.25, 1.0, True, 10.0), (0.25, 1.0, True, 20.0), (0.25, 10.0, False, 20.0),
+                        (1.0, 10.0, False, 20.0), (2.0, 1.0, False, 20.0))
 
 
 def load_mono(path: Path, rate: int) -> np.ndarray:
@@ -124,7 +129,8 @@ def pick_positions(x: np.ndarray, rate: int, gap: int, count: int, rng: np.rando
 def tune_candidates() -> dict[str, Recipe]:
     """The recipes ``--tune`` compares (the ``auto`` table is chosen among these): Janssen AR,
     the U-Net recipe, the U-Net's magnitudes on the Janssen fill's phase, top-ups, the
-    plain U-Net method and spectral blends (:data:`TUNE_BLENDS`)."""
+    plain U-Net method, spectral blends (:data:`TUNE_BLENDS`) and edge-anchored magnitudes
+    (:data:`TUNE_ANCHORS`, :data:`TUNE_ANCHORED_BLENDS`)."""
     cands = {"ar": Recipe("ar"), "unet_r10": Recipe("unet", ar_ramp_ms=10.0),
              "unet_mag_ar_phase": Recipe("ar_topup", floor=1.0, ceiling=1.0, iterations=0, ar_ramp_ms=10.0)}
     for floor, its in TUNE_TOPUPS:
@@ -134,6 +140,12 @@ def tune_candidates() -> dict[str, Recipe]:
     for lam, loud, keep, power in TUNE_BLENDS:
         cands[f"blend_l{lam:g}_t{loud:g}{'_keep' if keep else ''}_p{power:g}"] = Recipe(
             "blend", lam=lam, loud=loud, keep_ar=keep, coherence_power=power)
+    for tau in TUNE_ANCHORS:
+        cands[f"unet_r10_anchor{tau:g}"] = Recipe("unet", ar_ramp_ms=10.0, anchor_ms=tau)
+        cands[f"unet_r0_anchor{tau:g}"] = Recipe("unet", ar_ramp_ms=0.0, anchor_ms=tau)
+    for lam, loud, keep, tau in TUNE_ANCHORED_BLENDS:
+        cands[f"blend_l{lam:g}_t{loud:g}{'_keep' if keep else ''}_anchor{tau:g}"] = Recipe(
+            "blend", lam=lam, loud=loud, keep_ar=keep, anchor_ms=tau)
     return cands
 
 
@@ -208,7 +220,8 @@ def tune(domain: str, rate: int, filler: UNetFiller, positions: int, seed: int) 
                 bases: dict[tuple, np.ndarray] = {}  # the network's fills, shared by recipes that differ after it
                 for cname, r in cands.items():
                     if r.kind != "ar":
-                        key = ("unet" if r.kind == "blend" else r.kind, r.init, r.iterations, r.floor, r.ceiling)
+                        key = ("unet" if r.kind == "blend" else r.kind, r.init, r.iterations, r.floor, r.ceiling,
+                               r.anchor_ms)
                         if key not in bases:
                             bases[key] = unet_base_fill(filler, damaged, ls, le, rate, r, ar)
                         gaps[cname] = finish_fill(ar, bases[key], rate, r)

@@ -507,3 +507,32 @@ def test_magnitudes_from_the_clean_signal_recover_what_the_context_cannot_predic
     assert _share_near(oracle, sr, 700.0) > 0.95
     assert _share_near(guess, sr, 700.0) < 0.05
     assert np.sqrt(np.mean(oracle ** 2)) == pytest.approx(0.4 / np.sqrt(2), rel=0.1)
+
+
+def test_anchored_magnitudes_follow_the_starting_fill_near_the_edges(random_filler):
+    """``anchor_ms``: a frame's target magnitude is pulled towards the starting fill's by
+    exp(-d / anchor_ms). Anchored everywhere (a huge anchor), the Janssen fill is a fixed
+    point of the phase reconstruction, so the fill stays the Janssen fill; without the
+    anchor, the (untrained) network's magnitudes take over."""
+    sr = 16000
+    x = tone(440.0, 1.5, sr, amplitude=0.5)[0].astype(np.float64)
+    x += 0.05 * tone(1250.0, 1.5, sr, amplitude=1.0)[0]
+    s, e = int(0.6 * sr), int(0.7 * sr)
+    y = x.copy()
+    y[s:e] = 0.0
+    janssen = ar_fill(y, s, e, sr)
+    anchored = random_filler.fill(y, s, e, sr, init=janssen, anchor_ms=1e9)
+    free = random_filler.fill(y, s, e, sr, init=janssen)
+    assert snr_db(janssen, anchored) > 30.0
+    assert snr_db(janssen, free) < 10.0
+    assert snr_db(x[s:e], anchored) > snr_db(x[s:e], free) + 10.0
+
+
+def test_anchor_recipe_is_validated_and_reported(random_filler):
+    with pytest.raises(ValueError, match="anchor_ms"):
+        Recipe("unet", anchor_ms=-1.0)
+    y = tone(300.0, 1.0, 16000)
+    y[:, 8000:8800] = 0.0
+    out, recs = inpaint(y, 16000, [[0.5, 0.55]], filler=random_filler, recipe=Recipe("unet", anchor_ms=20.0))
+    assert recs[0]["anchor_ms"] == 20.0
+    assert np.array_equal(out[:, :8000], y[:, :8000]) and np.array_equal(out[:, 8800:], y[:, 8800:])
