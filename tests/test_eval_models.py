@@ -64,3 +64,13 @@ def test_models_summary_shows_scores_not_descriptions():
     text = _summarise({"items": 300, "on": "300 items from clips of /some/long/folder (trained on by neither stage)",
                        "sdr_improvement_db": 4.2675, "split": "holdout"})
     assert text == "items=300, sdr_improvement_db=4.27, split=holdout"
+
+
+def test_models_shows_a_checkpoints_headline_before_its_other_metrics():
+    """The inpainting checkpoints record dozens of metrics (AR rows first, alphabetically); their
+    ``headline`` -- the restorer's own combined fill -- is what `archtool models` shows."""
+    res = subprocess.run([sys.executable, "-m", "archtool", "models"], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "COLUMNS": "400"})
+    assert res.returncode == 0, res.stderr
+    rows = [line for line in res.stdout.splitlines() if "inpaint_speech16k.pt" in line]
+    assert rows and "combined_100ms.snr_db=" in rows[0] and "ar_100ms" not in rows[0]

@@ -41,7 +41,9 @@ def models() -> None:
     for path in packaged_checkpoints():
         meta_path = path.with_suffix(".json")
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        scores = meta.get("metrics") or meta.get("validation") or meta.get("scores") or {}
+        # a checkpoint may name the few figures that matter most (``headline``); else its metrics
+        scores = (meta.get("headline") or meta.get("metrics") or meta.get("validation")
+                  or meta.get("scores") or {})
         ck.add_row(path.name, str(meta.get("model", "?")), str(meta.get("sample_rate", "?")),
                    str(meta.get("steps", "?")), f"{path.stat().st_size / 1e6:.1f}", _summarise(scores))
     if not packaged_checkpoints():
