@@ -37,7 +37,7 @@ from archtool.engine.spill import Spill
 from archtool.engine.workers import one_blas_thread
 from archtool.errors import ArchtoolError, InvalidAudioError
 from archtool.restore.chain import context_samples, run_steps
-from archtool.restore.planning import Plan, plan_file
+from archtool.restore.planning import Plan, plan_file, step_record
 from archtool.seeding import seed_for
 
 SIDECAR_SUFFIX = ".archtool.json"
@@ -153,7 +153,9 @@ def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run
         options = {"gaps_file": settings.gaps_file, **dict(settings.extra)}
         plan = plan_file(job.path, info, settings.preset, options)
         release_free_memory()  # the analysis's per-frame arrays of the whole file are gone
-        result["steps"] = [s.to_dict() for s in plan.steps]
+        n_est = int(round(info.duration_s * info.sample_rate)) if info.duration_s else None
+        step_records = [step_record(s, info.sample_rate, n_est) for s in plan.steps]
+        result["steps"] = step_records
         result["notes"] += plan.notes
         profile = plan.profile.to_dict() if plan.profile is not None else None
         if profile is not None:
@@ -310,7 +312,7 @@ def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run
             "output": {"path": out_rel, "sha256": out_sha, "audio_md5": out_md5, "format": spec.fmt,
                        "bits": result["output_bits"], "sample_rate": sr, "channels": ch},
             "settings": settings.to_dict(), "settings_hash": settings_hash, "seed": file_seed,
-            "chain": [s.to_dict() for s in plan.steps] + ([{"restorer": "loudness", "params": {
+            "chain": step_records + ([{"restorer": "loudness", "params": {
                 "gain_db": round(gain_db, 4), "target_lufs": settings.target_lufs,
                 "ceiling_dbtp": settings.true_peak_dbtp, "limiter": limiter is not None}}] if settings.normalize else []),
             "profile": profile,

@@ -126,8 +126,23 @@ def _plan_list(steps: Sequence[dict]) -> str:
         lists = [k for k, v in s.get("params", {}).items() if isinstance(v, (list, dict))]
         extra = f" <span class=dim>(+ {', '.join(lists)})</span>" if lists else ""
         items.append(f"<li><b>{html.escape(s['restorer'])}</b>({html.escape(params)}){extra}"
-                     f"<br><span class=dim>{html.escape(s.get('reason', ''))}</span></li>")
+                     f"<br><span class=dim>{html.escape(s.get('reason', ''))}</span>{_fill_list(s.get('fills'))}</li>")
     return "<ol>" + "".join(items) + "</ol>"
+
+
+def _fill_list(fills: Sequence[dict] | None) -> str:
+    """The intervals an inpainting step fills, one line each: time, length, method and recipe."""
+    if not fills:
+        return ""
+    rows = []
+    for f in fills:
+        a, b = float(f["start_s"]), float(f["end_s"])
+        how = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in f.items()
+                        if k not in ("start_s", "end_s", "method", "reason"))
+        why = f" ({f['reason']})" if f.get("reason") else ""
+        rows.append(f"<li>{a:.3f}-{b:.3f} s ({1000 * (b - a):.0f} ms): <b>{html.escape(str(f['method']))}</b>"
+                    f"{html.escape(why)} <span class=dim>{html.escape(how)}</span></li>")
+    return "<ul class=fills>" + "".join(rows) + "</ul>"
 
 
 def _analyse(audio: np.ndarray, sr: int) -> dict | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-if TYPE_CHECKING:  # torch is imported lazily: planning and loudness-only runs never need it
+if TYPE_CHECKING:  # torch is imported lazily: loudness-only runs and empty plans never need it
     import torch
 
 

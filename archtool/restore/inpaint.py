@@ -705,6 +705,13 @@ class InpaintRestorer:
     def __init__(self) -> None:
         self._fillers: dict[str, UNetFiller | None] = {}
 
+    @staticmethod
+    def describe(params: dict[str, Any], sample_rate: int, n_samples: int | None = None) -> dict[str, Any]:
+        """``{"fills": [...]}``: every interval this step will fill, with its method and recipe
+        (:func:`fill_report`), for the archivist's audit; empty when the step fills detected
+        digital silence (known only once the audio is read)."""
+        return {"fills": fill_report(params, sample_rate, n_samples)}
+
     def filler(self, model: str, sample_rate: int) -> UNetFiller | None:
         """The U-Net for ``model`` (``auto``, a packaged name or a path); None if not installed."""
         name = model_for_rate(sample_rate) if model == "auto" else model

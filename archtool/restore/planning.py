@@ -36,6 +36,20 @@ class Plan:
         }
 
 
+def step_record(step: Step, sample_rate: int, n_samples: int | None = None) -> dict[str, Any]:
+    """A step as reports and sidecars record it: restorer, params, reason, plus what the
+    restorer can say in advance about its work (its optional ``describe(params, sample_rate,
+    n_samples) -> dict``; the inpainting restorer lists every interval it fills and how)."""
+    from archtool.restore.registry import list_restorers, restorer_class
+
+    rec = step.to_dict()
+    if step.restorer in list_restorers():
+        describe = getattr(restorer_class(step.restorer), "describe", None)
+        if describe is not None:
+            rec.update(describe(step.params, sample_rate, n_samples))
+    return rec
+
+
 def plan_file(path: Path, info: AudioInfo, preset: str, options: dict[str, Any]) -> Plan:
     """Plan the restoration of ``path`` with ``preset`` (name or TOML path).
 
