@@ -6,7 +6,9 @@ A restorer is one small class with a ``name``, the defect ``kinds`` it handles, 
 input and its own configuration unchanged, and draws randomness only from
 ``params["seed"]`` when it needs any. It declares ``context_s``, the audio it needs
 on each side of a chunk, so the engine (not the restorer) can cut long files into
-overlapping chunks.
+overlapping chunks. Optionally, a static ``describe(params, sample_rate, n_samples) -> dict``
+says in advance what a step will do, for the reports and sidecars
+(:func:`archtool.restore.planning.step_record`; the inpainting restorer lists its fills).
 """
 from __future__ import annotations
 
