@@ -12,7 +12,7 @@ from archtool.models.unet_inpaint import InpaintUNet, SpecConfig
 from archtool.restore.gaplist import parse_gap_list, read_gap_list
 from archtool.restore.inpaint import (AUTO_RECIPES, PACKAGED_MODELS, Recipe, UNetFiller, ar_order_bounded, band_gain,
                                      cap_to_context, inpaint, plan_fills, recipe_for, spectral_blend,
-                                     zero_runs)
+                                     fill_report, zero_runs)
 from archtool.restore.registry import get_restorer
 
 from conftest import speech_like, tone
@@ -72,7 +72,9 @@ def test_samples_outside_gap_and_border_are_bit_identical(random_filler, ms):
     e = s + ms * sr // 1000
     damaged = clean.copy()
     damaged[:, s:e] = 0.0
-    out, records = inpaint(damaged, sr, [[s / sr, e / sr]], filler=random_filler, border_ms=3.0)
+    # the length's own recipe, bypassing the steadiness guard (the synthetic voice is steady)
+    out, records = inpaint(damaged, sr, [[s / sr, e / sr]], filler=random_filler, border_ms=3.0,
+                           recipe=recipe_for(ms, sr))
     assert records[0]["method"] == recipe_for(ms, sr).kind
     border = int(round(records[0]["border_s"] * sr))
     outside = np.ones(damaged.shape[1], dtype=bool)
@@ -88,7 +90,8 @@ def test_unet_path_at_other_rate_keeps_outside_identical(random_filler):
     s, e = 9000, 9000 + int(0.12 * sr)
     y = x.copy()
     y[:, s:e] = 0.0
-    out, records = inpaint(y, sr, [[s / sr, e / sr]], filler=random_filler, border_ms=2.0)
+    out, records = inpaint(y, sr, [[s / sr, e / sr]], filler=random_filler, border_ms=2.0,
+                           recipe=recipe_for(120.0, sr))  # a steady tone: bypass the steadiness guard
     b = int(round(records[0]["border_s"] * sr))
     assert records[0]["method"] == recipe_for(120.0, sr).kind != "ar"
     assert np.array_equal(out[:, : s - b], y[:, : s - b]) and np.array_equal(out[:, e + b:], y[:, e + b:])
@@ -536,3 +539,33 @@ def test_anchor_recipe_is_validated_and_reported(random_filler):
     out, recs = inpaint(y, 16000, [[0.5, 0.55]], filler=random_filler, recipe=Recipe("unet", anchor_ms=20.0))
     assert recs[0]["anchor_ms"] == 20.0
     assert np.array_equal(out[:, :8000], y[:, :8000]) and np.array_equal(out[:, 8800:], y[:, 8800:])
+
+
+def test_prediction_agreement_separates_steady_tones_from_noise(rng):
+    from archtool.dsp.janssen import prediction_agreement
+    sr = 16000
+    chord = tone(330.0, 2.0, sr, amplitude=0.3)[0] + tone(660.0, 2.0, sr, amplitude=0.1)[0]
+    noise = 0.1 * rng.standard_normal(2 * sr)
+    s, e = sr, sr + int(0.2 * sr)
+    assert prediction_agreement(chord.astype(np.float64), s, e, sr) > 0.85
+    assert abs(prediction_agreement(noise, s, e, sr)) < 0.3
+    assert prediction_agreement(chord.astype(np.float64), 10, 10 + int(0.2 * sr), sr) == 0.0  # no left context
+
+
+@pytest.mark.parametrize("sr", [16000, 44100])
+def test_auto_fills_a_steady_chord_from_its_surroundings_not_the_network(sr):
+    """A chord with a 400 ms dropout: the U-Net recipes reach ~4 dB at 16 kHz; the steadiness
+    guard hands it to AR (Janssen, or the bidirectional prediction where Janssen lost level),
+    and the fill report says so. An explicit method is obeyed."""
+    filler = UNetFiller.load(PACKAGED_DIR / PACKAGED_MODELS["speech16k" if sr <= 16000 else "music22k"])
+    x = tone(330.0, 2.0, sr, amplitude=0.3) + tone(660.0, 2.0, sr, amplitude=0.1)
+    s, e = sr, sr + int(0.4 * sr)
+    y = x.copy()
+    y[:, s:e] = 0.0
+    out, recs = inpaint(y, sr, [[s / sr, e / sr]], filler=filler)
+    assert recs[0]["method"] == "ar_steady" and "agreement" in recs[0]["reason"]
+    assert snr_db(x[0, s:e], out[0, s:e]) > 18.0
+    assert np.array_equal(out[:, :s], y[:, :s]) and np.array_equal(out[:, e:], y[:, e:])
+    forced, recs = inpaint(y, sr, [[s / sr, e / sr]], filler=filler, method="unet")
+    assert recs[0]["method"] == "unet"
+    assert fill_report({"intervals_s": [[s / sr, e / sr]]}, sr)[0]["ar_if_agreement_at_least"] == 0.8
