@@ -85,7 +85,7 @@ MAX_GAP_MS = 2000.0
 GL_ITERATIONS = 60
 CONTEXT_FRAMES = 64
 MIN_ZERO_RUN_S = 0.008
-# ``auto`` fills a gap by Janssen AR, whatever its length, when the forward and backward AR
+# ``auto`` fills a gap by AR (:func:`steady_fill`), whatever its length, when the forward and backward AR
 # predictions across it agree at least this well (:func:`prediction_agreement`): steady tones and
 # chords (0.89-0.95), where the U-Net recipes fall 15-40 dB behind Janssen; real speech and music
 # stayed at or below 0.6 on the training clips, so their fills are unchanged
@@ -647,6 +647,8 @@ def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: U
     ``recipe`` (optional) fills every gap with that recipe instead of the planned one
     (how ``benchmarks/inpaint.py --tune`` compares candidate recipes). ``iterations``
     (optional) overrides the Griffin-Lim iterations of ``unet`` and ``blend`` recipes.
+    With ``method="auto"``, a gap whose surroundings predict it (:data:`PREDICTABLE_AGREEMENT`)
+    is filled by :func:`steady_fill` (recorded as ``ar_steady``, with the agreement).
 
     Each gap is filled by its recipe (:func:`plan_fills`): ``ar`` -- Janssen AR;
     ``ar_topup`` -- the Janssen fill with the STFT bins it leaves below ``floor`` times
