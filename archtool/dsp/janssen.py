@@ -167,7 +167,8 @@ def prediction_agreement(x: np.ndarray, start: int, stop: int, sample_rate: int)
 
     Steady tones and chords give 0.89-0.95 (both sides predict the same waveform); real speech
     and music, whose future the past does not fix, stayed at or below 0.6 over 213 training-clip
-    gaps of 100-400 ms. 0 when either side has too little context.
+    gaps of 100-400 ms (speech 50 ms: at most 0.40; music 50 ms: 95th percentile 0.76, at most
+    0.82). 0 when either side has too little context.
     """
     x = np.asarray(x, dtype=np.float64)
     gap = stop - start
@@ -176,14 +177,19 @@ def prediction_agreement(x: np.ndarray, start: int, stop: int, sample_rate: int)
     left, right = x[max(0, start - c):start], x[stop:min(x.shape[0], stop + c)]
     if left.shape[0] < 2 * p or right.shape[0] < 2 * p:
         return 0.0
-    with np.errstate(over="ignore", invalid="ignore"):  # an unstable filter on a pure tone may diverge
-        a, _ = ar_estimate(left, p)
-        fwd = _predict(left, a, gap)
-        a, _ = ar_estimate(right[::-1], p)
-        bwd = _predict(right[::-1], a, gap)[::-1]
-        norm = float(np.linalg.norm(fwd) * np.linalg.norm(bwd))
-        value = float(np.dot(fwd, bwd) / norm) if norm > 0 else 0.0
-    return value if np.isfinite(value) else 0.0
+    # a pure tone makes the AR filter marginal: a root just outside the unit circle overflows
+    # over a long gap; a lower order is then stable and the tone as predictable
+    for order in (p, p // 2, p // 4):
+        with np.errstate(over="ignore", invalid="ignore"):
+            a, _ = ar_estimate(left, order)
+            fwd = _predict(left, a, gap)
+            a, _ = ar_estimate(right[::-1], order)
+            bwd = _predict(right[::-1], a, gap)[::-1]
+            norm = float(np.linalg.norm(fwd) * np.linalg.norm(bwd))
+            value = float(np.dot(fwd, bwd) / norm) if norm > 0 else 0.0
+        if np.isfinite(value) and np.isfinite(norm):
+            return value
+    return 0.0
 
 
 def ar_fill(x: np.ndarray, start: int, stop: int, sample_rate: int, *,

@@ -87,8 +87,10 @@ CONTEXT_FRAMES = 64
 MIN_ZERO_RUN_S = 0.008
 # ``auto`` fills a gap by AR (:func:`steady_fill`), whatever its length, when the forward and backward AR
 # predictions across it agree at least this well (:func:`prediction_agreement`): steady tones and
-# chords (0.89-0.95), where the U-Net recipes fall 15-40 dB behind Janssen; real speech and music
-# stayed at or below 0.6 on the training clips, so their fills are unchanged
+# chords (0.89-0.95), where the U-Net recipes fall 15-40 dB behind Janssen; on the training clips
+# real speech and music stayed at or below 0.6 from 100 ms on (music 50 ms: a few percent of gaps
+# above 0.76, the most predictable, where Janssen is at its best); the held-out benchmark's gaps
+# never reach it
 PREDICTABLE_AGREEMENT = 0.8
 PACKAGED_MODELS = {"speech16k": "inpaint_speech16k.pt", "music22k": "inpaint_music22k.pt"}
 RECIPE_KINDS = ("ar", "ar_topup", "unet", "blend")
