@@ -283,17 +283,18 @@ class UNetFiller:
         half = spec.n_fft // 2
         unknown = (centres + half > start) & (centres - half < stop)
         mask = torch.from_numpy((~unknown).astype(np.float32))[None]
-        mag = spec0.abs()[: spec.bins][None]
-        ref = known_rms(mag, mask)
-        pred = self.model.predict(to_features(mag, ref), mask)
-        # the ceiling ignores the frames whose analysis window reaches past the signal's ends
-        # (centred STFT padding: a cut mid-note leaks into every bin there)
-        edge = half // spec.hop
-        interior = (~unknown) & (np.arange(frames) >= edge) & (np.arange(frames) < frames - edge)
-        target = cap_to_context(from_features(pred, ref)[0], mag[0], torch.from_numpy(interior))
         if magnitudes_from is not None:
             target = stft(torch.from_numpy(np.asarray(magnitudes_from)).float(), spec).abs()[: spec.bins]
-        elif anchor_ms > 0:
+        else:
+            mag = spec0.abs()[: spec.bins][None]
+            ref = known_rms(mag, mask)
+            pred = self.model.predict(to_features(mag, ref), mask)
+            # the ceiling ignores the frames whose analysis window reaches past the signal's ends
+            # (centred STFT padding: a cut mid-note leaks into every bin there)
+            edge = half // spec.hop
+            interior = (~unknown) & (np.arange(frames) >= edge) & (np.arange(frames) < frames - edge)
+            target = cap_to_context(from_features(pred, ref)[0], mag[0], torch.from_numpy(interior))
+        if magnitudes_from is None and anchor_ms > 0:
             start_mag = stft(torch.from_numpy(first).float(), spec).abs()[: spec.bins]
             dist_ms = np.maximum(np.minimum(centres - start, stop - centres), 0) * 1000.0 / spec.sample_rate
             w = torch.from_numpy(np.exp(-dist_ms / float(anchor_ms))).float()[None]
