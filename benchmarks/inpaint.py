@@ -243,8 +243,9 @@ def tune(domain: str, rate: int, filler: UNetFiller, positions: int, seed: int) 
 
 
 def fill_methods(x: np.ndarray, s: int, e: int, rate: int, filler: UNetFiller,
-                 oracle: bool = False) -> dict[str, np.ndarray]:
-    """Each method's full restored signal (1-D) for the gap ``[s, e)`` (and the :data:`ORACLES`)."""
+                 oracle: bool = False, chosen: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Each method's full restored signal (1-D) for the gap ``[s, e)`` (and the :data:`ORACLES`);
+    ``chosen`` (optional) receives the method ``combined`` used (``exemplar``, ``ar_steady``, ...)."""
     damaged = x.copy()
     damaged[s:e] = 0.0
     res = {"zero": damaged}
@@ -258,8 +259,10 @@ def fill_methods(x: np.ndarray, s: int, e: int, rate: int, filler: UNetFiller,
         u = damaged.copy()
         u[s:e] = filler.fill(damaged, s, e, rate, phase=phase)
         res[name] = u
-    comb, _ = inpaint(damaged[None].astype(np.float32), rate, [[s / rate, e / rate]], filler=filler)
+    comb, recs = inpaint(damaged[None].astype(np.float32), rate, [[s / rate, e / rate]], filler=filler)
     res["combined"] = comb[0].astype(np.float64)
+    if chosen is not None:
+        chosen.append(recs[0]["method"])
     if oracle:
         for name, init in (("oracle_mag", None), ("oracle_mag_janssen", ar[s:e])):
             o = damaged.copy()
@@ -289,12 +292,15 @@ def gap_benchmark(domain: str, rate: int, filler: UNetFiller, positions: int, se
     for ms in LENGTHS_MS:
         gap = int(round(ms * rate / 1000))
         acc: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS + (ORACLES if oracle else ())}
+        chosen: list[str] = []
         for name, x in clips.items():
             for s in pick_positions(x, rate, gap, positions, rng_for(seed, f"{domain}/{name}/{ms}")):
-                for method, y in fill_methods(x, s, s + gap, rate, filler, oracle).items():
+                for method, y in fill_methods(x, s, s + gap, rate, filler, oracle, chosen).items():
                     acc[method].append(measure(x, y, s, s + gap, rate))
         table[str(ms)] = {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"gaps": len(rows)}
                           for m, rows in acc.items()}
+        # which method ``combined`` used on how many gaps (the recipe's, or a guard's: exemplar, ar_steady)
+        table[str(ms)]["combined_methods"] = {m: chosen.count(m) for m in sorted(set(chosen))}
         # paired differences, combined minus each single method: mean and standard error over gaps
         table[str(ms)]["paired"] = {
             m: {k: [float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d)))]
@@ -302,8 +308,8 @@ def gap_benchmark(domain: str, rate: int, filler: UNetFiller, positions: int, se
                 for d in [np.array([c[k] - r[k] for c, r in zip(acc["combined"], acc[m])])]}
             for m in METHODS if m != "combined"}
         print(f"{domain} {ms} ms: " + ", ".join(f"{m} {v['snr_db']:.2f}/{v['lsd']:.3f}/{v['patch_psnr_db']:.2f}"
-                                               for m, v in table[str(ms)].items() if m in METHODS + ORACLES),
-              flush=True)
+                                               for m, v in table[str(ms)].items() if m in METHODS + ORACLES)
+              + f"; combined used {table[str(ms)]['combined_methods']}", flush=True)
     return {"held_out": [f.name for f in files], "by_length_ms": table}
 
 
@@ -385,8 +391,8 @@ def to_markdown(out: dict) -> str:
         lines.append(f"{domain}: combined vs the best single method (which one, and the paired difference "
                      "combined minus it, mean +- standard error over gaps); met = at least as good")
         lines.append("")
-        lines.append("| gap | SNR dB | LSD | patch PSNR dB | met |")
-        lines.append("|---|---|---|---|---|")
+        lines.append("| gap | SNR dB | LSD | patch PSNR dB | met | combined used |")
+        lines.append("|---|---|---|---|---|---|")
         for ms, row in d["by_length_ms"].items():
             cells, met = [], 0
             for key, sign, fmt in (("snr_db", 1, ".2f"), ("lsd", -1, ".3f"), ("patch_psnr_db", 1, ".2f")):
@@ -398,7 +404,8 @@ def to_markdown(out: dict) -> str:
                 diff, se = row["paired"][best][key]
                 cells.append(f"{c:{fmt}} vs {row[best][key]:{fmt}} ({best}; {diff:+{fmt}} +- {se:{fmt}})"
                              f"{'' if ok else ' short'}")
-            lines.append(f"| {ms} ms | " + " | ".join(cells) + f" | {met}/3 |")
+            used = ", ".join(f"{m} {c}" for m, c in row.get("combined_methods", {}).items())
+            lines.append(f"| {ms} ms | " + " | ".join(cells) + f" | {met}/3 | {used} |")
         lines.append("")
         if all(o in row for row in d["by_length_ms"].values() for o in ORACLES):
             lines.append(f"{domain}, diagnostic (--oracle): the clean signal's magnitudes in the gap with our "

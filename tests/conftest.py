@@ -58,6 +58,6 @@ def run_in_engine_blocks(x: np.ndarray, rate: int, steps: list, block_s: float, 
     blocks = (x[:, i:i + block] for i in range(0, x.shape[1], block))
     out, start = [], 0
     for ext, left, n in iter_with_context(blocks, block, context_samples(steps, rate)):
-        out.append(run_steps(ext, rate, steps, "cpu", seed=seed, offset=start - left)[:, left:left + n])
+        out.append(run_steps(ext, rate, steps, "cpu", seed=seed, offset=start - left, core=(left, n)))
         start += n
     return np.concatenate(out, axis=1)

@@ -93,8 +93,8 @@ def _restored_chunks(reader: BlockReader, block: int, context: int, plan: Plan, 
     and told where it starts in the file, so block-grid restorers stay chunk-invariant."""
     core_start = 0
     for ext, left, n in iter_with_context(iter(reader), block, context):
-        out = run_steps(ext, sample_rate, plan.steps, device, seed, offset=core_start - left)
-        yield ext[:, left:left + n], out[:, left:left + n]
+        out = run_steps(ext, sample_rate, plan.steps, device, seed, offset=core_start - left, core=(left, n))
+        yield ext[:, left:left + n], out
         core_start += n
 
 

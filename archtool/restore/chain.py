@@ -42,26 +42,39 @@ def _single_torch_thread(device: str) -> Iterator[None]:
 
 
 def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
-              device: str = "cpu", seed: int = 0, offset: int = 0) -> np.ndarray:
+              device: str = "cpu", seed: int = 0, offset: int = 0,
+              core: tuple[int, int] | None = None) -> np.ndarray:
     """Apply ``steps`` in order to float32 ``(channels, samples)`` audio.
 
     Each restorer receives its step's params plus ``seed`` (the file's seed), so
     stochastic restorers are reproducible and independent of worker placement, and
     ``chunk_offset``: the index in the whole file of ``audio``'s first sample, so
     restorers working on a block grid align it to the file, not to the chunk.
+
+    ``core`` (``(start, length)`` in ``audio``): only those samples are wanted (the engine's
+    chunk without its context). After each step the audio is then cut down to the core
+    plus the context the *remaining* steps need, so a step with a long context (inpainting's
+    exemplar search) costs the later, heavier steps nothing; returns the core only.
     """
     if not steps:
-        return audio
+        return audio if core is None else audio[:, core[0]:core[0] + core[1]]
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    left = None if core is None else int(core[0])
     with _single_torch_thread(device):
-        for step in steps:
+        for i, step in enumerate(steps):
             restorer = get_restorer(step.restorer)
             params = dict(step.params)
             params.setdefault("seed", seed)
             params["chunk_offset"] = int(offset)
+            shape = tuple(x.shape)
             x = restorer.process(x, sample_rate, params, device)
-            if x.shape != audio.shape:
-                raise RuntimeError(f"restorer {step.restorer} changed the shape {tuple(audio.shape)} -> {tuple(x.shape)}")
-    return x.detach().to("cpu").numpy().astype(np.float32, copy=False)
+            if tuple(x.shape) != shape:
+                raise RuntimeError(f"restorer {step.restorer} changed the shape {shape} -> {tuple(x.shape)}")
+            if left is not None:
+                need = context_samples(steps[i + 1:], sample_rate)
+                a, b = max(0, left - need), min(x.shape[-1], left + core[1] + need)
+                x, offset, left = x[:, a:b], offset + a, left - a
+    out = x.detach().to("cpu").numpy().astype(np.float32, copy=False)
+    return out if left is None else out[:, left:left + core[1]]
