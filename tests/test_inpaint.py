@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 import pytest
 import torch
+from scipy import signal
 
 from archtool.dsp.janssen import ar_fill, bidirectional_extrapolate, janssen_interpolate
 from archtool.errors import RecipeError, UsageError
 from archtool.models.checkpoint import PACKAGED_DIR, save_checkpoint
 from archtool.models.unet_inpaint import InpaintUNet, SpecConfig
+from archtool.restore.base import Step
+from archtool.restore.chain import run_steps
 from archtool.restore.gaplist import parse_gap_list, read_gap_list
 from archtool.restore.inpaint import (AUTO_RECIPES, PACKAGED_MODELS, Recipe, UNetFiller, ar_order_bounded, band_gain,
                                      cap_to_context, inpaint, plan_fills, recipe_for, spectral_blend,
@@ -178,6 +180,14 @@ def test_restorer_fills_digital_silence_without_intervals():
     assert snr_db(x[0, 5000:5200], out[0, 5000:5200]) > 35.0
     assert np.array_equal(out[:, :5000], y[:, :5000]) and np.array_equal(out[:, 5200:], y[:, 5200:])
     assert torch.equal(torch.from_numpy(y), torch.from_numpy(y.copy()))  # input untouched
+    # what was filled is reported back through the chain, in file time, only where it touches the core
+    done: list[list[dict]] = [[]]
+    core = run_steps(y, sr, [Step("inpaint", {})], done=done, offset=sr, core=(4000, 4000))
+    assert np.array_equal(core, out[:, 4000:8000])
+    assert [(r["start_s"], r["end_s"], r["method"]) for r in done[0]] == [(1 + 5000 / sr, 1 + 5200 / sr, "ar")]
+    done = [[]]
+    run_steps(y, sr, [Step("inpaint", {})], done=done, core=(6000, 4000))
+    assert done == [[]]
 
 
 def test_gap_list_parses_formats_and_merges(tmp_path):

@@ -88,14 +88,26 @@ def _render(source: Callable[[], Iterator[np.ndarray]], block: int, gain_db: flo
 
 
 def _restored_chunks(reader: BlockReader, block: int, context: int, plan: Plan, sample_rate: int,
-                     device: str, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                     device: str, seed: int, done: list[list[dict]] | None = None
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Pass-1 chunks ``(input core, restored core)``: each core is restored with its context
-    and told where it starts in the file, so block-grid restorers stay chunk-invariant."""
+    and told where it starts in the file, so block-grid restorers stay chunk-invariant.
+    ``done`` collects what each step reports it did (see ``run_steps``)."""
     core_start = 0
     for ext, left, n in iter_with_context(iter(reader), block, context):
-        out = run_steps(ext, sample_rate, plan.steps, device, seed, offset=core_start - left, core=(left, n))
+        out = run_steps(ext, sample_rate, plan.steps, device, seed, offset=core_start - left, core=(left, n),
+                        done=done)
         yield ext[:, left:left + n], out
         core_start += n
+
+
+def _once_each(records: list[dict]) -> list[dict]:
+    """Records in time order, one per interval (a gap that straddles two chunks is filled, the
+    same way, in both)."""
+    seen: dict[tuple[float, float], dict] = {}
+    for r in records:
+        seen.setdefault((r["start_s"], r["end_s"]), r)
+    return [seen[k] for k in sorted(seen)]
 
 
 def _history(info: AudioInfo, plan: Plan, spec: OutputSpec, gain_db: float, limited: bool,
@@ -171,6 +183,7 @@ def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run
         block = max(1024, int(settings.block_s * sr))
         file_seed = seed_for(settings.seed, job.relpath)
         ctx = context_samples(plan.steps, sr)
+        done: list[list[dict]] = [[] for _ in plan.steps]
 
         # Pass 1: decode, restore chunk by chunk, spill, measure.
         # With an empty chain the output of pass 1 is the input: it is measured once and
@@ -192,7 +205,7 @@ def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run
                 residual_writer.__enter__()
             try:
                 if plan.steps:
-                    chunks = _restored_chunks(reader, block, ctx, plan, sr, device, file_seed)
+                    chunks = _restored_chunks(reader, block, ctx, plan, sr, device, file_seed, done)
                 else:
                     chunks = ((b, b) for b in reader)
                 ceiling = HeapCeiling()
@@ -221,6 +234,9 @@ def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run
             if shortfall:  # restored as far as it decodes; the archivist must know
                 result["notes"].append(shortfall)
         t_pass1 = time.perf_counter() - t_pass1
+        for rec, reported in zip(step_records, done):
+            if reported:  # what was done replaces what was planned (e.g. which gaps were copied from where)
+                rec["fills"] = _once_each(reported)
         release_free_memory()
 
         # Loudness decision (and refinement when limiting is needed).

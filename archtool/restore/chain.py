@@ -41,9 +41,18 @@ def _single_torch_thread(device: str) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+def _touching_core(records: list[dict], offset: int, left: int | None, core: tuple[int, int] | None,
+                   length: int, sample_rate: int) -> list[dict]:
+    """The records whose ``[start_s, end_s)`` touches the core (all of ``audio`` without one)."""
+    a = offset + (0 if left is None else left)
+    b = a + (length if core is None else core[1])
+    return [r for r in records if r["end_s"] * sample_rate > a and r["start_s"] * sample_rate < b]
+
+
 def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
               device: str = "cpu", seed: int = 0, offset: int = 0,
-              core: tuple[int, int] | None = None) -> np.ndarray:
+              core: tuple[int, int] | None = None,
+              done: list[list[dict]] | None = None) -> np.ndarray:
     """Apply ``steps`` in order to float32 ``(channels, samples)`` audio.
 
     Each restorer receives its step's params plus ``seed`` (the file's seed), so
@@ -55,6 +64,10 @@ def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
     chunk without its context). After each step the audio is then cut down to the core
     plus the context the *remaining* steps need, so a step with a long context (inpainting's
     exemplar search) costs the later, heavier steps nothing; returns the core only.
+
+    ``done`` (one list per step): what each restorer reports it did (records with file times
+    ``start_s`` / ``end_s``, appended to ``params["report_to"]``; the inpainting restorer
+    reports every gap it filled and how), keeping those that touch the core.
     """
     if not steps:
         return audio if core is None else audio[:, core[0]:core[0] + core[1]]
@@ -68,8 +81,12 @@ def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
             params = dict(step.params)
             params.setdefault("seed", seed)
             params["chunk_offset"] = int(offset)
+            if done is not None:
+                params["report_to"] = []
             shape = tuple(x.shape)
             x = restorer.process(x, sample_rate, params, device)
+            if done is not None:
+                done[i].extend(_touching_core(params["report_to"], offset, left, core, x.shape[-1], sample_rate))
             if tuple(x.shape) != shape:
                 raise RuntimeError(f"restorer {step.restorer} changed the shape {shape} -> {tuple(x.shape)}")
             if left is not None:

@@ -20,6 +20,14 @@ construction:
   SNR) the magnitude is pulled from the network's towards what the Janssen fill carries,
   on the Janssen fill's phase; the quiet bins keep the network's fill.
 
+Whatever the length, ``auto`` first looks for the gap's surroundings elsewhere in the
+recording (:mod:`archtool.dsp.exemplar`): when the 250 ms before and after it both recur within
+:data:`EXEMPLAR_SEARCH_S` with a normalised correlation of at least :data:`EXEMPLAR_SIMILARITY`
+(a repeated bar, a loop, a steady tone), the passage between the recurrences is copied in
+(method ``exemplar``, cross-faded from the Janssen fill over 10 ms at each edge), keeping the
+phase right where every predictor decays or guesses. Otherwise, a gap whose surroundings are
+steady enough to predict goes to AR (``ar_steady``), and the rest to the length's recipe.
+
 A U-Net recipe may anchor its target magnitudes to the Janssen fill's near the gap edges
 (``anchor_ms``), where LSAR is right and the network's smooth guess is not.
 
@@ -41,12 +49,13 @@ The U-Net-based recipes are cross-faded (raised cosine) from the Janssen fill ov
 scored worse on every measure in an earlier round, so ``border_ms`` defaults to 0.
 
 Samples outside the gaps (and outside ``border_ms`` when set) are bit-identical to
-the input. The restorer declares ``context_s = 1.0``: a gap up to ~1 s that
-crosses a chunk boundary is filled identically in both chunks (the U-Net window is
-the gap plus max(64 frames, half the gap) per side); longer gaps near a boundary may
-differ slightly between chunks.
-Each filled interval is described by :func:`plan_fills` (the same decision the
-restorer makes), so plans and reports can list what was done.
+the input. The restorer declares ``context_s`` = the exemplar search reach (6 s) plus 1.25 s:
+a gap up to 1 s is filled identically whatever the chunking, the exemplar decision included
+(the U-Net window is the gap plus max(64 frames, half the gap) per side); longer gaps near a
+boundary may differ slightly between chunks. The engine cuts each chunk down after this step
+to what the later steps need, so the long context costs them nothing.
+Before the run, :func:`plan_fills` describes each interval (its recipe, and the rules that may
+replace it); afterwards the restorer reports what it did to each (``report_to``).
 
 Models: ``speech16k`` (16 kHz layout) serves rates up to 16 kHz, ``music22k`` the
 higher rates; the gap's neighbourhood is resampled to the model rate and the fill
@@ -55,10 +64,13 @@ seconds from the start of the file; when absent, interior runs of digital silenc
 of at least 8 ms are filled), ``chunk_offset`` (samples) or ``offset_s`` (seconds):
 where this chunk starts in the file (the engine's convention, see
 ``archtool.restore.classic.chunk_offset``), ``method`` (``auto`` | ``ar`` | ``ar_topup`` |
-``unet`` | ``blend``), ``ar_max_ms`` (set: ``auto`` is AR up to it and ``unet`` beyond, the earlier
+``unet`` | ``blend`` | ``exemplar``), ``ar_max_ms`` (set: ``auto`` is AR up to it and ``unet`` beyond, the earlier
 policy), ``border_ms``, ``xfade_ms`` (overrides the recipes' ``ar_ramp_ms``), ``max_gap_ms``,
 ``model`` (``auto``, a packaged model name or a checkpoint path), ``iterations``
-(Griffin-Lim iterations of the ``unet`` and ``blend`` recipes).
+(Griffin-Lim iterations of the ``unet`` and ``blend`` recipes), ``report_to`` (a list: the
+records of what was filled, with file times, are appended to it; see
+``archtool.restore.chain.run_steps``). ``method="exemplar"`` copies the best match whatever
+its similarity (AR where there is none).
 """
 from __future__ import annotations
 
@@ -847,4 +859,6 @@ class InpaintRestorer:
                                border_ms=float(params.get("border_ms", BORDER_MS)), xfade_ms=xfade,
                                max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)), offset_s=offset,
                                iterations=None if params.get("iterations") is None else int(params["iterations"]))
+        if isinstance(params.get("report_to"), list):  # what was done, for the report (see run_steps)
+            params["report_to"].extend(records)
         return torch.from_numpy(out).to(audio.device)
