@@ -61,9 +61,12 @@ def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
     restorers working on a block grid align it to the file, not to the chunk.
 
     ``core`` (``(start, length)`` in ``audio``): only those samples are wanted (the engine's
-    chunk without its context). After each step the audio is then cut down to the core
-    plus the context the *remaining* steps need, so a step with a long context (inpainting's
-    exemplar search) costs the later, heavier steps nothing; returns the core only.
+    chunk without its context). Each restorer is told, in ``params["needed"]`` (``(start,
+    stop)`` in the audio it receives), where its output still matters: the core plus the
+    context the *remaining* steps need (it may skip work elsewhere: the inpainting restorer
+    fills only the gaps there). After the step the audio is cut down to that span, so a step
+    with a long context (inpainting's exemplar search) costs the later, heavier steps
+    nothing; returns the core only.
 
     ``done`` (one list per step): what each restorer reports it did (records with file times
     ``start_s`` / ``end_s``, appended to ``params["report_to"]``; the inpainting restorer
@@ -83,6 +86,9 @@ def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
             params["chunk_offset"] = int(offset)
             if done is not None:
                 params["report_to"] = []
+            if left is not None:  # where this step's output still matters: the core and the later steps' context
+                need = context_samples(steps[i + 1:], sample_rate)
+                params["needed"] = (max(0, left - need), min(x.shape[-1], left + core[1] + need))
             shape = tuple(x.shape)
             x = restorer.process(x, sample_rate, params, device)
             if done is not None:
@@ -90,8 +96,7 @@ def run_steps(audio: np.ndarray, sample_rate: int, steps: Sequence[Step],
             if tuple(x.shape) != shape:
                 raise RuntimeError(f"restorer {step.restorer} changed the shape {shape} -> {tuple(x.shape)}")
             if left is not None:
-                need = context_samples(steps[i + 1:], sample_rate)
-                a, b = max(0, left - need), min(x.shape[-1], left + core[1] + need)
+                a, b = params["needed"]
                 x, offset, left = x[:, a:b], offset + a, left - a
     out = x.detach().to("cpu").numpy().astype(np.float32, copy=False)
     return out if left is None else out[:, left:left + core[1]]

@@ -67,7 +67,8 @@ where this chunk starts in the file (the engine's convention, see
 ``unet`` | ``blend`` | ``exemplar``), ``ar_max_ms`` (set: ``auto`` is AR up to it and ``unet`` beyond, the earlier
 policy), ``border_ms``, ``xfade_ms`` (overrides the recipes' ``ar_ramp_ms``), ``max_gap_ms``,
 ``model`` (``auto``, a packaged model name or a checkpoint path), ``iterations``
-(Griffin-Lim iterations of the ``unet`` and ``blend`` recipes), ``report_to`` (a list: the
+(Griffin-Lim iterations of the ``unet`` and ``blend`` recipes), ``needed`` (``(start, stop)``
+samples of this chunk: only gaps touching them are filled), ``report_to`` (a list: the
 records of what was filled, with file times, are appended to it; see
 ``archtool.restore.chain.run_steps``). ``method="exemplar"`` copies the best match whatever
 its similarity (AR where there is none).
@@ -678,9 +679,12 @@ def ar_order_bounded(gap_samples: int, sample_rate: int) -> int:
 def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: UNetFiller | None = None,
             method: str = "auto", ar_max_ms: float | None = None, border_ms: float = BORDER_MS,
             xfade_ms: float | None = None, max_gap_ms: float = MAX_GAP_MS, offset_s: float = 0.0,
-            iterations: int | None = None, recipe: Recipe | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+            iterations: int | None = None, recipe: Recipe | None = None,
+            damaged_s: list | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Fill gaps of ``audio`` ``(channels, samples)``; returns ``(new audio, fill records)``.
 
+    ``damaged_s`` (optional, file seconds): more damaged intervals that are not filled here but
+    must not be copied from (the exemplar search always avoids the gaps it fills).
     ``recipe`` (optional) fills every gap with that recipe instead of the planned one
     (how ``benchmarks/inpaint.py --tune`` compares candidate recipes). ``iterations``
     (optional) overrides the Griffin-Lim iterations of ``unet`` and ``blend`` recipes.
@@ -707,7 +711,11 @@ def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: U
     border = int(round(border_ms * sample_rate / 1000.0))
     records = plan_fills(intervals_s, sample_rate, n, offset_s=offset_s, method=method,
                          ar_max_ms=ar_max_ms, max_gap_ms=max_gap_ms)
+    # no exemplar is copied from or across a damaged stretch: the gaps filled here and any
+    # others the caller knows of (``damaged_s``, file seconds; e.g. gaps filled in another chunk)
     spans = [(r["start"], r["stop"]) for r in records]
+    for a, b in damaged_s or ():
+        spans.append((int(np.floor((float(a) - offset_s) * sample_rate)), int(np.ceil((float(b) - offset_s) * sample_rate))))
     with threadpool_limits(1, user_api="blas"):
         for rec in records:
             if recipe is not None and rec["method"] != "skipped":
@@ -846,6 +854,10 @@ class InpaintRestorer:
         offset = chunk_offset(params, sample_rate) / sample_rate
         if intervals is None:
             intervals = [[a + offset, b + offset] for a, b in zero_runs(x, sample_rate)]
+        damaged = intervals
+        if params.get("needed") is not None:  # only the gaps whose fill is used (see run_steps)
+            lo, hi = (offset + v / sample_rate for v in params["needed"])
+            intervals = [iv for iv in intervals if float(iv[1]) > lo and float(iv[0]) < hi]
         method = str(params.get("method", "auto"))
         ar_max = None if params.get("ar_max_ms") is None else float(params["ar_max_ms"])
         xfade = None if params.get("xfade_ms") is None else float(params["xfade_ms"])
@@ -858,7 +870,8 @@ class InpaintRestorer:
         out, records = inpaint(x, sample_rate, intervals, filler=filler, method=method, ar_max_ms=ar_max,
                                border_ms=float(params.get("border_ms", BORDER_MS)), xfade_ms=xfade,
                                max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)), offset_s=offset,
-                               iterations=None if params.get("iterations") is None else int(params["iterations"]))
+                               iterations=None if params.get("iterations") is None else int(params["iterations"]),
+                               damaged_s=damaged)
         if isinstance(params.get("report_to"), list):  # what was done, for the report (see run_steps)
             params["report_to"].extend(records)
         return torch.from_numpy(out).to(audio.device)
