@@ -444,9 +444,11 @@ def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None
     Intervals are sorted and merged; those outside ``[0, n_samples)`` are dropped and
     those crossing its ends clipped. Returns dicts with ``start_s``, ``end_s`` (file
     time), ``start``, ``stop`` (local samples), ``method`` (``ar`` | ``ar_topup`` |
-    ``unet`` | ``blend`` | ``skipped``, with ``reason``) and ``recipe`` (a :class:`Recipe`).
-    ``method="auto"`` takes the recipe for the gap's length from :data:`AUTO_RECIPES`
-    (the table of the model serving ``sample_rate``); with ``ar_max_ms`` set, ``auto``
+    ``unet`` | ``blend`` | ``exemplar`` | ``skipped``, with ``reason``) and ``recipe`` (a
+    :class:`Recipe`). ``method="auto"`` takes the recipe for the gap's length from
+    :data:`AUTO_RECIPES` (the table of the model serving ``sample_rate``) and adds the rules
+    that may replace it when the gap is filled (``exemplar_if_similarity_at_least``,
+    ``ar_if_agreement_at_least``); with ``ar_max_ms`` set, ``auto``
     is instead Janssen AR up to that length and the ``unet`` recipe beyond.
     """
     if method not in ("auto",) + RECIPE_KINDS:
@@ -501,10 +503,12 @@ def fill_report(params: dict[str, Any], sample_rate: int, n_samples: int | None 
     """What an ``inpaint`` step with ``params`` fills, one dict per interval, for reports.
 
     Keys: ``start_s``, ``end_s``, ``method`` (``ar`` | ``ar_topup`` | ``unet`` | ``blend`` |
-    ``skipped``), the recipe's settings (``floor``, ``iterations``, ``ar_ramp_ms``, the
-    blend's ``lam``, ``loud``, ``keep_ar``, ``coherence_power``) where they apply, and
-    ``reason`` for skipped ones. Empty when the step fills detected digital silence (no
-    ``intervals_s``): those runs are only known once the audio is read.
+    ``exemplar`` | ``skipped``), the recipe's settings (``floor``, ``iterations``, ``ar_ramp_ms``,
+    the blend's ``lam``, ``loud``, ``keep_ar``, ``coherence_power``) where they apply, the
+    rules that may replace the recipe at run time, and ``reason`` for skipped ones. Empty when
+    the step fills detected digital silence (no ``intervals_s``): those runs are only known
+    once the audio is read. (What was actually done is reported by the restorer afterwards,
+    through ``params["report_to"]``, and replaces this list in reports.)
     """
     if not params.get("intervals_s"):
         return []
