@@ -746,29 +746,42 @@ def _exemplar_match(audio: np.ndarray, start: int, stop: int, sample_rate: int,
     return None if match is None else dataclasses.replace(match, source=match.source + lo)
 
 
+def _decide_exemplar(audio: np.ndarray, rec: dict[str, Any], sample_rate: int,
+                     exclude: list[tuple[int, int]], offset_s: float):
+    """For a planned gap whose method is ``exemplar``, or that carries the ``auto`` rule
+    ``exemplar_if_similarity_at_least``: search a passage to copy and, if it is used, switch
+    ``rec`` to the ``exemplar`` recipe with its source and similarity (updates ``rec``).
+    Returns the match to copy, or None."""
+    least = rec.pop("exemplar_if_similarity_at_least", None)
+    forced = rec["method"] == "exemplar"
+    if least is None and not forced:
+        return None
+    s, e = rec["start"], rec["stop"]
+    match = _exemplar_match(audio, s, e, sample_rate, exclude)
+    if match is None:
+        if forced:
+            rec.update(method="ar", reason="no passage elsewhere in reach to copy from")
+        return None
+    similarity = min(match.similarity_before, match.similarity_after)
+    if not forced and similarity < least:
+        return None
+    where = f"{abs(match.source - s) / sample_rate:.2f} s {'earlier' if match.source < s else 'later'}"
+    rec.update(method="exemplar", recipe=DEFAULT_RECIPES["exemplar"] if not forced else rec["recipe"],
+               source_s=round(offset_s + match.source / sample_rate, 6), similarity=round(similarity, 3),
+               reason=f"the surroundings recur {where} (similarity {similarity:.2f})")
+    rec.pop("ar_if_agreement_at_least", None)
+    return match
+
+
 def _fill_one(audio: np.ndarray, out: np.ndarray, rec: dict[str, Any], sample_rate: int,
               filler: UNetFiller | None, border: int, xfade_ms: float | None, iterations: int | None,
               exclude: list[tuple[int, int]] = (), offset_s: float = 0.0) -> None:
     """Fill one planned gap of every channel of ``audio`` into ``out`` (updates ``rec``);
     ``exclude``: every planned gap (no exemplar is copied from or across one)."""
-    s, e, recipe = rec["start"], rec["stop"], rec["recipe"]
+    s, e = rec["start"], rec["stop"]
     n = audio.shape[-1]
-    least = rec.pop("exemplar_if_similarity_at_least", None)
-    match = None
-    if least is not None or rec["method"] == "exemplar":
-        match = _exemplar_match(audio, s, e, sample_rate, exclude)
-        similarity = -1.0 if match is None else min(match.similarity_before, match.similarity_after)
-        if rec["method"] == "exemplar" and match is None:
-            rec.update(method="ar", reason="no passage elsewhere in reach to copy from")
-        elif rec["method"] == "exemplar" or similarity >= least:
-            rec.update(method="exemplar", source_s=round(offset_s + match.source / sample_rate, 6),
-                       similarity=round(similarity, 3))
-            if rec["recipe"].kind != "exemplar":
-                rec.update(recipe=DEFAULT_RECIPES["exemplar"], reason=(
-                    f"the surroundings recur {abs(match.source - s) / sample_rate:.2f} s "
-                    f"{'earlier' if match.source < s else 'later'} (similarity {similarity:.2f})"))
-            recipe = rec["recipe"]
-            rec.pop("ar_if_agreement_at_least", None)
+    match = _decide_exemplar(audio, rec, sample_rate, exclude, offset_s)
+    recipe = rec["recipe"]
     guard = rec.pop("ar_if_agreement_at_least", None)
     if guard is not None:
         # the prediction's context (see prediction_agreement) around the gap, channels mixed
