@@ -10,7 +10,7 @@ from archtool.dsp.exemplar import exemplar_fill, find_exemplar
 from archtool.metrics import snr_db
 from archtool.restore.base import Step
 from archtool.restore.chain import context_samples, run_steps
-from archtool.restore.inpaint import EXEMPLAR_SIMILARITY, fill_report, inpaint
+from archtool.restore.inpaint import exemplar_threshold, fill_report, inpaint
 from archtool.restore.registry import get_restorer
 
 
@@ -74,8 +74,8 @@ def test_auto_copies_a_repeated_bar_and_leaves_the_rest_untouched():
     for ch in range(2):
         assert snr_db(x[ch, s:e], out[ch, s:e]) > 15.0  # the copy is exact; the 10 ms Janssen ramps are not
     assert np.array_equal(out[:, :s], y[:, :s]) and np.array_equal(out[:, e:], y[:, e:])
-    assert fill_report({"intervals_s": [[s / sr, e / sr]]}, sr)[0]["exemplar_if_similarity_at_least"] == \
-        EXEMPLAR_SIMILARITY
+    assert fill_report({"intervals_s": [[s / sr, e / sr]]}, sr)[0]["exemplar_if_similarity_at_least"] == 0.8
+    assert exemplar_threshold(25.0) == 0.95 and exemplar_threshold(100.0) == exemplar_threshold(1000.0) == 0.8
 
 
 def test_auto_does_not_copy_where_nothing_recurs():
