@@ -51,6 +51,14 @@ def test_restore_fills_user_listed_gaps_and_refuses_bad_lists(tmp_path):
     assert report["files"][0]["steps"][0]["fills"] == fills
     page = (tmp_path / "out" / "report.html").read_text()
     assert "0.500-0.515 s (15 ms): <b>ar</b>" in page and "1.900-2.200 s (300 ms): <b>exemplar</b>" in page
+    # an archivist who wants no copied material says so; the sidecar shows what was done instead
+    res = _run("restore", str(tmp_path / "in"), "-o", str(tmp_path / "out_nocopy"), "--gaps", str(good),
+               "--no-normalize", "--format", "wav", "--no-gap-copies")
+    assert res.returncode == 0, res.stderr
+    side = json.loads((tmp_path / "out_nocopy" / "t.archtool.json").read_text())
+    step = next(s for s in side["chain"] if s["restorer"] == "inpaint")
+    assert step["params"]["inpaint_copies"] is False
+    assert [f["method"] for f in step["fills"]] == ["ar", "ar_steady"]  # a steady tone: predicted instead
     y, _ = read_audio(tmp_path / "out" / "t.wav")
     ref = tone(440.0, 3.0, sr, amplitude=0.3)[0]
     for a, b in ((8000, 8240), (int(1.9 * sr), int(2.2 * sr))):

@@ -94,6 +94,7 @@ def restore(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampling steps of the diffusion restorer (fewer: faster; default: the preset's)."),
     block_s: float = typer.Option(10.0, "--block-seconds", min=0.05, help="Seconds of audio per processing block (memory bound)."),
     gaps: Optional[Path] = typer.Option(None, "--gaps", help="CSV of gap intervals to fill: 'file,start,end' or 'start,end' rows, seconds or [h:]mm:ss."),
+    gap_copies: bool = typer.Option(True, "--gap-copies/--no-gap-copies", help="Where a gap's surroundings recur closely within 6 s (a repeated bar, a loop), fill it with a copy of what follows them there; --no-gap-copies: only interpolate and predict."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run the files on that cluster."),
     transfer: str = typer.Option("auto", "--transfer", help="With --scheduler, how workers reach the files: shared (same paths on every worker) | ship (bytes sent through the cluster) | auto (shared if every worker sees them, else ship)."),
     ship_limit_mb: float = typer.Option(1024.0, "--ship-limit-mb", min=1.0, help="With --transfer ship/auto: largest input sent through the cluster, MB (larger files fail with a message)."),
@@ -111,7 +112,8 @@ def restore(
                                normalize=not no_normalize, output_format=fmt, keep_residual=keep_residual,
                                seed=seed, block_s=block_s, gaps_file=str(gaps) if gaps else None,
                                extra=((("bwe_gain", str(bwe_gain)),) if bwe_gain is not None else ())
-                               + ((("diffusion_steps", str(steps)),) if steps is not None else ()))
+                               + ((("diffusion_steps", str(steps)),) if steps is not None else ())
+                               + ((("inpaint_copies", "false"),) if not gap_copies else ()))
     if gaps is not None:
         from archtool.restore.gaplist import read_gap_list
 

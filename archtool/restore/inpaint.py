@@ -67,7 +67,9 @@ where this chunk starts in the file (the engine's convention, see
 ``unet`` | ``blend`` | ``exemplar``), ``ar_max_ms`` (set: ``auto`` is AR up to it and ``unet`` beyond, the earlier
 policy), ``border_ms``, ``xfade_ms`` (overrides the recipes' ``ar_ramp_ms``), ``max_gap_ms``,
 ``model`` (``auto``, a packaged model name or a checkpoint path), ``iterations``
-(Griffin-Lim iterations of the ``unet`` and ``blend`` recipes), ``needed`` (``(start, stop)``
+(Griffin-Lim iterations of the ``unet`` and ``blend`` recipes), ``copies`` (default true;
+false: ``auto`` never copies from elsewhere in the recording; ``archtool restore
+--no-gap-copies``), ``needed`` (``(start, stop)``
 samples of this chunk: only gaps touching them are filled), ``report_to`` (a list: the
 records of what was filled, with file times, are appended to it; see
 ``archtool.restore.chain.run_steps``). ``method="exemplar"`` copies the best match whatever
@@ -446,7 +448,7 @@ def zero_runs(audio: np.ndarray, sample_rate: int, min_s: float = MIN_ZERO_RUN_S
 
 def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None, *,
                offset_s: float = 0.0, method: str = "auto", ar_max_ms: float | None = None,
-               max_gap_ms: float = MAX_GAP_MS) -> list[dict[str, Any]]:
+               max_gap_ms: float = MAX_GAP_MS, copies: bool = True) -> list[dict[str, Any]]:
     """Decide, for each interval, the samples to fill and the method.
 
     ``intervals_s`` are in file seconds; ``offset_s`` is the file time of sample 0.
@@ -456,8 +458,8 @@ def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None
     ``unet`` | ``blend`` | ``exemplar`` | ``skipped``, with ``reason``) and ``recipe`` (a
     :class:`Recipe`). ``method="auto"`` takes the recipe for the gap's length from
     :data:`AUTO_RECIPES` (the table of the model serving ``sample_rate``) and adds the rules
-    that may replace it when the gap is filled (``exemplar_if_similarity_at_least``,
-    ``ar_if_agreement_at_least``); with ``ar_max_ms`` set, ``auto``
+    that may replace it when the gap is filled (``exemplar_if_similarity_at_least``, unless
+    ``copies`` is False; ``ar_if_agreement_at_least``); with ``ar_max_ms`` set, ``auto``
     is instead Janssen AR up to that length and the ``unet`` recipe beyond.
     """
     if method not in ("auto",) + RECIPE_KINDS:
@@ -499,13 +501,24 @@ def plan_fills(intervals_s: list, sample_rate: int, n_samples: int | None = None
             recipe = DEFAULT_RECIPES["ar" if ms <= ar_max_ms else "unet"]
         else:
             recipe = recipe_for(ms, sample_rate)
-            if EXEMPLAR_MIN_MS <= ms <= EXEMPLAR_MAX_MS:
+            if copies and EXEMPLAR_MIN_MS <= ms <= EXEMPLAR_MAX_MS:
                 rec["exemplar_if_similarity_at_least"] = exemplar_threshold(ms)
             if recipe.kind != "ar":
                 rec["ar_if_agreement_at_least"] = PREDICTABLE_AGREEMENT
         rec.update(method=recipe.kind, recipe=recipe)
         out.append(rec)
     return out
+
+
+def copies_allowed(params: dict[str, Any]) -> bool:
+    """The restorer params' ``copies`` (or the command line's ``inpaint_copies``): whether
+    ``auto`` may copy a passage from elsewhere in the recording (default True)."""
+    value = params.get("copies", params.get("inpaint_copies", True))
+    if isinstance(value, str):
+        if value.strip().lower() not in ("true", "false"):
+            raise UsageError(f"inpaint: copies must be true or false, not {value!r}")
+        return value.strip().lower() == "true"
+    return bool(value)
 
 
 def fill_report(params: dict[str, Any], sample_rate: int, n_samples: int | None = None) -> list[dict[str, Any]]:
@@ -524,7 +537,7 @@ def fill_report(params: dict[str, Any], sample_rate: int, n_samples: int | None 
     ar_max = params.get("ar_max_ms")
     recs = plan_fills(params["intervals_s"], sample_rate, n_samples, method=str(params.get("method", "auto")),
                       ar_max_ms=None if ar_max is None else float(ar_max),
-                      max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)))
+                      max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)), copies=copies_allowed(params))
     for rec in recs:
         _describe(rec)
     return recs
@@ -693,9 +706,10 @@ def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: U
             method: str = "auto", ar_max_ms: float | None = None, border_ms: float = BORDER_MS,
             xfade_ms: float | None = None, max_gap_ms: float = MAX_GAP_MS, offset_s: float = 0.0,
             iterations: int | None = None, recipe: Recipe | None = None,
-            damaged_s: list | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+            damaged_s: list | None = None, copies: bool = True) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Fill gaps of ``audio`` ``(channels, samples)``; returns ``(new audio, fill records)``.
 
+    ``copies=False``: ``auto`` never copies a passage from elsewhere (no ``exemplar``).
     ``damaged_s`` (optional, file seconds): more damaged intervals that are not filled here but
     must not be copied from (the exemplar search always avoids the gaps it fills).
     ``recipe`` (optional) fills every gap with that recipe instead of the planned one
@@ -723,7 +737,7 @@ def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: U
     n = audio.shape[-1]
     border = int(round(border_ms * sample_rate / 1000.0))
     records = plan_fills(intervals_s, sample_rate, n, offset_s=offset_s, method=method,
-                         ar_max_ms=ar_max_ms, max_gap_ms=max_gap_ms)
+                         ar_max_ms=ar_max_ms, max_gap_ms=max_gap_ms, copies=copies)
     # no exemplar is copied from or across a damaged stretch: the gaps filled here and any
     # others the caller knows of (``damaged_s``, file seconds; e.g. gaps filled in another chunk)
     spans = [(r["start"], r["stop"]) for r in records]
@@ -897,7 +911,7 @@ class InpaintRestorer:
                                border_ms=float(params.get("border_ms", BORDER_MS)), xfade_ms=xfade,
                                max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)), offset_s=offset,
                                iterations=None if params.get("iterations") is None else int(params["iterations"]),
-                               damaged_s=damaged)
+                               damaged_s=damaged, copies=copies_allowed(params))
         if isinstance(params.get("report_to"), list):  # what was done, for the report (see run_steps)
             params["report_to"].extend(records)
         return torch.from_numpy(out).to(audio.device)
