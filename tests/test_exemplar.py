@@ -170,3 +170,14 @@ def test_engine_blocks_give_the_bytes_of_one_pass():
     for a, b in gaps:
         s, e = int(a * sr), int(b * sr)
         assert snr_db(clean[s:e], whole[0, s:e]) > 8.0  # exact copies; the 10 ms Janssen ramps are not
+
+
+def test_silence_is_never_a_match():
+    """Digital silence elsewhere matches nothing, however the running sums round."""
+    sr = 16000
+    x = np.concatenate([np.zeros(3 * sr), coloured(3.0, sr, 7)])
+    s, e = int(4.5 * sr), int(4.7 * sr)
+    y = x.copy()
+    y[s:e] = 0.0
+    m = find_exemplar(y, s, e, sr)
+    assert m is None or (m.source >= 3 * sr and m.similarity <= 1.0)

@@ -86,8 +86,11 @@ def find_exemplar(x: np.ndarray, start: int, stop: int, sample_rate: int, *,
     db, da = dot_before[kb], dot_after[ka]
     eb, ea = en[kb], en[ka]
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = (db + da) / np.sqrt((e_before + e_after) * (eb + ea))
-    ok = np.isfinite(rho) & (eb > 0.0) & (ea > 0.0)
+        rho = np.clip((db + da) / np.sqrt((e_before + e_after) * (eb + ea)), -1.0, 1.0)
+    # a candidate far quieter than the gap's surroundings (digital silence, where the running
+    # sums leave only rounding) would need more gain than a copy may get
+    quiet = 0.25 / MAX_GAIN ** 2
+    ok = np.isfinite(rho) & (eb > quiet * e_before) & (ea > quiet * e_after)
     for a, b in [(start, stop), *exclude]:
         # the candidate's whole span [t - ctx, t + gap + ctx) must miss [a, b)
         ok &= (t + gap + ctx <= a) | (t - ctx >= b)
