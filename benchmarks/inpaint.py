@@ -10,8 +10,10 @@ at seeded positions inside non-silent passages of the held-out clips (the files
 - ``unet``: the U-Net path (model magnitudes, AR phase initialisation, gap-only fast
   Griffin-Lim); ``unet_plain_gl``: the same magnitudes with plain Griffin-Lim from
   random phase (the phase-reconstruction comparison);
-- ``combined``: the restorer's own choice by length (:func:`archtool.restore.inpaint.inpaint`,
-  method ``auto``: the recipe of ``AUTO_RECIPES`` for the model and gap length -- Janssen
+- ``combined``: the restorer's own choice (:func:`archtool.restore.inpaint.inpaint`, method
+  ``auto``: a copy of the passage where the gap's surroundings recur, when they recur closely
+  enough (``exemplar``); else AR where the surroundings are steady (``ar_steady``); else the
+  recipe of ``AUTO_RECIPES`` for the model and gap length -- Janssen
   AR, the Janssen fill topped up to a floor of the U-Net's magnitudes, the U-Net
   magnitudes with Griffin-Lim started from the Janssen fill and AR cross-fades at the edges,
   or that fill blended per STFT bin with the Janssen fill (``spectral_blend``)).

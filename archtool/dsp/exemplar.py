@@ -56,7 +56,10 @@ def _window_energy(x: np.ndarray, length: int) -> np.ndarray:
 def find_exemplar(x: np.ndarray, start: int, stop: int, sample_rate: int, *,
                   context_ms: float = CONTEXT_MS, search_s: float = SEARCH_S,
                   exclude: Iterable[tuple[int, int]] = ()) -> ExemplarMatch | None:
-    """The position elsewhere in ``x`` (1-D) whose surroundings best match the gap's.
+    """The position elsewhere in ``x`` (1-D) whose surroundings best match the gap's: the
+    highest similarity of both contexts together. Each side's own similarity is returned too,
+    for the caller's decision (``archtool.restore.inpaint`` requires the worse of the two to
+    reach its threshold; that pairing is what was tuned).
 
     Candidates lie within ``search_s`` seconds of the gap; a candidate's copied span and
     both its contexts must avoid the gap itself and every ``exclude`` interval (other
@@ -99,8 +102,8 @@ def find_exemplar(x: np.ndarray, start: int, stop: int, sample_rate: int, *,
     rho = np.where(ok, rho, -np.inf)
     k = int(np.argmax(rho))
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho_b = db[k] / np.sqrt(e_before * eb[k])
-        rho_a = da[k] / np.sqrt(e_after * ea[k])
+        rho_b = np.clip(db[k] / np.sqrt(e_before * eb[k]), -1.0, 1.0)
+        rho_a = np.clip(da[k] / np.sqrt(e_after * ea[k]), -1.0, 1.0)
     return ExemplarMatch(source=int(t[k]), similarity=float(rho[k]), similarity_before=float(rho_b),
                          similarity_after=float(rho_a),
                          gain_before=float(np.clip(db[k] / eb[k], 0.0, MAX_GAIN)),

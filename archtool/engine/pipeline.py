@@ -105,8 +105,8 @@ def _once_each(records: list[dict]) -> list[dict]:
     """Records in time order, one per interval (a gap that straddles two chunks is filled, the
     same way, in both)."""
     seen: dict[tuple[float, float], dict] = {}
-    for r in records:
-        seen.setdefault((r["start_s"], r["end_s"]), r)
+    for r in records:  # keyed to 0.1 ms: the two chunks' file times may differ in the last digit
+        seen.setdefault((round(r["start_s"], 4), round(r["end_s"], 4)), r)
     return [seen[k] for k in sorted(seen)]
 
 
