@@ -601,3 +601,44 @@ def test_auto_fills_a_steady_chord_from_its_surroundings_not_the_network(sr, mon
     forced, recs = inpaint(y, sr, [[s / sr, e / sr]], filler=filler, method="unet")
     assert recs[0]["method"] == "unet"
     assert fill_report({"intervals_s": [[s / sr, e / sr]]}, sr)[0]["ar_if_agreement_at_least"] == 0.8
+
+
+def test_top_band_of_a_network_fill_matches_the_surroundings_at_44k():
+    """At 44.1 kHz the music U-Net (22.05 kHz) leaves nothing above 11 kHz in the gap; the
+    top-up brings that band to the surroundings' level (within 2 dB) and leaves the band below
+    the model's Nyquist as it was; two chunks give the bytes of one pass."""
+    from archtool.dsp.band_fill import top_up_band
+    import archtool.restore.inpaint as inpaint_module
+
+    sr = 44100
+    g = np.random.default_rng(4)
+    x = (0.1 * g.standard_normal(3 * sr) + 0.02 * np.sin(2 * np.pi * 330 * np.arange(3 * sr) / sr))[None]
+    x = x.astype(np.float32)
+    s, e = int(1.5 * sr), int(1.8 * sr)
+    y = x.copy()
+    y[:, s:e] = 0.0
+    filler = UNetFiller.load(PACKAGED_DIR / PACKAGED_MODELS["music22k"])
+    out, recs = inpaint(y, sr, [[s / sr, e / sr]], filler=filler, copies=False)
+    assert recs[0]["method"] in ("unet", "blend", "ar_topup")
+    hb, ha = signal.butter(8, 12000 / (sr / 2), "high")
+    band = lambda v: float(np.mean(signal.lfilter(hb, ha, v.astype(np.float64))[s + 500:e - 500] ** 2))  # noqa: E731
+    assert abs(10 * np.log10(band(out[0]) / band(x[0]))) < 2.0
+    monkey = inpaint_module.TOP_UP_BAND
+    try:
+        inpaint_module.TOP_UP_BAND = False
+        bare, _ = inpaint(y, sr, [[s / sr, e / sr]], filler=filler, copies=False)
+    finally:
+        inpaint_module.TOP_UP_BAND = monkey
+    assert band(bare[0]) < 0.05 * band(x[0])  # the hole the top-up fills
+    lb, la = signal.butter(8, 7000 / (sr / 2))
+    low = lambda v: signal.lfilter(lb, la, v.astype(np.float64))[s:e]  # noqa: E731
+    assert np.sqrt(np.mean((low(out[0]) - low(bare[0])) ** 2)) < 0.01 * np.sqrt(np.mean(low(x[0]) ** 2))
+    # chunk invariance: the noise is seeded by the gap's place in the file
+    restorer = get_restorer("inpaint")
+    params = {"intervals_s": [[s / sr, e / sr]], "copies": False}
+    whole = restorer.process(torch.from_numpy(y), sr, params).numpy()
+    cut = s + 1000
+    first = restorer.process(torch.from_numpy(y[:, :cut + sr]), sr, params).numpy()
+    second = restorer.process(torch.from_numpy(y[:, cut - sr:]), sr, dict(params, chunk_offset=cut - sr)).numpy()
+    assert np.array_equal(np.concatenate([first[:, :cut], second[:, sr:]], axis=1), whole)
+    assert top_up_band(np.zeros(100), 40, 60, sr, 11000.0).shape == (20,)  # too little context: unchanged

@@ -51,6 +51,9 @@ def test_restore_fills_user_listed_gaps_and_refuses_bad_lists(tmp_path):
     assert report["files"][0]["steps"][0]["fills"] == fills
     page = (tmp_path / "out" / "report.html").read_text()
     assert "0.500-0.515 s (15 ms): <b>ar</b>" in page and "1.900-2.200 s (300 ms): <b>exemplar</b>" in page
+    # and shown up close, before and after, captioned with where the copy came from
+    assert "Filled gaps, up close" in page and page.count("<figcaption>0.500-0.515 s: ar</figcaption>") == 1
+    assert f"<figcaption>1.900-2.200 s: exemplar from {fills[1]['source_s']:.2f} s</figcaption>" in page
     # an archivist who wants no copied material says so; the sidecar shows what was done instead
     res = _run("restore", str(tmp_path / "in"), "-o", str(tmp_path / "out_nocopy"), "--gaps", str(good),
                "--no-normalize", "--format", "wav", "--no-gap-copies")

@@ -121,8 +121,11 @@ def spectrogram_pair_png(before: np.ndarray, after: np.ndarray, sample_rate: int
                          width_px: int = 480, height_px: int = 260,
                          max_seconds: float | None = None, fmax_hz: float | None = None,
                          titles: tuple[str, str] = ("before", "after"),
-                         vmin_db: float = -100.0, vmax_db: float = -10.0) -> bytes:
-    """Two spectrograms stacked (e.g. before/after restoration) on the same colour scale."""
+                         vmin_db: float = -100.0, vmax_db: float = -10.0,
+                         marks_s: Sequence[float] = ()) -> bytes:
+    """Two spectrograms stacked (e.g. before/after restoration) on the same colour scale;
+    ``marks_s``: times (s from the start of the audio) drawn as dashed lines on both, e.g. a
+    filled gap's edges."""
     fig = _figure(width_px, height_px)
     axes = fig.subplots(2, 1, sharex=True)
     for ax, audio, title in zip(axes, (before, after), titles):
@@ -130,6 +133,8 @@ def spectrogram_pair_png(before: np.ndarray, after: np.ndarray, sample_rate: int
         if max_seconds is not None:
             x = x[: int(max_seconds * sample_rate)]
         _draw_spec(ax, x, sample_rate, fmax_hz, vmin_db, vmax_db, title, max_frames=width_px)
+        for t in marks_s:
+            ax.axvline(float(t), color="#7fd4ff", linestyle="--", linewidth=0.8)
     axes[-1].set_xlabel("s", fontsize=7, labelpad=1)
     fig.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.12, hspace=0.35)
     return _to_png(fig)

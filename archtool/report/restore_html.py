@@ -28,6 +28,7 @@ import numpy as np
 __all__ = ["write_restore_report", "wav_data_uri", "flac_data_uri", "jpeg_data_uri"]
 
 EXCERPT_S = 5.0
+MAX_GAP_VIEWS = 6  # filled gaps shown up close per file (the first ones; all are listed in the plan)
 ANALYSIS_S = 30.0
 MAX_PLAYERS = 25
 _SHOWN_MEASURES = ("snr_db", "noise_floor_dbfs", "rate_per_s", "fundamental_hz", "level_db", "cutoff_hz",
@@ -210,7 +211,41 @@ def _file_section(res: dict[str, Any], out_dir: Path, players: bool, excerpt_s: 
             parts.append(f"<p class=dim>players are included for the first {MAX_PLAYERS} files only</p>")
     else:
         parts.append("<p class=dim>excerpt unavailable</p>")
+    parts.append(_gap_views(res, out_path, gain))
     return "<section>" + "".join(parts) + "</section>"
+
+
+def _gap_views(res: dict[str, Any], out_path: Path, gain: float) -> str:
+    """Before/after spectrograms around the first :data:`MAX_GAP_VIEWS` filled gaps, the gap's
+    edges dashed, captioned with what was done (a copy names where it came from)."""
+    from archtool.audio.io import probe, read_audio
+    from archtool.report.plots import spectrogram_pair_png
+
+    fills = [f for s in res.get("steps") or [] for f in s.get("fills") or [] if f.get("method") != "skipped"]
+    if not fills:
+        return ""
+    views = []
+    for f in fills[:MAX_GAP_VIEWS]:
+        a, b = float(f["start_s"]), float(f["end_s"])
+        pad = max(0.15, 0.5 * (b - a))
+        t0 = max(0.0, a - pad)
+        try:
+            x, sr = read_audio(Path(str(res.get("path"))), start_s=t0, duration_s=b + pad - t0, check_finite=False)
+            y, sr_out = read_audio(out_path, info=probe(out_path), start_s=t0, duration_s=b + pad - t0,
+                                   check_finite=False)
+        except Exception:  # the report must not fail a finished batch
+            continue
+        if sr_out != sr:
+            continue
+        n = min(x.shape[1], y.shape[1])
+        png = spectrogram_pair_png(x[:, :n], y[:, :n] / gain, sr, width_px=300, height_px=190,
+                                   titles=(f"before, from {t0:.2f} s", "after"), marks_s=(a - t0, b - t0))
+        how = f["method"] + (f" from {float(f['source_s']):.2f} s" if "source_s" in f else "")
+        views.append(f"<figure><img src='{jpeg_data_uri(png)}'><figcaption>{a:.3f}-{b:.3f} s: "
+                     f"{html.escape(how)}</figcaption></figure>")
+    more = f"<p class=dim>{len(fills) - MAX_GAP_VIEWS} more filled gaps are listed in the plan</p>" \
+        if len(fills) > MAX_GAP_VIEWS else ""
+    return "<h3>Filled gaps, up close</h3><div class=players>" + "".join(views) + "</div>" + more if views else ""
 
 
 _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1000px;color:#222}

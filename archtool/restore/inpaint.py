@@ -28,6 +28,11 @@ recording (:mod:`archtool.dsp.exemplar`): when the 250 ms before and after it bo
 phase right where every predictor decays or guesses. Otherwise, a gap whose surroundings are
 steady enough to predict goes to AR (``ar_steady``), and the rest to the length's recipe.
 
+On recordings above the model's rate (44.1 or 48 kHz against 22.05 kHz), a network-based fill
+has nothing above the model's Nyquist; its top band is then topped up with noise shaped like
+the surroundings (:func:`archtool.dsp.band_fill.top_up_band`, seeded by the gap's place in the
+file), so a long gap is not a hole in the hiss or the cymbals.
+
 A U-Net recipe may anchor its target magnitudes to the Janssen fill's near the gap edges
 (``anchor_ms``), where LSAR is right and the network's smooth guess is not.
 
@@ -87,6 +92,7 @@ import numpy as np
 import torch
 import torchaudio
 
+from archtool.dsp.band_fill import top_up_band
 from archtool.dsp.exemplar import CONTEXT_MS as EXEMPLAR_CONTEXT_MS
 from archtool.dsp.exemplar import exemplar_fill, find_exemplar
 from archtool.dsp.janssen import ar_fill, ar_order_for, bidirectional_extrapolate, prediction_agreement
@@ -127,6 +133,11 @@ EXEMPLAR_MIN_MS = 15.8
 EXEMPLAR_MAX_MS = 1000.0
 EXEMPLAR_SEARCH_S = 6.0
 EXEMPLAR_RAMP_MS = 10.0
+# On recordings above the model's rate, the network-based fills get their band above
+# TOP_UP_FROM x the model's Nyquist topped up with noise shaped like the surroundings
+# (:func:`archtool.dsp.band_fill.top_up_band`); the fill alone has nothing there.
+TOP_UP_BAND = True
+TOP_UP_FROM = 0.9
 PACKAGED_MODELS = {"speech16k": "inpaint_speech16k.pt", "music22k": "inpaint_music22k.pt"}
 RECIPE_KINDS = ("ar", "ar_topup", "unet", "blend", "exemplar")
 BLEND_WINDOW_MS = 32.0  # the STFT of spectral_blend (Hann, hop a quarter of it)
@@ -841,6 +852,11 @@ def _fill_one(audio: np.ndarray, out: np.ndarray, rec: dict[str, Any], sample_ra
             base = unet_base_fill(filler, x, fs, fe, sample_rate, recipe, ar,
                                   iterations if rec["method"] in ("unet", "blend") else None)
             fill = finish_fill(ar, base, sample_rate, recipe, ramp_ms) if janssen else base
+            if TOP_UP_BAND and sample_rate > filler.spec.sample_rate:  # the network's fill stops at its Nyquist
+                with_fill = x.copy()
+                with_fill[fs:fe] = fill
+                fill = top_up_band(with_fill, fs, fe, sample_rate, TOP_UP_FROM * filler.spec.sample_rate / 2,
+                                   seed=int(round(offset_s * sample_rate)) + fs + 7919 * ch)
         else:
             fill = bidirectional_extrapolate(x, fs, fe, sample_rate)
         w = np.ones(fe - fs)
