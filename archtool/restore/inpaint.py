@@ -853,9 +853,10 @@ def _fill_one(audio: np.ndarray, out: np.ndarray, rec: dict[str, Any], sample_ra
                                   iterations if rec["method"] in ("unet", "blend") else None)
             fill = finish_fill(ar, base, sample_rate, recipe, ramp_ms) if janssen else base
             if TOP_UP_BAND and sample_rate > filler.spec.sample_rate:  # the network's fill stops at its Nyquist
-                with_fill = x.copy()
-                with_fill[fs:fe] = fill
-                fill = top_up_band(with_fill, fs, fe, sample_rate, TOP_UP_FROM * filler.spec.sample_rate / 2,
+                lo, hi = max(0, fs - sample_rate // 10), min(n, fe + sample_rate // 10)  # 0.1 s: its context
+                with_fill = x[lo:hi].copy()
+                with_fill[fs - lo:fe - lo] = fill
+                fill = top_up_band(with_fill, fs - lo, fe - lo, sample_rate, TOP_UP_FROM * filler.spec.sample_rate / 2,
                                    seed=int(round(offset_s * sample_rate)) + fs + 7919 * ch)
         else:
             fill = bidirectional_extrapolate(x, fs, fe, sample_rate)
