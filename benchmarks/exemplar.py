@@ -2,8 +2,8 @@
 
 For each set of music (``--set NAME=DIR``, options below), gaps of 25-400 ms are cut at seeded
 positions (the gap protocol of ``benchmarks/inpaint.py``) and filled by the single methods
-(zero, linear, Janssen AR, the U-Net, the U-Net with plain Griffin-Lim), by ``auto`` without
-copies (``inpaint(..., copies=False)``) and by the copy of the best match
+(zero, linear, Janssen AR, the U-Net, the U-Net with plain Griffin-Lim: ``benchmarks/inpaint.py``'s
+``fill_methods``, which also gives ``auto`` as shipped), by ``auto`` without copies (``inpaint(..., copies=False)``) and by the copy of the best match
 (:func:`archtool.dsp.exemplar.find_exemplar`, cross-faded from the Janssen fill over 10 ms).
 Each gap records the similarity of the match (the worse of its two contexts).
 
@@ -52,7 +52,7 @@ from archtool.restore.inpaint import (EXEMPLAR_RAMP_MS, EXEMPLAR_SIMILARITY, PAC
                                       ar_order_bounded, inpaint, ramp_blend)
 from archtool.seeding import rng_for  # noqa: E402
 from archtool.train.inpaint import list_audio, split_files  # noqa: E402
-from inpaint import load_mono, measure, pick_positions  # noqa: E402  (benchmarks/inpaint.py)
+from inpaint import fill_methods, load_mono, measure, pick_positions  # noqa: E402  (benchmarks/inpaint.py)
 
 RATE = 22050
 LENGTHS_MS = (25, 50, 100, 200, 400)
@@ -105,23 +105,20 @@ def gap_rows(name: str, clips: dict[str, np.ndarray], positions: int, filler: UN
         for clip, x in clips.items():
             for s in pick_positions(x, RATE, gap, positions, rng_for(3, f"extune/music/{clip}/{ms}")):
                 e = s + gap
-                d = x.copy()
-                d[s:e] = 0.0
-                fills = {"zero": np.zeros(gap), "linear": np.linspace(x[s - 1], x[e], gap + 2)[1:-1],
-                         "ar": ar_fill(d, s, e, RATE), "unet": filler.fill(d, s, e, RATE),
-                         "unet_plain_gl": filler.fill(d, s, e, RATE, phase="plain")}
+                # the single methods (and ``combined``: auto as shipped) as the held-out benchmark fills them
+                fills = fill_methods(x, s, e, RATE, filler)
+                d = fills["zero"]
                 base, _ = inpaint(d[None].astype(np.float32), RATE, [[s / RATE, e / RATE]], filler=filler,
                                   copies=False)
-                fills["auto_no_copies"] = base[0, s:e].astype(np.float64)
+                fills["auto_no_copies"] = base[0].astype(np.float64)
                 row = {"set": name, "clip": clip, "ms": ms}
                 match = find_exemplar(d, s, e, RATE)
                 if match is not None:
                     row["similarity"] = min(match.similarity_before, match.similarity_after)
                     janssen = ar_fill(d, s, e, RATE, order=ar_order_bounded(gap, RATE))
-                    fills["copy"] = ramp_blend(janssen, exemplar_fill(d, s, e, match), ramp)
-                for m, fill in fills.items():
-                    y = d.copy()
-                    y[s:e] = fill
+                    fills["copy"] = d.copy()
+                    fills["copy"][s:e] = ramp_blend(janssen, exemplar_fill(d, s, e, match), ramp)
+                for m, y in fills.items():
                     row[m] = measure(x, y, s, e, RATE)
                 rows.append(row)
         print(f"{name} {ms} ms: {sum(r['ms'] == ms for r in rows)} gaps", flush=True)

@@ -172,12 +172,14 @@ def test_engine_blocks_give_the_bytes_of_one_pass():
         assert snr_db(clean[s:e], whole[0, s:e]) > 8.0  # exact copies; the 10 ms Janssen ramps are not
 
 
-def test_silence_is_never_a_match():
-    """Digital silence elsewhere matches nothing, however the running sums round."""
+def test_a_repeat_too_quiet_for_the_gain_limit_is_not_a_match():
+    """The only recurrence is 40 dB down: its shape matches perfectly, but no allowed gain
+    (at most x4) could bring a copy to level, so it must not be chosen (nor digital silence)."""
     sr = 16000
-    x = np.concatenate([np.zeros(3 * sr), coloured(3.0, sr, 7)])
-    s, e = int(4.5 * sr), int(4.7 * sr)
+    loop = coloured(1.0, sr, 7)
+    x = np.concatenate([np.zeros(sr), 0.01 * loop, 0.01 * loop, loop, coloured(1.0, sr, 8)])
+    s, e = int(3.4 * sr), int(3.6 * sr)  # inside the loud copy of the loop
     y = x.copy()
     y[s:e] = 0.0
     m = find_exemplar(y, s, e, sr)
-    assert m is None or (m.source >= 3 * sr and m.similarity <= 1.0)
+    assert m is None or min(m.similarity_before, m.similarity_after) < 0.5
