@@ -61,18 +61,24 @@ def lsa_gain(xi: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     return r * _half_e1_exp(r * gamma)
 
 
-def noise_psd_for(psd: list[float] | np.ndarray, psd_n_fft: int, n_fft: int) -> np.ndarray:
+def noise_psd_for(psd: list[float] | np.ndarray, psd_n_fft: int, n_fft: int,
+                  psd_rate: int | None = None, rate: int | None = None) -> np.ndarray:
     """Convert an analysed noise PSD to the ``n_fft``-point periodic-Hann convention.
 
     Interpolates over frequency and rescales by the ratio of the windows' energies
-    (the expected ``|rfft(w x)|^2`` of noise is proportional to ``sum(w^2)``).
+    (the expected ``|rfft(w x)|^2`` of noise is proportional to ``sum(w^2)``). With
+    ``psd_rate`` and ``rate`` (Hz) it also moves the spectrum to a signal resampled to
+    ``rate``: the same power per Hz, so each bin's expected power scales by
+    ``rate / psd_rate`` (beyond the source's Nyquist, its last bin is held).
     """
     psd = np.asarray(psd, dtype=np.float64)
+    scale = n_fft / float(psd_n_fft)  # sum(hann_N^2) = 3N/8 for the periodic Hann window
     f_src = np.linspace(0.0, 0.5, psd.shape[0])
     f_dst = np.linspace(0.0, 0.5, n_fft // 2 + 1)
-    out = np.interp(f_dst, f_src, psd)
-    # sum(hann_N^2) = 3N/8 for the periodic Hann window.
-    return np.maximum(out * (n_fft / float(psd_n_fft)), 1e-20)
+    if psd_rate is not None and rate is not None and psd_rate != rate:
+        f_dst = f_dst * (rate / float(psd_rate))
+        scale *= rate / float(psd_rate)
+    return np.maximum(np.interp(f_dst, f_src, psd) * scale, 1e-20)
 
 
 def _estimate_psd(power: np.ndarray) -> np.ndarray:

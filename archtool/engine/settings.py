@@ -21,7 +21,8 @@ class RestoreSettings:
         output_format: ``same`` | ``flac`` | ``wav``.
         keep_residual: also write input minus output (before normalisation).
         seed: global seed; per-file seeds derive from it and the relative path.
-        block_s: seconds per processing block (memory bound, not results).
+        block_s: seconds per processing block (memory bound, not results; see
+            :func:`archtool.engine.batch.restore_job` for the one exception).
         gaps_file: optional CSV of user-listed gap intervals.
         extra: restorer options from the CLI (e.g. ``bwe_gain``).
     """

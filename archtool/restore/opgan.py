@@ -12,6 +12,7 @@ installed. Output has the input's shape, rate, channels, dtype and device.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +24,8 @@ from archtool.models.fusion import FusionConfig, SpectralFusion, fuse_long
 from archtool.models.opgan import OpGANGenerator, build_generator
 from archtool.models.overlap_add import overlap_add
 from archtool.restore.registry import register_restorer
-from archtool.restore.resampling import fit_length, resample
+from archtool.restore.classic import OFFSET_PARAM, chunk_offset
+from archtool.restore.resampling import fit_length, grid_pad, resample
 
 #: Shipped checkpoints by material name.
 PACKAGED = {"speech": "opgan_speech16k.pt", "music": "opgan_music22k.pt"}
@@ -139,12 +141,16 @@ class OpGANRestorer:
     with when the fusion runs); ``high_band`` (``denoise`` or ``keep``: what to do above the
     model's band, default ``denoise`` when the DSP denoiser is installed); ``fusion``
     (``auto``: use the checkpoint's fusion stage when it has one; ``off``: Op-GAN's output
-    alone).
+    alone); ``noise_psd`` + ``noise_psd_n_fft`` (the file's noise spectrum from the analysis,
+    as for ``denoise``: the DSP denoiser inside uses it instead of estimating one per chunk,
+    and the output then no longer depends on the chunking at all).
     """
 
     name: ClassVar[str] = "opgan"
     kinds: ClassVar[tuple[str, ...]] = ("noise", "background", "reverb")
-    context_s: ClassVar[float] = 1.0
+    #: a segment (1.02 s for the speech model) plus the fusion's reach (<= 0.36 s) and the
+    #: resampling filters, so a chunk's core sees only whole-file segments and frames
+    context_s: ClassVar[float] = 1.5
 
     def __init__(self, checkpoint: str | None = None):
         self.checkpoint = checkpoint
@@ -160,49 +166,89 @@ class OpGANRestorer:
 
     def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
                 device: torch.device | str = "cpu") -> torch.Tensor:
-        """Restore ``audio`` ``(C, N)`` float32 at ``sample_rate``; same shape out."""
+        """Restore ``audio`` ``(C, N)`` float32 at ``sample_rate``; same shape out.
+
+        The chunk is placed on the file's grid first (:func:`grid_pad`, from the chunk's
+        offset in the file): resampled, it starts on a model-rate sample of the whole file
+        whose index is a multiple of the segment hop and the fusion's STFT hop, so the
+        segments, the fusion frames and the DSP denoiser's frames are the whole file's, and
+        the output away from the chunk's edges (:attr:`context_s`) does not depend on the
+        chunking."""
         if audio.dim() != 2:
             raise ValueError(f"audio must be (channels, samples), got shape {tuple(audio.shape)}")
         if audio.shape[-1] == 0:
             return audio.clone()
         model = self.model(params, device)
         x = audio.detach().to(torch.float32)
-        low = resample(x, sample_rate, model.rate)
         fuse = model.fusion is not None and params.get("fusion", "auto") != "off"
-        overlap = params.get("overlap", model.fusion_overlap if fuse else DEFAULT_OVERLAP)
-        restored = model.restore(low.to(model.device), batch_size=_optional_int(params.get("batch")),
-                                 overlap=float(overlap))
+        overlap = float(params.get("overlap", model.fusion_overlap if fuse else DEFAULT_OVERLAP))
+        offset = chunk_offset(params, sample_rate)
+        grid = segment_hop(model.segment, overlap)
         if fuse:
-            restored = self._fuse(model, low.to(model.device), restored, params, device)
-        restored = restored.to(x.device)
-        y = fit_length(resample(restored, model.rate, sample_rate), x.shape[-1])
+            grid = math.lcm(grid, model.fusion.cfg.hop)
+        before, after = grid_pad(offset, sample_rate, model.rate, grid)
+        low = resample(torch.nn.functional.pad(x, (before, 0)), sample_rate, model.rate)
+        low = torch.nn.functional.pad(low, (after, 0)).to(model.device)
+        restored = model.restore(low, batch_size=_optional_int(params.get("batch")), overlap=overlap)
+        if fuse:
+            low_offset = (offset - before) * model.rate // sample_rate - after
+            restored = self._fuse(model, low, restored, params, device, low_offset, sample_rate, after)
+        restored = restored[:, after:].to(x.device)
+        y = fit_length(resample(restored, model.rate, sample_rate)[:, before:], x.shape[-1])
         if sample_rate > model.rate:
-            y = y + self._high_band(x, sample_rate, model.rate, params, device)
+            y = y + self._high_band(x, sample_rate, model.rate, params, device, offset)
         return y.to(dtype=audio.dtype, device=audio.device)
 
     @staticmethod
     def _fuse(model: OpGANModel, low: torch.Tensor, restored: torch.Tensor, params: dict[str, Any],
-              device: torch.device | str) -> torch.Tensor:
-        """Op-GAN's output fused with the input and the DSP denoiser's estimate (model rate)."""
+              device: torch.device | str, low_offset: int = 0, input_rate: int | None = None,
+              padding: int = 0) -> torch.Tensor:
+        """Op-GAN's output fused with the input and the DSP denoiser's estimate (model rate);
+        ``low`` starts at model-rate file sample ``low_offset`` with ``padding`` zeros (left
+        out of the denoiser's own noise estimate)."""
         from archtool.restore.registry import get_restorer, list_restorers
 
         if "denoise" not in list_restorers():
             return restored
-        dsp = get_restorer("denoise").process(low, model.rate, {"seed": params.get("seed", 0)}, device)
+        dsp_params = _denoise_params(params, input_rate or model.rate, model.rate, low_offset + padding)
+        dsp = get_restorer("denoise").process(low[:, padding:], model.rate, dsp_params, device)
+        dsp = torch.nn.functional.pad(dsp, (padding, 0))
         return fuse_long(model.fusion, low, restored, dsp.to(low.device, torch.float32),
                          chunk=model.rate * FUSION_CHUNK_S)
 
     def _high_band(self, x: torch.Tensor, rate: int, model_rate: int, params: dict[str, Any],
-                   device: torch.device | str) -> torch.Tensor:
-        """The input's content above ``model_rate / 2`` (what a resampling round trip removes)."""
+                   device: torch.device | str, offset: int = 0) -> torch.Tensor:
+        """The input's content above ``model_rate / 2`` (what a resampling round trip removes);
+        ``x`` starts at file sample ``offset``."""
         source = x
         if params.get("high_band", "denoise") == "denoise":
             from archtool.restore.registry import list_restorers, get_restorer
 
             if "denoise" in list_restorers():
-                source = get_restorer("denoise").process(x, rate, {"seed": params.get("seed", 0)}, device)
+                source = get_restorer("denoise").process(x, rate, _denoise_params(params, rate, rate, offset), device)
                 source = source.to(x.device, torch.float32)
-        round_trip = fit_length(resample(resample(source, rate, model_rate), model_rate, rate), x.shape[-1])
-        return source - round_trip
+        before, _ = grid_pad(offset, rate, model_rate)
+        padded = torch.nn.functional.pad(source, (before, 0))
+        round_trip = resample(resample(padded, rate, model_rate), model_rate, rate)[:, before:]
+        return source - fit_length(round_trip, x.shape[-1])
 
 
+def segment_hop(segment: int, overlap: float) -> int:
+    """The hop of :func:`archtool.models.overlap_add.overlap_add` for these settings."""
+    return max(1, int(round(segment * (1 - overlap))))
+
+
+def _denoise_params(params: dict[str, Any], psd_rate: int, rate: int, offset: int) -> dict[str, Any]:
+    """Params of the DSP denoiser run inside Op-GAN at ``rate`` on a signal starting at file
+    sample ``offset`` (of that rate): the file's noise spectrum when the plan gave one (taken
+    at ``psd_rate``, converted), so every chunk uses the same, and the frame grid's offset."""
+    out: dict[str, Any] = {"seed": params.get("seed", 0), OFFSET_PARAM: int(offset)}
+    psd = params.get("noise_psd")
+    if psd:
+        from archtool.dsp.denoise import noise_psd_for, stft_sizes
+
+        n_fft, _ = stft_sizes(rate)
+        src_n = int(params.get("noise_psd_n_fft") or 2 * (len(psd) - 1))
+        out["noise_psd"] = noise_psd_for(psd, src_n, n_fft, psd_rate=psd_rate, rate=rate).tolist()
+        out["noise_psd_n_fft"] = n_fft
+    return out
