@@ -593,7 +593,7 @@ def test_auto_fills_a_steady_chord_from_its_surroundings_not_the_network(sr, mon
     assert recs[0]["method"] == "exemplar" and recs[0]["similarity"] > 0.99
     assert snr_db(x[0, s:e], out[0, s:e]) > 30.0
     assert np.array_equal(out[:, :s], y[:, :s]) and np.array_equal(out[:, e:], y[:, e:])
-    monkeypatch.setattr("archtool.restore.inpaint.EXEMPLAR_SIMILARITY", ((float("inf"), 1.01),))
+    monkeypatch.setattr("archtool.restore.gap_plan.EXEMPLAR_SIMILARITY", ((float("inf"), 1.01),))
     out, recs = inpaint(y, sr, [[s / sr, e / sr]], filler=filler)
     assert recs[0]["method"] == "ar_steady" and "agreement" in recs[0]["reason"]
     assert snr_db(x[0, s:e], out[0, s:e]) > 18.0
