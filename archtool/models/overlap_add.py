@@ -33,6 +33,12 @@ def synthesis_window(segment: int, kind: str = "hann", device: torch.device | st
     raise ValueError(f"unknown window {kind!r} (hann, tukey, boxcar)")
 
 
+def segment_hop(segment: int, overlap: float) -> int:
+    """Samples between the starts of neighbouring segments in :func:`overlap_add`; segment
+    ``i`` starts ``i * hop - (segment - hop)`` samples after the signal's first."""
+    return max(1, int(round(segment * (1 - overlap))))
+
+
 @torch.no_grad()
 def overlap_add(fn: SegmentFn, audio: torch.Tensor, segment: int, overlap: float = 0.5,
                 batch_size: int = 16, device: torch.device | str = "cpu", window: str = "hann",
@@ -56,7 +62,7 @@ def overlap_add(fn: SegmentFn, audio: torch.Tensor, segment: int, overlap: float
     channels, n = audio.shape
     if n == 0:
         return audio.clone()
-    hop = max(1, int(round(segment * (1 - overlap))))
+    hop = segment_hop(segment, overlap)
     lead = segment - hop
     n_seg = max(1, -(-(n + lead) // hop))
     total = (n_seg - 1) * hop + segment

@@ -22,7 +22,7 @@ from archtool.errors import CheckpointError
 from archtool.models.checkpoint import load_checkpoint, resolve_checkpoint
 from archtool.models.fusion import FusionConfig, SpectralFusion, fuse_long
 from archtool.models.opgan import OpGANGenerator, build_generator
-from archtool.models.overlap_add import overlap_add
+from archtool.models.overlap_add import overlap_add, segment_hop
 from archtool.restore.registry import register_restorer
 from archtool.restore.classic import OFFSET_PARAM, chunk_offset
 from archtool.restore.resampling import fit_length, grid_pad, resample
@@ -231,11 +231,6 @@ class OpGANRestorer:
         padded = torch.nn.functional.pad(source, (before, 0))
         round_trip = resample(resample(padded, rate, model_rate), model_rate, rate)[:, before:]
         return source - fit_length(round_trip, x.shape[-1])
-
-
-def segment_hop(segment: int, overlap: float) -> int:
-    """The hop of :func:`archtool.models.overlap_add.overlap_add` for these settings."""
-    return max(1, int(round(segment * (1 - overlap))))
 
 
 def _denoise_params(params: dict[str, Any], psd_rate: int, rate: int, offset: int) -> dict[str, Any]:
