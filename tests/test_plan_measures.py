@@ -26,3 +26,33 @@ def test_shared_noise_spectrum_comes_from_the_noise_finding():
     profile = profile_with(noise, surface)
     assert evaluate_rule({"measure": "noise_psd"}, profile, surface) == [1.0, 2.0]
     assert evaluate_rule({"measure": "snr_db", "map": [[0, 20], [30, 8]]}, profile, surface) == 20 + (8 - 20) * 18 / 30
+
+
+def test_a_preset_without_a_noise_spectrum_still_gives_the_denoiser_the_files(tmp_path):
+    """A custom preset that names only the restorer gets the analysis' noise spectrum filled in
+    (the denoiser's ``file_measures``), so the engine's chunks all use the same one, and the
+    output does not change with the block size."""
+    import numpy as np
+
+    from archtool.analyze import analyze_audio
+    from archtool.restore.plan import make_plan
+    from archtool.restore.presets import parse_preset
+    from tests.conftest import run_in_engine_blocks, speech_like
+
+    preset = parse_preset('name = "mine"\n[kinds.noise]\nrestorer = "denoise"\nmin_confidence = 0.0\n', "mine.toml")
+    rate = 16000
+    rng = np.random.default_rng(2)
+    x = (speech_like(8.0, rate) * np.linspace(0.2, 1.0, 8 * rate) + 0.02 * rng.standard_normal((1, 8 * rate)))
+    x = x.astype(np.float32)
+    steps = make_plan(analyze_audio(x, rate), preset)
+    assert [s.restorer for s in steps] == ["denoise"]
+    assert steps[0].params["noise_psd"] and steps[0].params["noise_psd_n_fft"] > 0
+    whole = run_in_engine_blocks(x, rate, steps, 20.0)
+    chunked = run_in_engine_blocks(x, rate, steps, 1.3)
+    diff_db = 10 * np.log10(np.sum((chunked - whole).astype(np.float64) ** 2) / np.sum(whole.astype(np.float64) ** 2))
+    assert diff_db < -60, diff_db
+    for s in steps:  # without the spectrum, each chunk estimates its own: the output depends on the blocks
+        s.params.pop("noise_psd"), s.params.pop("noise_psd_n_fft")
+    own_whole, own_chunked = run_in_engine_blocks(x, rate, steps, 20.0), run_in_engine_blocks(x, rate, steps, 1.3)
+    d = (own_chunked - own_whole).astype(np.float64)
+    assert 10 * np.log10(np.sum(d ** 2) / np.sum(own_whole.astype(np.float64) ** 2)) > -40

@@ -45,6 +45,7 @@ import numpy as np
 from archtool.analyze.profile import Finding, Profile
 from archtool.restore.base import Step
 from archtool.restore.presets import KindRule, Preset, load_preset
+from archtool.restore.registry import restorer_class
 
 __all__ = ["make_plan", "evaluate_rule", "MISSING"]
 
@@ -127,7 +128,9 @@ def make_plan(profile: Profile, preset: str | Preset = "auto") -> list[Step]:
     with ``severity >= min_severity`` and ``confidence >= min_confidence`` (or the rule says
     ``always``). When several kinds map to the same restorer (e.g. ``noise`` and
     ``surface_noise`` both to ``denoise``) one step is planned, with the parameters of the
-    most severe kind. Steps are sorted by ``order``, ties by kind name.
+    most severe kind. Steps are sorted by ``order``, ties by kind name. A restorer's
+    ``file_measures`` (e.g. the denoiser's noise spectrum) are filled in from the analysis
+    when the preset leaves them out.
     """
     p = load_preset(preset)
     chosen: dict[str, tuple[float, float, KindRule, Finding | None]] = {}
@@ -153,6 +156,11 @@ def make_plan(profile: Profile, preset: str | Preset = "auto") -> list[Step]:
             v = evaluate_rule(r, profile, finding if (finding and finding.detected) else None)
             if v is not _MISSING:
                 params[name] = v
+        for name in getattr(restorer_class(restorer), "file_measures", ()):
+            if name not in params:  # the file's own measure, so that every chunk uses the same
+                v = _measure(profile, finding, name)
+                if v is not _MISSING:
+                    params[name] = v
         steps.append((order, rule.kind, Step(restorer=restorer, params=params, reason=_reason(rule, finding))))
     steps.sort(key=lambda t: (t[0], t[1]))
     return [s for _, _, s in steps]
