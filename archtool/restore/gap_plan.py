@@ -258,11 +258,11 @@ def fill_report(params: dict[str, Any], sample_rate: int, n_samples: int | None 
                       ar_max_ms=None if ar_max is None else float(ar_max),
                       max_gap_ms=float(params.get("max_gap_ms", MAX_GAP_MS)), copies=copies_allowed(params))
     for rec in recs:
-        _describe(rec)
+        describe_fill(rec)
     return recs
 
 
-def _describe(rec: dict[str, Any], xfade_ms: float | None = None) -> None:
+def describe_fill(rec: dict[str, Any], xfade_ms: float | None = None) -> None:
     """Replace a plan's internal keys by the audit fields of its recipe (in place)."""
     recipe = rec.pop("recipe", None)
     rec.pop("start", None), rec.pop("stop", None)

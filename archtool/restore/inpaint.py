@@ -100,8 +100,8 @@ from archtool.restore.gap_fills import (BLEND_PAD_MS, BLEND_WINDOW_MS, ar_order_
 from archtool.restore.gap_plan import (AUTO_RECIPES, DEFAULT_RECIPES, EXEMPLAR_MAX_MS, EXEMPLAR_MIN_MS,
                                        EXEMPLAR_RAMP_MS, EXEMPLAR_SEARCH_S, EXEMPLAR_SIMILARITY, MAX_GAP_MS,
                                        MIN_ZERO_RUN_S, PREDICTABLE_AGREEMENT, RECIPE_KINDS, XFADE_MS, Recipe,
-                                       copies_allowed, exemplar_threshold, fill_report, model_for_rate,
-                                       plan_fills, recipe_for, zero_runs, _describe)
+                                       copies_allowed, describe_fill, exemplar_threshold, fill_report,
+                                       model_for_rate, plan_fills, recipe_for, zero_runs)
 from archtool.restore.registry import register_restorer
 from archtool.restore.unet_filler import CONTEXT_FRAMES, GL_ITERATIONS, UNetFiller, cap_to_context
 
@@ -176,7 +176,7 @@ def inpaint(audio: np.ndarray, sample_rate: int, intervals_s: list, *, filler: U
             if rec["method"] != "skipped":
                 _fill_one(audio, out, rec, sample_rate, filler, border, xfade_ms, iterations, spans, offset_s)
     for rec in records:
-        _describe(rec, xfade_ms)
+        describe_fill(rec, xfade_ms)
     return out, records
 
 
