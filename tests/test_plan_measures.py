@@ -56,3 +56,25 @@ def test_a_preset_without_a_noise_spectrum_still_gives_the_denoiser_the_files(tm
     own_whole, own_chunked = run_in_engine_blocks(x, rate, steps, 20.0), run_in_engine_blocks(x, rate, steps, 1.3)
     d = (own_chunked - own_whole).astype(np.float64)
     assert 10 * np.log10(np.sum(d ** 2) / np.sum(own_whole.astype(np.float64) ** 2)) > -40
+
+
+def test_a_preset_that_only_names_dehum_gets_the_files_hum_and_keeps_to_it():
+    """Without the analysed fundamental, each chunk would estimate its own (50 or 60 Hz family);
+    the plan fills it in (dehum's ``file_measures``) and the output is the same for any block."""
+    import numpy as np
+
+    from archtool.analyze import analyze_audio
+    from archtool.restore.plan import make_plan
+    from archtool.restore.presets import parse_preset
+    from tests.conftest import run_in_engine_blocks
+
+    preset = parse_preset('name = "mine"\n[kinds.hum]\nrestorer = "dehum"\n', "mine.toml")
+    sr, n = 16000, 8 * 16000
+    t = np.arange(n) / sr
+    music = 0.2 * np.sin(2 * np.pi * 440 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t))
+    hum = 0.03 * np.sin(2 * np.pi * 50 * t) + 0.015 * np.sin(2 * np.pi * 150 * t + 1.0)
+    x = (music + hum + 0.003 * np.random.default_rng(5).standard_normal(n))[None].astype(np.float32)
+    steps = make_plan(analyze_audio(x, sr), preset)
+    assert [s.restorer for s in steps] == ["dehum"]
+    assert abs(steps[0].params["fundamental_hz"] - 50.0) < 0.5 and steps[0].params["harmonics_hz"]
+    assert np.array_equal(run_in_engine_blocks(x, sr, steps, 1.1), run_in_engine_blocks(x, sr, steps, 20.0))

@@ -44,6 +44,9 @@ class Dehum:
     name: ClassVar[str] = "dehum"
     kinds: ClassVar[tuple[str, ...]] = ("hum",)
     context_s: ClassVar[float] = hum_context_s(SMOOTH_S, GATE_S)
+    #: filled in by the plan from the analysis when a preset leaves them out: estimated per
+    #: chunk, the fundamental and harmonics would change with the engine's block size
+    file_measures: ClassVar[tuple[str, ...]] = ("fundamental_hz", "harmonics_hz")
 
     def process(self, audio: torch.Tensor, sample_rate: int, params: dict[str, Any],
                 device: torch.device | str = "cpu") -> torch.Tensor:
