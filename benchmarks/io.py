@@ -55,7 +55,6 @@ def run_measured(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProc
     t0 = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
-    out_chunks: list[str] = []
     while proc.poll() is None:
         try:
             procs = [proc] + proc.children(recursive=True)
