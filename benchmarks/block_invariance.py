@@ -26,25 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from archtool.audio.io import read_audio  # noqa: E402
-from archtool.engine.chunking import iter_with_context  # noqa: E402
+from archtool.engine.chunking import restore_in_blocks  # noqa: E402
 from archtool.restore.base import Step  # noqa: E402
-from archtool.restore.chain import context_samples, run_steps  # noqa: E402
 from archtool.restore.registry import list_restorers  # noqa: E402
 
 SOURCE = ROOT / "sample_data" / "orchestra_tape_hiss_clipped.flac"
 PARAMS = {"opgan": {"model": "music"}}
-
-
-def run_in_blocks(x: np.ndarray, rate: int, steps: list[Step], block_s: float) -> np.ndarray:
-    """``steps`` over ``x`` ``(C, N)`` as the engine runs them: blocks re-cut into cores with
-    the chain's context, each told its offset in the file."""
-    block = max(1, int(block_s * rate))
-    blocks = (x[:, i:i + block] for i in range(0, x.shape[1], block))
-    out, start = [], 0
-    for ext, left, n in iter_with_context(blocks, block, context_samples(steps, rate)):
-        out.append(run_steps(ext, rate, steps, "cpu", seed=0, offset=start - left, core=(left, n)))
-        start += n
-    return np.concatenate(out, axis=1)
 
 
 def test_signal(rate: int, seconds: float) -> np.ndarray:
@@ -77,8 +64,8 @@ def main() -> None:
         steps = [Step(name, dict(PARAMS.get(name, {})))]
         t = time.perf_counter()
         try:
-            chunked = run_in_blocks(x, args.rate, steps, args.block)
-            whole = run_in_blocks(x, args.rate, steps, 10 * args.seconds)
+            chunked = restore_in_blocks(x, args.rate, steps, args.block)
+            whole = restore_in_blocks(x, args.rate, steps, 10 * args.seconds)
         except Exception as exc:  # a restorer that cannot run here (no checkpoint, ...)
             print(f"| {name} | - | {type(exc).__name__}: {exc} | - | - |")
             continue

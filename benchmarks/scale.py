@@ -342,7 +342,7 @@ def memrun(args: argparse.Namespace) -> None:
         marks[name] = time.time()
         print(json.dumps({"phase": name, "t": marks[name], "python_peak_mb": {done: hwm[done]}}), flush=True)
 
-    real_plan, real_chunks = pipeline.plan_file, pipeline._restored_chunks
+    real_plan, real_chunks = pipeline.plan_file, pipeline.restore_chunks
 
     def plan_with_marks(path, info, preset, options):
         phase("analysis")
@@ -356,7 +356,7 @@ def memrun(args: argparse.Namespace) -> None:
         yield from real_chunks(*a, **k)
         phase("loudness_encode")
 
-    pipeline.plan_file, pipeline._restored_chunks = plan_with_marks, chunks_with_marks
+    pipeline.plan_file, pipeline.restore_chunks = plan_with_marks, chunks_with_marks
     batch = run_batch(args.file, args.out, RestoreSettings(preset="auto"), jobs=1)
     r = batch.results[0]
     phase("exit")

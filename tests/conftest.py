@@ -49,15 +49,7 @@ def speech_like(seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0) -
 
 
 def run_in_engine_blocks(x: np.ndarray, rate: int, steps: list, block_s: float, seed: int = 0) -> np.ndarray:
-    """``steps`` over ``x`` ``(C, N)`` as the engine runs them: blocks of ``block_s`` re-cut into
-    cores with the chain's context (archtool.engine.chunking), each told its offset in the file."""
-    from archtool.engine.chunking import iter_with_context
-    from archtool.restore.chain import context_samples, run_steps
+    """``steps`` over ``x`` ``(C, N)`` as the engine runs them, in blocks of ``block_s`` seconds."""
+    from archtool.engine.chunking import restore_in_blocks
 
-    block = max(1, int(block_s * rate))
-    blocks = (x[:, i:i + block] for i in range(0, x.shape[1], block))
-    out, start = [], 0
-    for ext, left, n in iter_with_context(blocks, block, context_samples(steps, rate)):
-        out.append(run_steps(ext, rate, steps, "cpu", seed=seed, offset=start - left, core=(left, n)))
-        start += n
-    return np.concatenate(out, axis=1)
+    return restore_in_blocks(x, rate, steps, block_s, seed=seed)

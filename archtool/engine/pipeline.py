@@ -28,7 +28,7 @@ from archtool.audio.io import (AudioInfo, BlockReader, BlockWriter, OutputSpec, 
                                transcode_with_gain)
 from archtool.audio.loudness import LoudnessMeter, PeakLimiter, TruePeakMeter, decide_gain, settle_gain
 from archtool.engine.atomic import atomic_path, sha256_file, write_text_atomic
-from archtool.engine.chunking import iter_with_context
+from archtool.engine.chunking import iter_with_context, restore_chunks
 from archtool.engine.devices import is_out_of_memory
 from archtool.engine.manifest import is_done, resumed_figures
 from archtool.engine.memory import HeapCeiling, release_free_memory
@@ -36,7 +36,6 @@ from archtool.engine.settings import RestoreSettings
 from archtool.engine.spill import Spill
 from archtool.engine.workers import one_blas_thread
 from archtool.errors import ArchtoolError, InvalidAudioError
-from archtool.restore.chain import context_samples, run_steps
 from archtool.restore.planning import Plan, plan_file, step_record
 from archtool.seeding import seed_for
 
@@ -85,20 +84,6 @@ def _render(source: Callable[[], Iterator[np.ndarray]], block: int, gain_db: flo
     for ext, left, n in iter_with_context(source(), block, limiter.context):
         y = ext * gain
         yield (y * limiter.gain_curve(y)[None])[:, left:left + n]
-
-
-def _restored_chunks(reader: BlockReader, block: int, context: int, plan: Plan, sample_rate: int,
-                     device: str, seed: int, done: list[list[dict]] | None = None
-                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Pass-1 chunks ``(input core, restored core)``: each core is restored with its context
-    and told where it starts in the file, so block-grid restorers stay chunk-invariant.
-    ``done`` collects what each step reports it did (see ``run_steps``)."""
-    core_start = 0
-    for ext, left, n in iter_with_context(iter(reader), block, context):
-        out = run_steps(ext, sample_rate, plan.steps, device, seed, offset=core_start - left, core=(left, n),
-                        done=done)
-        yield ext[:, left:left + n], out
-        core_start += n
 
 
 def _once_each(records: list[dict]) -> list[dict]:
@@ -182,7 +167,6 @@ def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run
         sr, ch = info.sample_rate, info.channels
         block = max(1024, int(settings.block_s * sr))
         file_seed = seed_for(settings.seed, job.relpath)
-        ctx = context_samples(plan.steps, sr)
         done: list[list[dict]] = [[] for _ in plan.steps]
 
         # Pass 1: decode, restore chunk by chunk, spill, measure.
@@ -205,7 +189,7 @@ def _process_file(job: Job, settings: RestoreSettings, out_dir: Path, *, dry_run
                 residual_writer.__enter__()
             try:
                 if plan.steps:
-                    chunks = _restored_chunks(reader, block, ctx, plan, sr, device, file_seed, done)
+                    chunks = restore_chunks(reader, sr, plan.steps, block, device, file_seed, done)
                 else:
                     chunks = ((b, b) for b in reader)
                 ceiling = HeapCeiling()
